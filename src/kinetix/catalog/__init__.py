@@ -1,0 +1,1 @@
+"""Annotations of every Kinetics release: releases, parsing, labels, selection."""

@@ -1,0 +1,39 @@
+"""The one record every stage passes around: a Kinetics clip."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+
+def clip_key(youtube_id: str, time_start: int, time_end: int) -> str:
+    """The CVDF file stem: ``{youtube_id}_{start:06d}_{end:06d}``."""
+    return f"{youtube_id}_{time_start:06d}_{time_end:06d}"
+
+
+class Clip(NamedTuple):
+    """One annotated clip of one release and split.
+
+    A NamedTuple rather than a dataclass: catalogs hold ~650k of them and tuple
+    construction is several times cheaper than a frozen dataclass ``__init__``.
+    """
+
+    release: str
+    split: str  # normalised: train / val / test / holdout_test
+    youtube_id: str
+    time_start: int
+    time_end: int
+    label: str | None = None  # None for unlabelled test rows
+    is_cc: bool | None = None  # only the CVDF K400 files carry it
+    extra: dict[str, Any] | None = None  # Countix repetitions, AVA timestamps, ...
+
+    @property
+    def key(self) -> str:
+        return clip_key(self.youtube_id, self.time_start, self.time_end)
+
+    @property
+    def duration(self) -> int:
+        return self.time_end - self.time_start
+
+    @property
+    def filename(self) -> str:
+        return self.key + ".mp4"

@@ -1,0 +1,1 @@
+"""The ``kinetix`` command: one module per verb, each exposing ``register(subparsers)``."""

@@ -1,0 +1,174 @@
+"""The kinetix exception tree, and the stable error codes workers record in the manifest.
+
+    KinetixError
+    ├── ConfigError (ValueError)        bad flag, unknown release/split, typo'd class
+    ├── AnnotationError (ValueError)    malformed annotation file / row
+    ├── ManifestError                   manifest missing, locked or of a newer schema
+    │   └── LockedError                 another kinetix process holds the root
+    ├── TransferError (OSError)         an HTTP transfer failed
+    │   ├── HTTPStatusError             the server answered 4xx/5xx
+    │   └── IntegrityError              size / ETag / checksum mismatch, truncated body
+    ├── ArchiveError                    corrupt gzip/tar, unsafe member
+    ├── DiskSpaceError (OSError)        not enough free space for the planned work
+    ├── FFmpegError                     ffmpeg/ffprobe exited non-zero (carries stderr tail)
+    ├── SourceError                     a clip source failed (carries a stable ``code``)
+    └── MissingDependencyError (ImportError)  an optional extra is not installed
+
+Every error a worker catches becomes a result with one of the codes in ``ErrorCode``;
+the CLI prints ``str(exc)`` as one line and exits non-zero.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class ErrorCode(str, Enum):
+    """Stable reasons stored in the manifest's ``error_code`` column."""
+
+    # transfer / archive
+    HTTP_404 = "http_404"
+    HTTP_ERROR = "http_error"
+    NOT_AN_ARCHIVE = "not_an_archive"
+    CORRUPT_ARCHIVE = "corrupt_archive"
+    TRUNCATED = "truncated"
+    NETWORK = "network"
+    NO_SPACE = "no_space"
+    NOT_IN_SHARD = "not_in_shard"
+    # youtube
+    UNAVAILABLE = "unavailable"
+    PRIVATE = "private"
+    REMOVED = "removed"
+    COPYRIGHT = "copyright"
+    GEO_BLOCKED = "geo_blocked"
+    AGE_RESTRICTED = "age_restricted"
+    SIGN_IN_REQUIRED = "sign_in_required"
+    RATE_LIMITED = "rate_limited"
+    TOO_SHORT = "too_short"
+    # processing / verification
+    FFMPEG_FAILED = "ffmpeg_failed"
+    UNREADABLE = "unreadable"
+    ZERO_FRAMES = "zero_frames"
+    BAD_DURATION = "bad_duration"
+    EMPTY_FILE = "empty_file"
+    MISSING_FRAMES = "missing_frames"
+    UNKNOWN = "unknown"
+
+    @property
+    def transient(self) -> bool:
+        """Transient failures are retried; permanent ones (video removed) are not."""
+        return self in _TRANSIENT
+
+
+_TRANSIENT = frozenset(
+    {
+        ErrorCode.HTTP_ERROR,
+        ErrorCode.TRUNCATED,
+        ErrorCode.NETWORK,
+        ErrorCode.RATE_LIMITED,
+        ErrorCode.CORRUPT_ARCHIVE,
+        ErrorCode.NO_SPACE,
+        ErrorCode.UNKNOWN,
+    }
+)
+
+
+class KinetixError(Exception):
+    """Base of every error kinetix raises on purpose."""
+
+
+class ConfigError(KinetixError, ValueError):
+    """A setting, flag, release, split or class name is not valid."""
+
+
+class AnnotationError(KinetixError, ValueError):
+    """An annotation file or one of its rows does not have the expected shape."""
+
+    def __init__(self, message: str, *, path: str | None = None, line: int | None = None):
+        where = ""
+        if path is not None:
+            where = f"{path}:{line}: " if line is not None else f"{path}: "
+        super().__init__(f"{where}{message}")
+        self.path = path
+        self.line = line
+
+
+class ManifestError(KinetixError):
+    """The manifest database cannot be used."""
+
+
+class LockedError(ManifestError):
+    """Another kinetix process is already working on this root."""
+
+
+class TransferError(KinetixError, OSError):
+    """An HTTP transfer failed."""
+
+    code: ErrorCode = ErrorCode.NETWORK
+
+    def __init__(self, message: str, *, url: str | None = None, code: ErrorCode | None = None):
+        super().__init__(message)
+        self.url = url
+        if code is not None:
+            self.code = code
+
+
+class HTTPStatusError(TransferError):
+    """The server answered with an error status."""
+
+    def __init__(self, status: int, url: str, *, retry_after: float | None = None):
+        code = ErrorCode.HTTP_404 if status == 404 else ErrorCode.HTTP_ERROR
+        super().__init__(f"HTTP {status} for {url}", url=url, code=code)
+        self.status = status
+        self.retry_after = retry_after
+
+
+class IntegrityError(TransferError):
+    """What arrived is not what the server promised (size, ETag, truncated body)."""
+
+    code = ErrorCode.TRUNCATED
+
+
+class ArchiveError(KinetixError):
+    """A shard is not a valid gzip/tar, or holds an unsafe member."""
+
+    def __init__(self, message: str, *, code: ErrorCode = ErrorCode.CORRUPT_ARCHIVE):
+        super().__init__(message)
+        self.code = code
+
+
+class DiskSpaceError(KinetixError, OSError):
+    """The planned work does not fit on the target disk."""
+
+    code = ErrorCode.NO_SPACE
+
+
+class FFmpegError(KinetixError):
+    """ffmpeg or ffprobe exited non-zero."""
+
+    code = ErrorCode.FFMPEG_FAILED
+
+    def __init__(self, argv: list[str], returncode: int, stderr_tail: str):
+        cmd = " ".join(argv[:1] + ["…"] + argv[-1:]) if len(argv) > 2 else " ".join(argv)
+        super().__init__(f"{cmd} exited with {returncode}: {stderr_tail.strip()[-500:]}")
+        self.argv = argv
+        self.returncode = returncode
+        self.stderr_tail = stderr_tail
+
+
+class SourceError(KinetixError):
+    """A clip source could not deliver a clip; ``code`` says why."""
+
+    def __init__(self, message: str, *, code: ErrorCode):
+        super().__init__(message)
+        self.code = code
+
+
+class MissingDependencyError(KinetixError, ImportError):
+    """An optional part is used without its extra installed."""
+
+    def __init__(self, module: str, extra: str):
+        super().__init__(
+            f"{module} is not installed; it comes with the [{extra}] extra: "
+            f"pip install 'kinetix[{extra}]'"
+        )

@@ -1,0 +1,31 @@
+"""The executor protocol: run many independent tasks, hand results back to one parent."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from enum import Enum
+from typing import Protocol, TypeVar, runtime_checkable
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class TaskKind(str, Enum):
+    IO = "io"  # network / disk bound: threads are enough
+    CPU = "cpu"  # decode / encode bound: processes
+
+
+@runtime_checkable
+class Executor(Protocol):
+    """Runs ``fn`` over ``items`` and yields results as they finish (any order).
+
+    Workers must not raise for expected failures: they return result values carrying an
+    error code. An exception that escapes ``fn`` is a bug and propagates to the caller.
+    Only the caller (one process) writes the manifest.
+    """
+
+    def map_unordered(
+        self, fn: Callable[[T], R], items: Iterable[T], *, kind: TaskKind = TaskKind.CPU
+    ) -> Iterator[R]: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,74 @@
+"""Find the ffmpeg binary kinetix uses, and run it: argv list, logged, raising with the stderr tail."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+
+from kinetix.errors import FFmpegError, KinetixError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FFmpegBinary:
+    path: str
+    origin: str  # "KINETIX_FFMPEG" | "system" | "imageio-ffmpeg"
+    version: str
+
+
+@functools.lru_cache(maxsize=1)
+def find_ffmpeg() -> FFmpegBinary:
+    """``$KINETIX_FFMPEG``, else the system ``ffmpeg``, else the one the imageio-ffmpeg wheel ships."""
+    env = os.environ.get("KINETIX_FFMPEG")
+    if env:
+        return FFmpegBinary(env, "KINETIX_FFMPEG", _version(env))
+    system = shutil.which("ffmpeg")
+    if system:
+        return FFmpegBinary(system, "system", _version(system))
+    try:
+        import imageio_ffmpeg
+    except ImportError:  # pragma: no cover - a core dependency
+        imageio_ffmpeg = None
+    if imageio_ffmpeg is not None:
+        path = imageio_ffmpeg.get_ffmpeg_exe()
+        return FFmpegBinary(path, "imageio-ffmpeg", _version(path))
+    raise KinetixError(
+        "no ffmpeg found: install it (apt-get install ffmpeg) or pip install imageio-ffmpeg, "
+        "or point KINETIX_FFMPEG at a binary"
+    )
+
+
+def _version(path: str) -> str:
+    try:
+        out = subprocess.run([path, "-version"], capture_output=True, text=True, timeout=30).stdout
+    except OSError as exc:
+        raise KinetixError(f"ffmpeg at {path} cannot run: {exc}") from exc
+    first = out.splitlines()[0] if out else ""
+    parts = first.split()
+    return parts[2] if len(parts) > 2 else first
+
+
+def run_ffmpeg(args: list[str], *, timeout: float | None = 600, quiet: bool = True) -> str:
+    """Run ``ffmpeg ARGS``; returns stderr, raises ``FFmpegError`` with its tail on failure.
+
+    ``args`` is an argv list (never a shell string), so ids starting with ``-`` and labels
+    with quotes are passed as-is; callers put paths after an explicit option or ``file:``.
+    """
+    argv = [find_ffmpeg().path, "-nostdin", "-hide_banner"]
+    if quiet:
+        argv += ["-loglevel", "error"]
+    argv += args
+    log.debug("ffmpeg %s", " ".join(args))
+    try:
+        proc = subprocess.run(argv, capture_output=True, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        raise FFmpegError(argv, -1, f"timed out after {timeout}s") from exc
+    stderr = proc.stderr.decode(errors="replace")
+    if proc.returncode != 0:
+        raise FFmpegError(argv, proc.returncode, stderr[-2000:])
+    return stderr

@@ -1,0 +1,357 @@
+"""The manifest: one SQLite row per clip (and per shard) saying what exists, where, and why not.
+
+Only one process writes it (the parent of a run); workers return ``ClipUpdate`` values
+that the parent applies in batches. Readers (status, export, the dataset loader) may
+open it read-only at any time thanks to WAL mode.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from kinetix.catalog.clip import Clip
+from kinetix.errors import ManifestError
+
+SCHEMA_VERSION = 1
+
+
+class ClipState(str, Enum):
+    MISSING = "missing"  # annotated, not on disk yet
+    PRESENT = "present"  # on disk at ``path``
+    FAILED = "failed"  # last attempt failed, see error_code
+    QUARANTINED = "quarantined"  # moved aside by verify
+
+
+# Columns a caller may set through ``ClipUpdate.fields``; anything else is a bug.
+CLIP_COLUMNS: dict[str, str] = {
+    "label_index": "INTEGER",
+    "is_cc": "INTEGER",
+    "state": "TEXT NOT NULL DEFAULT 'missing'",
+    "source": "TEXT",  # cvdf | cvdf_replacement | youtube | local | derived
+    "shard": "TEXT",
+    "path": "TEXT",  # relative to the root
+    "bytes": "INTEGER",
+    "sha256": "TEXT",
+    "mtime": "REAL",
+    "error_code": "TEXT",
+    "error_message": "TEXT",
+    "attempts": "INTEGER NOT NULL DEFAULT 0",
+    "trim": "TEXT",  # exact | fast (youtube)
+    "start_offset": "REAL",  # fast trim: seconds between time_start and the first frame
+    "origin": "TEXT",  # derived datasets: the source clip's absolute path
+    "verify": "TEXT",  # good | bad | NULL (not verified)
+    "verify_level": "TEXT",  # quick | deep
+    "verified_at": "REAL",
+    "duration": "REAL",
+    "fps": "REAL",
+    "width": "INTEGER",
+    "height": "INTEGER",
+    "num_frames": "INTEGER",
+    "codec": "TEXT",
+    "has_audio": "INTEGER",
+    "created_at": "REAL",
+    "updated_at": "REAL",
+}
+
+SHARD_COLUMNS: dict[str, str] = {
+    "release": "TEXT",
+    "split": "TEXT",
+    "name": "TEXT",
+    "size": "INTEGER",
+    "etag": "TEXT",
+    "bytes_done": "INTEGER NOT NULL DEFAULT 0",
+    "state": "TEXT NOT NULL DEFAULT 'pending'",  # pending | partial | done | failed
+    "members": "INTEGER",
+    "error_code": "TEXT",
+    "error_message": "TEXT",
+    "attempts": "INTEGER NOT NULL DEFAULT 0",
+    "updated_at": "REAL",
+}
+
+_ID_COLUMNS = "release TEXT NOT NULL, split TEXT NOT NULL, key TEXT NOT NULL, " \
+    "youtube_id TEXT NOT NULL, time_start INTEGER NOT NULL, time_end INTEGER NOT NULL, label TEXT"
+
+
+@dataclass(frozen=True)
+class ClipUpdate:
+    """What a worker reports about one clip; the writing process applies it."""
+
+    release: str
+    split: str
+    key: str
+    fields: Mapping[str, Any] = field(default_factory=dict)
+    count_attempt: bool = False  # add one to ``attempts``
+
+
+@dataclass(frozen=True)
+class ClipRow:
+    """One manifest row as read back."""
+
+    release: str
+    split: str
+    key: str
+    youtube_id: str
+    time_start: int
+    time_end: int
+    label: str | None
+    values: Mapping[str, Any]
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    @property
+    def state(self) -> str:
+        return self.values["state"]
+
+    @property
+    def path(self) -> str | None:
+        return self.values.get("path")
+
+    def to_clip(self) -> Clip:
+        cc = self.values.get("is_cc")
+        return Clip(
+            self.release, self.split, self.youtube_id, self.time_start, self.time_end,
+            self.label, None if cc is None else bool(cc),
+        )  # fmt: skip
+
+    def as_dict(self) -> dict[str, Any]:
+        d = {
+            "release": self.release, "split": self.split, "key": self.key,
+            "youtube_id": self.youtube_id, "time_start": self.time_start,
+            "time_end": self.time_end, "label": self.label,
+        }  # fmt: skip
+        d.update(self.values)
+        return d
+
+
+class Manifest:
+    """The SQLite manifest of one dataset root (``ROOT/.kinetix/manifest.sqlite``)."""
+
+    def __init__(self, path: str | Path, *, readonly: bool = False):
+        self.path = Path(path)
+        self.readonly = readonly
+        if readonly:
+            if not self.path.exists():
+                raise ManifestError(
+                    f"no manifest at {self.path}; run 'kinetix download' (or 'kinetix verify --fix') "
+                    "on this root first"
+                )
+            uri = f"file:{self.path}?mode=ro"
+            self._db = sqlite3.connect(uri, uri=True, check_same_thread=False)
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._create()
+        self._db.row_factory = sqlite3.Row
+        self._check_version()
+
+    # -- lifecycle ---------------------------------------------------------------
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Manifest:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _create(self) -> None:
+        clip_cols = ", ".join(f"{k} {v}" for k, v in CLIP_COLUMNS.items())
+        shard_cols = ", ".join(f"{k} {v}" for k, v in SHARD_COLUMNS.items())
+        with self._db:
+            self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+            self._db.execute(
+                f"CREATE TABLE IF NOT EXISTS clips ({_ID_COLUMNS}, {clip_cols}, "
+                "PRIMARY KEY (release, split, key))"
+            )
+            self._db.execute(f"CREATE TABLE IF NOT EXISTS shards (url TEXT PRIMARY KEY, {shard_cols})")
+            self._db.execute("CREATE INDEX IF NOT EXISTS clips_state ON clips (split, state)")
+            self._db.execute(
+                "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+            )
+
+    def _check_version(self) -> None:
+        try:
+            row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise ManifestError(f"{self.path} is not a kinetix manifest: {exc}") from exc
+        if row is not None and int(row[0]) > SCHEMA_VERSION:
+            raise ManifestError(
+                f"{self.path} has schema {row[0]}, newer than this kinetix ({SCHEMA_VERSION}); "
+                "upgrade kinetix"
+            )
+
+    # -- meta ----------------------------------------------------------------------
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return default if row is None else row[0]
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._db:
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    # -- clips ---------------------------------------------------------------------
+    def add_clips(self, clips: Iterable[Clip], label_index: Mapping[str, int] | None = None) -> int:
+        """Register annotated clips (state ``missing``); rows already known are kept as they are.
+
+        Returns how many rows were new.
+        """
+        now = time.time()
+        rows = (
+            (
+                c.release, c.split, c.key, c.youtube_id, c.time_start, c.time_end, c.label,
+                None if label_index is None or c.label is None else label_index.get(c.label),
+                None if c.is_cc is None else int(c.is_cc), now, now,
+            )
+            for c in clips
+        )  # fmt: skip
+        with self._db:
+            before = self._db.total_changes
+            self._db.executemany(
+                "INSERT OR IGNORE INTO clips (release, split, key, youtube_id, time_start, "
+                "time_end, label, label_index, is_cc, created_at, updated_at) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                rows,
+            )
+            return self._db.total_changes - before
+
+    def apply(self, updates: Iterable[ClipUpdate]) -> int:
+        """Apply worker results in one transaction; returns the number of rows changed."""
+        now = time.time()
+        changed = 0
+        with self._db:
+            for u in updates:
+                cols = dict(u.fields)
+                unknown = set(cols) - set(CLIP_COLUMNS)
+                if unknown:
+                    raise ManifestError(f"unknown manifest columns {sorted(unknown)}")
+                if isinstance(cols.get("state"), ClipState):
+                    cols["state"] = cols["state"].value
+                cols["updated_at"] = now
+                sets = ", ".join(f"{k}=?" for k in cols)
+                if u.count_attempt:
+                    sets += ", attempts=attempts+1"
+                cur = self._db.execute(
+                    f"UPDATE clips SET {sets} WHERE release=? AND split=? AND key=?",
+                    (*cols.values(), u.release, u.split, u.key),
+                )
+                changed += cur.rowcount
+        return changed
+
+    def update(self, release: str, split: str, key: str, **fields: Any) -> int:
+        return self.apply([ClipUpdate(release, split, key, fields)])
+
+    def clips(
+        self,
+        *,
+        release: str | None = None,
+        split: str | None = None,
+        states: Iterable[str | ClipState] | None = None,
+        keys: Iterable[str] | None = None,
+        labels: Iterable[str] | None = None,
+        verify: Iterable[str | None] | None = None,
+        error_codes: Iterable[str] | None = None,
+        order: str = "split, label, key",
+    ) -> Iterator[ClipRow]:
+        """Rows matching every filter given, in a stable order."""
+        where: list[str] = []
+        args: list[Any] = []
+
+        def _in(col: str, values: Iterable[Any]) -> None:
+            vals = [v.value if isinstance(v, Enum) else v for v in values]
+            non_null = [v for v in vals if v is not None]
+            parts = []
+            if non_null:
+                parts.append(f"{col} IN ({','.join('?' * len(non_null))})")
+                args.extend(non_null)
+            if len(non_null) != len(vals):
+                parts.append(f"{col} IS NULL")
+            where.append("(" + (" OR ".join(parts) or "0") + ")")
+
+        if release is not None:
+            where.append("release=?")
+            args.append(release)
+        if split is not None:
+            where.append("split=?")
+            args.append(split)
+        if states is not None:
+            _in("state", states)
+        if keys is not None:
+            _in("key", keys)
+        if labels is not None:
+            _in("label", labels)
+        if verify is not None:
+            _in("verify", verify)
+        if error_codes is not None:
+            _in("error_code", error_codes)
+        sql = "SELECT * FROM clips"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += f" ORDER BY {order}"
+        for r in self._db.execute(sql, args):
+            yield _to_row(r)
+
+    def get(self, release: str, split: str, key: str) -> ClipRow | None:
+        r = self._db.execute(
+            "SELECT * FROM clips WHERE release=? AND split=? AND key=?", (release, split, key)
+        ).fetchone()
+        return None if r is None else _to_row(r)
+
+    def splits(self) -> list[tuple[str, str]]:
+        return [
+            (r[0], r[1])
+            for r in self._db.execute("SELECT DISTINCT release, split FROM clips ORDER BY 1, 2")
+        ]
+
+    def count(self, **filters: Any) -> int:
+        return sum(1 for _ in self.clips(**filters))
+
+    def execute(self, sql: str, args: Iterable[Any] = ()) -> sqlite3.Cursor:
+        """Read-only SQL for reports (status, stats)."""
+        return self._db.execute(sql, tuple(args))
+
+    # -- shards --------------------------------------------------------------------
+    def shard(self, url: str) -> dict[str, Any] | None:
+        r = self._db.execute("SELECT * FROM shards WHERE url=?", (url,)).fetchone()
+        return None if r is None else dict(r)
+
+    def shards(self, *, release: str | None = None, split: str | None = None) -> list[dict[str, Any]]:
+        sql, args = "SELECT * FROM shards WHERE 1=1", []
+        if release is not None:
+            sql += " AND release=?"
+            args.append(release)
+        if split is not None:
+            sql += " AND split=?"
+            args.append(split)
+        return [dict(r) for r in self._db.execute(sql + " ORDER BY url", args)]
+
+    def set_shard(self, url: str, *, count_attempt: bool = False, **fields: Any) -> None:
+        unknown = set(fields) - set(SHARD_COLUMNS)
+        if unknown:
+            raise ManifestError(f"unknown shard columns {sorted(unknown)}")
+        fields["updated_at"] = time.time()
+        with self._db:
+            self._db.execute("INSERT OR IGNORE INTO shards (url) VALUES (?)", (url,))
+            sets = ", ".join(f"{k}=?" for k in fields)
+            if count_attempt:
+                sets += ", attempts=attempts+1"
+            self._db.execute(f"UPDATE shards SET {sets} WHERE url=?", (*fields.values(), url))
+
+
+def _to_row(r: sqlite3.Row) -> ClipRow:
+    d = dict(r)
+    return ClipRow(
+        d.pop("release"), d.pop("split"), d.pop("key"), d.pop("youtube_id"),
+        d.pop("time_start"), d.pop("time_end"), d.pop("label"), d,
+    )  # fmt: skip
