@@ -1,0 +1,39 @@
+"""The small protocol every clip source implements (CVDF shards, YouTube, a local folder).
+
+The parent plans tasks from manifest rows that are missing, an executor runs
+``Source.run`` in workers, and the parent applies each ``TaskResult`` to the manifest.
+A CVDF task covers one shard (many clips); a YouTube task covers one clip.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from kinetix.store.manifest import ClipRow, ClipUpdate
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    """What a worker hands back: clip updates, shard bookkeeping and counters."""
+
+    updates: Sequence[ClipUpdate] = ()
+    shard_url: str | None = None
+    shard_fields: dict[str, Any] = field(default_factory=dict)
+    bytes_transferred: int = 0
+    error: str | None = None  # one-line message for the user when the whole task failed
+
+
+class Source(Protocol):
+    """A place clips come from."""
+
+    name: str
+
+    def plan(self, rows: Sequence[ClipRow]) -> list[Any]:
+        """Group the missing clips this source can provide into picklable tasks."""
+        ...
+
+    def run(self, task: Any) -> TaskResult:
+        """Fetch one task in a worker; never raise for expected failures."""
+        ...
