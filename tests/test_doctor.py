@@ -25,6 +25,8 @@ def test_imageio_ffmpeg_is_used_without_a_system_binary(monkeypatch) -> None:
     try:
         found = ff.find_ffmpeg()
         assert found.origin == "imageio-ffmpeg"
-        assert ff.run_ffmpeg(["-f", "lavfi", "-i", "nullsrc=s=16x16:d=0.1", "-f", "null", "-"]) == ""
+        assert (
+            ff.run_ffmpeg(["-f", "lavfi", "-i", "nullsrc=s=16x16:d=0.1", "-f", "null", "-"]) == ""
+        )
     finally:
         ff.find_ffmpeg.cache_clear()

@@ -22,7 +22,9 @@ CLIPS = [
 def test_add_is_idempotent_and_keeps_state(tmp_path) -> None:
     m = Manifest(tmp_path / "m.sqlite")
     assert m.add_clips(CLIPS, {"abseiling": 0}) == 3
-    m.update("k400", "val", CLIPS[1].key, state=ClipState.PRESENT, path="val/abseiling/x.mp4", bytes=10)
+    m.update(
+        "k400", "val", CLIPS[1].key, state=ClipState.PRESENT, path="val/abseiling/x.mp4", bytes=10
+    )
     assert m.add_clips(CLIPS) == 0  # re-registering never resets progress
     row = m.get("k400", "val", CLIPS[1].key)
     assert row is not None and row.state == "present" and row.bytes == 10
@@ -34,7 +36,13 @@ def test_add_is_idempotent_and_keeps_state(tmp_path) -> None:
 def test_filters_and_null_handling(tmp_path) -> None:
     with Manifest(tmp_path / "m.sqlite") as m:
         m.add_clips(CLIPS)
-        m.apply([ClipUpdate("k400", "val", CLIPS[0].key, {"state": "failed", "error_code": "http_404"}, True)])
+        m.apply(
+            [
+                ClipUpdate(
+                    "k400", "val", CLIPS[0].key, {"state": "failed", "error_code": "http_404"}, True
+                )
+            ]
+        )
         assert [r.key for r in m.clips(states=["failed"])] == [CLIPS[0].key]
         assert m.get("k400", "val", CLIPS[0].key).attempts == 1
         assert {r.split for r in m.clips(labels=[None])} == {"test"}
@@ -87,6 +95,6 @@ def test_lock_excludes_a_second_holder(tmp_path) -> None:
 def test_label_folders(style: LabelStyle, folder: str) -> None:
     assert label_folder("massaging person's head", style) == folder
     assert label_folder(None, style) == "_unlabeled"
-    assert clip_relpath("val", "skiing (not slalom or crosscountry)", "k", LabelStyle.TORCHVISION) == (
-        "val/skiing_not_slalom_or_crosscountry/k.mp4"
-    )
+    assert clip_relpath(
+        "val", "skiing (not slalom or crosscountry)", "k", LabelStyle.TORCHVISION
+    ) == ("val/skiing_not_slalom_or_crosscountry/k.mp4")

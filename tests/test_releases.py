@@ -39,7 +39,10 @@ def test_k700_2019_has_no_cvdf_copy() -> None:
 
 def test_path_list_locations() -> None:
     assert get_release("k400").path_list_path("val") == "400/val/k400_val_path.txt"
-    assert get_release("k700-2020").path_list_path("train") == "700_2020/train/k700_2020_train_path.txt"
+    assert (
+        get_release("k700-2020").path_list_path("train")
+        == "700_2020/train/k700_2020_train_path.txt"
+    )
 
 
 def test_k600_urls_are_encoded_once() -> None:

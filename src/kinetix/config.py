@@ -1,4 +1,4 @@
-"""Run configuration: frozen dataclasses, validated on construction; CLI flags map 1:1 onto fields."""
+"""Run configuration: frozen dataclasses checked on construction; CLI flags map 1:1 to fields."""
 
 from __future__ import annotations
 

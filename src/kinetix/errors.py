@@ -149,7 +149,7 @@ class FFmpegError(KinetixError):
     code = ErrorCode.FFMPEG_FAILED
 
     def __init__(self, argv: list[str], returncode: int, stderr_tail: str):
-        cmd = " ".join(argv[:1] + ["…"] + argv[-1:]) if len(argv) > 2 else " ".join(argv)
+        cmd = " ".join([*argv[:1], "…", *argv[-1:]]) if len(argv) > 2 else " ".join(argv)
         super().__init__(f"{cmd} exited with {returncode}: {stderr_tail.strip()[-500:]}")
         self.argv = argv
         self.returncode = returncode

@@ -48,16 +48,13 @@ def collect() -> dict[str, Any]:
         info["ffmpeg"] = {"path": ff.path, "origin": ff.origin, "version": ff.version}
     except Exception as exc:
         info["ffmpeg"] = {"error": str(exc)}
-    ytdlp = None
-    try:
-        from yt_dlp.version import __version__ as ytdlp
-    except Exception:
-        pass
     info["pyav"] = _module_version("av")
-    info["yt_dlp"] = ytdlp
+    info["yt_dlp"] = _module_version("yt_dlp.version")
     info["yt_dlp_ejs"] = _module_version("yt_dlp_ejs")
     info["js_runtime"] = _js_runtime()
-    info["fast_gzip"] = "isal" if _module_version("isal") else ("zlib-ng" if _module_version("zlib_ng") else None)
+    info["fast_gzip"] = (
+        "isal" if _module_version("isal") else ("zlib-ng" if _module_version("zlib_ng") else None)
+    )
     for opt in ("torch", "decord", "dask", "webdataset"):
         info[opt] = _module_version(opt)
     info["annotation_cache"] = str(cache_dir())
@@ -75,5 +72,8 @@ def run(args: argparse.Namespace) -> int:
             value = ", ".join(f"{k}={v}" for k, v in value.items())
         print(f"{key:18s} {value if value is not None else 'not found'}")
     if not info["js_runtime"] or not info["yt_dlp_ejs"]:
-        print("warning: YouTube downloads need a JS runtime and yt-dlp-ejs: pip install 'yt-dlp[default]' deno")
+        print(
+            "warning: YouTube downloads need a JS runtime and yt-dlp-ejs: "
+            "pip install 'yt-dlp[default]' deno"
+        )
     return 0

@@ -17,4 +17,6 @@ def make_executor(spec: str = "local", workers: int | None = None) -> Executor:
         from kinetix.executors.dask import DaskExecutor
 
         return DaskExecutor.from_spec(spec, workers)
-    raise ConfigError(f"unknown executor {spec!r}; valid values are local, dask, dask://HOST:PORT, slurm")
+    raise ConfigError(
+        f"unknown executor {spec!r}; valid values are local, dask, dask://HOST:PORT, slurm"
+    )

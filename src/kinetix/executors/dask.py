@@ -1,4 +1,4 @@
-"""Dask executor: the same tasks on a ``distributed`` cluster (local, remote, or SLURM via dask-jobqueue).
+"""Dask executor: the same tasks on a ``distributed`` cluster (local, remote, or SLURM).
 
 Workers run the task functions and return result values; the results stream back to the
 one parent process, which alone writes the manifest, exactly as with the local executor.
@@ -38,7 +38,7 @@ class DaskExecutor:
 
     @classmethod
     def from_spec(cls, spec: str, workers: int | None = None) -> DaskExecutor:
-        """``dask`` (local cluster), ``dask://HOST:PORT`` / ``tcp://…`` (existing scheduler), ``slurm``.
+        """``dask`` (local cluster), ``dask://HOST:PORT`` / ``tcp://…`` (a scheduler), ``slurm``.
 
         ``slurm`` reads its job shape from environment variables so no flag soup is needed:
         ``KINETIX_SLURM_QUEUE``, ``KINETIX_SLURM_CORES`` (default 4), ``KINETIX_SLURM_MEMORY``
@@ -73,7 +73,9 @@ class DaskExecutor:
             cluster.scale(jobs=workers or 1)
             client = distributed.Client(cluster)
             return cls(client, owns=[client, cluster])
-        raise ConfigError(f"unknown dask executor {spec!r}; valid values are dask, dask://HOST:PORT, slurm")
+        raise ConfigError(
+            f"unknown dask executor {spec!r}; valid values are dask, dask://HOST:PORT, slurm"
+        )
 
     def _capacity(self) -> int:
         if self.in_flight:

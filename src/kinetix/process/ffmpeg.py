@@ -1,4 +1,4 @@
-"""Find the ffmpeg binary kinetix uses, and run it: argv list, logged, raising with the stderr tail."""
+"""Find the ffmpeg binary kinetix uses and run it: argv list, logged, raising with stderr tail."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ class FFmpegBinary:
 
 @functools.lru_cache(maxsize=1)
 def find_ffmpeg() -> FFmpegBinary:
-    """``$KINETIX_FFMPEG``, else the system ``ffmpeg``, else the one the imageio-ffmpeg wheel ships."""
+    """``$KINETIX_FFMPEG``, else the system ``ffmpeg``, else the imageio-ffmpeg wheel's binary."""
     env = os.environ.get("KINETIX_FFMPEG")
     if env:
         return FFmpegBinary(env, "KINETIX_FFMPEG", _version(env))

@@ -74,8 +74,10 @@ SHARD_COLUMNS: dict[str, str] = {
     "updated_at": "REAL",
 }
 
-_ID_COLUMNS = "release TEXT NOT NULL, split TEXT NOT NULL, key TEXT NOT NULL, " \
+_ID_COLUMNS = (
+    "release TEXT NOT NULL, split TEXT NOT NULL, key TEXT NOT NULL, "
     "youtube_id TEXT NOT NULL, time_start INTEGER NOT NULL, time_end INTEGER NOT NULL, label TEXT"
+)
 
 
 @dataclass(frozen=True)
@@ -142,7 +144,8 @@ class Manifest:
         if readonly:
             if not self.path.exists():
                 raise ManifestError(
-                    f"no manifest at {self.path}; run 'kinetix download' (or 'kinetix verify --fix') "
+                    f"no manifest at {self.path}; run 'kinetix download' "
+                    "(or 'kinetix verify --fix') "
                     "on this root first"
                 )
             uri = f"file:{self.path}?mode=ro"
@@ -175,7 +178,9 @@ class Manifest:
                 f"CREATE TABLE IF NOT EXISTS clips ({_ID_COLUMNS}, {clip_cols}, "
                 "PRIMARY KEY (release, split, key))"
             )
-            self._db.execute(f"CREATE TABLE IF NOT EXISTS shards (url TEXT PRIMARY KEY, {shard_cols})")
+            self._db.execute(
+                f"CREATE TABLE IF NOT EXISTS shards (url TEXT PRIMARY KEY, {shard_cols})"
+            )
             self._db.execute("CREATE INDEX IF NOT EXISTS clips_state ON clips (split, state)")
             self._db.execute(
                 "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
@@ -326,7 +331,9 @@ class Manifest:
         r = self._db.execute("SELECT * FROM shards WHERE url=?", (url,)).fetchone()
         return None if r is None else dict(r)
 
-    def shards(self, *, release: str | None = None, split: str | None = None) -> list[dict[str, Any]]:
+    def shards(
+        self, *, release: str | None = None, split: str | None = None
+    ) -> list[dict[str, Any]]:
         sql, args = "SELECT * FROM shards WHERE 1=1", []
         if release is not None:
             sql += " AND release=?"
