@@ -56,12 +56,18 @@ class TransferConfig:
     timeout: float = 60.0
     chunk_size: int = 1 << 20
     user_agent: str = "kinetix"
+    piece_size: int = 4 << 20  # Range piece handed to one connection; resume granularity
 
     def __post_init__(self) -> None:
         if not 1 <= self.connections <= 64:
             raise ConfigError(f"--connections must be between 1 and 64, got {self.connections}")
         if self.retries < 0:
             raise ConfigError(f"retries must be >= 0, got {self.retries}")
+        if self.chunk_size < 1 or self.piece_size < 1:
+            raise ConfigError(
+                f"chunk_size and piece_size must be >= 1 byte, got {self.chunk_size} "
+                f"and {self.piece_size}"
+            )
 
 
 @dataclass(frozen=True)
