@@ -11,6 +11,7 @@
     ├── ArchiveError                    corrupt gzip/tar, unsafe member
     ├── DiskSpaceError (OSError)        not enough free space for the planned work
     ├── FFmpegError                     ffmpeg/ffprobe exited non-zero (carries stderr tail)
+    ├── DecodeError                     a loader could not decode a clip or its frames
     ├── SourceError                     a clip source failed (carries a stable ``code``)
     └── MissingDependencyError (ImportError)  an optional extra is not installed
 
@@ -156,6 +157,14 @@ class FFmpegError(KinetixError):
         self.stderr_tail = stderr_tail
 
 
+class DecodeError(KinetixError):
+    """A loader could not decode a clip (or read its frame images)."""
+
+    def __init__(self, message: str, *, path: str | None = None):
+        super().__init__(message)
+        self.path = path
+
+
 class SourceError(KinetixError):
     """A clip source could not deliver a clip; ``code`` says why."""
 
@@ -167,8 +176,9 @@ class SourceError(KinetixError):
 class MissingDependencyError(KinetixError, ImportError):
     """An optional part is used without its extra installed."""
 
-    def __init__(self, module: str, extra: str):
-        super().__init__(
-            f"{module} is not installed; it comes with the [{extra}] extra: "
-            f"pip install 'kinetix[{extra}]'"
-        )
+    def __init__(self, module: str, extra: str | None = None, *, requirement: str | None = None):
+        if extra is not None:
+            fix = f"it comes with the [{extra}] extra: pip install 'kinetix[{extra}]'"
+        else:  # optional tools kinetix has no extra for (decord, torchcodec)
+            fix = f"pip install {requirement or module}"
+        super().__init__(f"{module} is not installed; {fix}")
