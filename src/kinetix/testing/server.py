@@ -1,0 +1,512 @@
+"""A local HTTP mirror: a folder served with Range, ETag, keep-alive, bandwidth caps and faults."""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import logging
+import mimetypes
+import os
+import re
+import socket
+import struct
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from email.utils import formatdate
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote, unquote, urlsplit
+
+log = logging.getLogger(__name__)
+
+FAULT_KINDS = (
+    "reset",  # close the connection (TCP RST) after ``after_bytes`` body bytes (default 0)
+    "status",  # answer ``status`` (default 500) with a short text body
+    "rate_limit",  # answer ``status`` (default 429) with ``Retry-After: retry_after`` (default 1)
+    "truncate",  # promise the full Content-Length, send ``after_bytes`` (default half), close
+    "slow_first_byte",  # wait ``delay`` seconds (default 1) before answering
+    "no_range",  # ignore Range and If-Range, answer 200 with the whole file, no Accept-Ranges
+    "no_content_length",  # no Content-Length: the body ends when the connection closes
+    "html",  # answer 200 text/html with an error page instead of the file (S3/CDN style)
+    "etag_change",  # report ``etag`` (default: the real one with "-changed") instead
+)
+# Faults that cut a body short only make sense for GET; HEAD requests pass them untouched.
+_BODY_FAULTS = frozenset({"reset", "truncate"})
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+_CAPPED_CHUNK = 64 << 10  # small sends keep a capped stream smooth
+_UNCAPPED_CHUNK = 1 << 20
+
+
+class TokenBucket:
+    """A bandwidth cap: callers reserve bytes and sleep off any debt, so the rate holds on average.
+
+    Debt makes concurrent callers queue fairly: each sleeps for its share after those before it.
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        burst: float | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        if rate <= 0:
+            raise ValueError(f"rate must be > 0 bytes/s, got {rate}")
+        self.rate = float(rate)
+        # A twentieth of a second of credit: enough to absorb scheduling jitter, too little
+        # to let an idle connection burst far above its cap.
+        self.burst = float(burst) if burst is not None else max(self.rate / 20, _CAPPED_CHUNK)
+        self._clock = clock
+        self._tokens = self.burst
+        self._stamp = clock()
+        self._lock = threading.Lock()
+
+    def reserve(self, count: int) -> float:
+        """Take ``count`` bytes of credit; return how many seconds the caller must wait first."""
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
+            self._stamp = now
+            self._tokens -= count
+            return max(0.0, -self._tokens / self.rate)
+
+
+@dataclass
+class Fault:
+    """One injected misbehaviour for paths matching ``pattern`` (an fnmatch glob)."""
+
+    pattern: str
+    kind: str
+    times: int | None = 1  # requests it hits before healing; None = forever
+    skip: int = 0  # matching requests let through untouched before it starts
+    params: dict[str, Any] = field(default_factory=dict)
+    hits: int = 0
+
+    @property
+    def active(self) -> bool:
+        return self.times is None or self.hits < self.times
+
+
+@dataclass
+class MirrorStats:
+    """What the server has done, per decoded path (``"600/train/abseiling.tar.gz"``)."""
+
+    requests: Counter[str] = field(default_factory=Counter)
+    bytes_sent: Counter[str] = field(default_factory=Counter)  # body bytes only
+    range_requests: int = 0  # requests carrying a Range header
+    connections: int = 0  # TCP connections accepted (keep-alive keeps this low)
+    throttle_seconds: float = 0.0  # waits imposed by the bandwidth caps, summed
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(self.bytes_sent.values())
+
+    @property
+    def total_requests(self) -> int:
+        return sum(self.requests.values())
+
+    def copy(self) -> MirrorStats:
+        return MirrorStats(
+            Counter(self.requests),
+            Counter(self.bytes_sent),
+            self.range_requests,
+            self.connections,
+            self.throttle_seconds,
+        )
+
+
+class MirrorServer:
+    """Serves ``root`` over HTTP/1.1 on ``host:port`` (0 = any free port) from worker threads.
+
+    ``per_connection_bps`` caps each TCP connection and ``total_bps`` the whole server, like a
+    CDN where one connection cannot fill the link. ``add_fault`` makes chosen paths misbehave.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        per_connection_bps: float | None = None,
+        total_bps: float | None = None,
+    ):
+        self.root = Path(root).resolve()
+        self.host = host
+        self.port = port
+        self.per_connection_bps = per_connection_bps
+        self.total_bps = total_bps
+        self.total_bucket = TokenBucket(total_bps) if total_bps else None
+        self.chunk_size = _CAPPED_CHUNK if (per_connection_bps or total_bps) else _UNCAPPED_CHUNK
+        self.stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._faults: list[Fault] = []
+        self._stats = MirrorStats()
+        self._httpd: _MirrorHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._open: set[socket.socket] = set()
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> MirrorServer:
+        if self._httpd is None:
+            self.stopping.clear()
+            self._httpd = _MirrorHTTPServer((self.host, self.port), _MirrorHandler, self)
+            self.port = self._httpd.server_address[1]
+            self._thread = threading.Thread(
+                target=self._httpd.serve_forever,
+                kwargs={"poll_interval": 0.05},
+                name="kinetix-mirror",
+                daemon=True,
+            )
+            self._thread.start()
+            log.info("serving %s at %s", self.root, self.url)
+        return self
+
+    def serve_forever(self) -> None:
+        """Start (if needed) and block until ``stop()`` is called from another thread."""
+        self.start()
+        self.stopping.wait()
+
+    def stop(self) -> None:
+        """Stop accepting, cut every open connection, and release the port."""
+        httpd = self._httpd
+        if httpd is None:
+            return
+        self.stopping.set()
+        httpd.shutdown()
+        with self._lock:
+            open_sockets = list(self._open)
+        for sock in open_sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        httpd.server_close()
+        if self._thread is not None:
+            self._thread.join()
+        self._httpd = None
+        self._thread = None
+
+    def __enter__(self) -> MirrorServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        """Base URL, with a trailing slash."""
+        return f"http://{self.host}:{self.port}/"
+
+    def url_for(self, relpath: str) -> str:
+        """The percent-encoded URL of a file under ``root``."""
+        return self.url + quote(relpath.lstrip("/"), safe="/")
+
+    # --- faults and stats -----------------------------------------------------------------------
+
+    def add_fault(
+        self, pattern: str, kind: str, *, times: int | None = 1, skip: int = 0, **params: Any
+    ) -> Fault:
+        """Make requests for paths matching ``pattern`` misbehave; see ``FAULT_KINDS``.
+
+        The first active fault whose pattern matches is applied; ``times`` counts the
+        requests it hits before healing (None: forever), after ``skip`` untouched ones.
+        """
+        if kind not in FAULT_KINDS:
+            raise ValueError(
+                f"unknown fault kind {kind!r}; valid kinds are {', '.join(FAULT_KINDS)}"
+            )
+        fault = Fault(pattern.lstrip("/"), kind, times, skip, dict(params))
+        with self._lock:
+            self._faults.append(fault)
+        return fault
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    @property
+    def stats(self) -> MirrorStats:
+        """A snapshot of the counters."""
+        with self._lock:
+            return self._stats.copy()
+
+    def reset_stats(self) -> None:
+        with self._lock:
+            self._stats = MirrorStats()
+
+    # --- used by the handler --------------------------------------------------------------------
+
+    def take_fault(self, path: str, method: str) -> Fault | None:
+        with self._lock:
+            for fault in self._faults:
+                if not fault.active or not fnmatch.fnmatchcase(path, fault.pattern):
+                    continue
+                if method == "HEAD" and fault.kind in _BODY_FAULTS:
+                    continue
+                if fault.skip > 0:
+                    fault.skip -= 1
+                    return None
+                fault.hits += 1
+                return fault
+        return None
+
+    def count_request(self, path: str, *, ranged: bool) -> None:
+        with self._lock:
+            self._stats.requests[path] += 1
+            self._stats.range_requests += ranged
+
+    def count_bytes(self, path: str, count: int, throttled: float) -> None:
+        with self._lock:
+            self._stats.bytes_sent[path] += count
+            self._stats.throttle_seconds += throttled
+
+    @contextlib.contextmanager
+    def track(self, sock: socket.socket) -> Iterator[None]:
+        with self._lock:
+            self._open.add(sock)
+            self._stats.connections += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._open.discard(sock)
+
+
+class _MirrorHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False  # stop() cuts connections itself; never wait on a slow client
+    request_queue_size = 128  # many Range connections open at once
+
+    def __init__(
+        self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], mirror: MirrorServer
+    ):
+        self.mirror = mirror
+        self.resets: set[socket.socket] = set()
+        super().__init__(address, handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        log.debug("connection from %s ended with an error", client_address, exc_info=True)
+
+    def shutdown_request(self, request: Any) -> None:
+        if request in self.resets:
+            # A "reset" fault: closing with SO_LINGER 0 and no FIN makes the kernel send RST.
+            self.resets.discard(request)
+            request.close()
+            return
+        super().shutdown_request(request)
+
+
+def _content_type(path: Path) -> str:
+    kind, encoding = mimetypes.guess_type(path.name)
+    if encoding == "gzip":
+        return "application/gzip"  # never Content-Encoding: clients must get the bytes as stored
+    return kind or "application/octet-stream"
+
+
+def _parse_range(header: str, size: int) -> tuple[int, int] | str | None:
+    """``(first, last)`` inclusive, ``None`` to ignore the header, or ``"unsatisfiable"``."""
+    match = _RANGE.fullmatch(header.strip())
+    if match is None:
+        return None  # multiple or malformed ranges: answering 200 with everything is allowed
+    first, last = match.groups()
+    if not first and not last:
+        return None
+    if not first:  # "-n": the last n bytes
+        count = int(last)
+        if count == 0 or size == 0:
+            return "unsatisfiable"
+        return max(0, size - count), size - 1
+    start = int(first)
+    end = int(last) if last else size - 1
+    if last and end < start:
+        return None  # syntactically invalid: ignored, per RFC 9110
+    if start >= size:
+        return "unsatisfiable"
+    return start, min(end, size - 1)
+
+
+class _MirrorHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "kinetix-mirror"
+    timeout = 120  # drop idle keep-alive connections eventually
+    # Headers and body leave in separate sends; Nagle would hold the body for the client's ACK.
+    disable_nagle_algorithm = True
+    server: _MirrorHTTPServer
+
+    def handle(self) -> None:
+        with self.server.mirror.track(self.connection):
+            try:
+                super().handle()
+            except (ConnectionError, TimeoutError):
+                pass  # the client went away; nothing to tell it
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s %s", self.address_string(), format % args)
+
+    def do_GET(self) -> None:
+        self._serve(head=False)
+
+    def do_HEAD(self) -> None:
+        self._serve(head=True)
+
+    # --- answers --------------------------------------------------------------------------------
+
+    def _simple(
+        self,
+        status: int,
+        body: bytes,
+        *,
+        content_type: str = "text/plain; charset=utf-8",
+        headers: dict[str, str] | None = None,
+        head: bool = False,
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        if not head:
+            self.wfile.write(body)
+
+    def _resolve(self) -> tuple[str, Path | None]:
+        """The decoded relative path and the file it names (None if outside the root)."""
+        raw = urlsplit(self.path).path
+        relpath = unquote(raw).lstrip("/")
+        parts = relpath.split("/")
+        if any(part in ("..", ".") for part in parts) or "\x00" in relpath or "\\" in relpath:
+            return relpath, None
+        root = self.server.mirror.root
+        target = (root / relpath).resolve()
+        if target != root and root not in target.parents:
+            return relpath, None  # a symlink pointing out of the root
+        return relpath, target
+
+    def _serve(self, *, head: bool) -> None:
+        mirror = self.server.mirror
+        relpath, target = self._resolve()
+        range_header = self.headers.get("Range")
+        mirror.count_request(relpath, ranged=range_header is not None)
+        if target is None:
+            self._simple(403, b"403 Forbidden: path outside the mirror\n", head=head)
+            return
+        fault = mirror.take_fault(relpath, self.command)
+        kind = fault.kind if fault else None
+        params = fault.params if fault else {}
+        if kind == "slow_first_byte":
+            mirror.stopping.wait(float(params.get("delay", 1.0)))
+        if kind == "status":
+            status = int(params.get("status", 500))
+            self._simple(status, f"{status} injected fault\n".encode(), head=head)
+            return
+        if kind == "rate_limit":
+            retry_after = params.get("retry_after", 1)
+            self._simple(
+                int(params.get("status", 429)),
+                b"slow down\n",
+                headers={"Retry-After": str(retry_after)},
+                head=head,
+            )
+            return
+        if kind == "html":
+            page = b"<html><head><title>503</title></head><body><h1>Service Unavailable</h1></body>"
+            self._simple(200, page, content_type="text/html; charset=utf-8", head=head)
+            return
+        if not target.is_file():
+            self._simple(404, b"404 Not Found\n", head=head)
+            return
+        self._serve_file(relpath, target, range_header, fault, head=head)
+
+    def _serve_file(
+        self,
+        relpath: str,
+        target: Path,
+        range_header: str | None,
+        fault: Fault | None,
+        *,
+        head: bool,
+    ) -> None:
+        kind = fault.kind if fault else None
+        with open(target, "rb") as file:
+            stat = os.fstat(file.fileno())
+            size = stat.st_size
+            # Strong validator from size and mtime: replacing the file changes it.
+            etag = f'"{size:x}-{stat.st_mtime_ns:x}"'
+            if kind == "etag_change":
+                etag = fault.params.get("etag") or f'{etag[:-1]}-changed"'  # type: ignore[union-attr]
+            first, last, status = 0, size - 1, 200
+            if range_header is not None and kind != "no_range":
+                if_range = self.headers.get("If-Range")
+                wanted = _parse_range(range_header, size) if if_range in (None, etag) else None
+                if wanted == "unsatisfiable":
+                    self._simple(416, b"", headers={"Content-Range": f"bytes */{size}"}, head=head)
+                    return
+                if isinstance(wanted, tuple):
+                    (first, last), status = wanted, 206
+            count = max(0, last - first + 1)
+            self.send_response(status)
+            self.send_header("Content-Type", _content_type(target))
+            if kind == "no_content_length":
+                self.send_header("Connection", "close")
+                self.close_connection = True
+            else:
+                self.send_header("Content-Length", str(count))
+            if kind != "no_range":
+                self.send_header("Accept-Ranges", "bytes")
+            if status == 206:
+                self.send_header("Content-Range", f"bytes {first}-{last}/{size}")
+            self.send_header("ETag", etag)
+            self.send_header("Last-Modified", formatdate(stat.st_mtime, usegmt=True))
+            self.end_headers()
+            if head:
+                return
+            limit = count
+            if kind == "reset":
+                limit = min(count, int(fault.params.get("after_bytes", 0)))  # type: ignore[union-attr]
+            elif kind == "truncate":
+                limit = min(count, int(fault.params.get("after_bytes", count // 2)))  # type: ignore[union-attr]
+            self._send_body(relpath, file, first, limit)
+        if kind == "reset":
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.server.resets.add(self.connection)
+            self.close_connection = True
+        elif kind == "truncate":
+            self.close_connection = True
+
+    def _send_body(self, relpath: str, file: Any, offset: int, count: int) -> None:
+        mirror = self.server.mirror
+        bucket = self._connection_bucket()
+        sent = 0
+        while sent < count:
+            if mirror.stopping.is_set():
+                raise ConnectionAbortedError("mirror stopping")
+            size = min(mirror.chunk_size, count - sent)
+            wait = 0.0
+            for cap in (bucket, mirror.total_bucket):
+                if cap is not None:
+                    wait = max(wait, cap.reserve(size))
+            if wait:
+                mirror.stopping.wait(wait)
+            sent_now = self.connection.sendfile(file, offset + sent, size)
+            sent += sent_now
+            mirror.count_bytes(relpath, sent_now, wait)
+
+    def _connection_bucket(self) -> TokenBucket | None:
+        rate = self.server.mirror.per_connection_bps
+        if rate is None:
+            return None
+        # One bucket per TCP connection, kept across its keep-alive requests.
+        bucket: TokenBucket | None = getattr(self, "_bucket", None)
+        if bucket is None:
+            bucket = self._bucket = TokenBucket(rate)
+        return bucket
