@@ -98,3 +98,12 @@ def test_label_folders(style: LabelStyle, folder: str) -> None:
     assert clip_relpath(
         "val", "skiing (not slalom or crosscountry)", "k", LabelStyle.TORCHVISION
     ) == ("val/skiing_not_slalom_or_crosscountry/k.mp4")
+
+
+def test_shard_members_index(tmp_path) -> None:
+    with Manifest(tmp_path / "m.sqlite") as m:
+        m.set_shard_members("u/part_0", [("a", 1), ("b", 2)])
+        m.set_shard_members("u/part_1", [("c", 3)])
+        m.set_shard_members("u/part_0", [("a", 1)])  # a re-read replaces the old list
+        assert m.shard_index(["u/part_0", "u/part_1"]) == {"a": "u/part_0", "c": "u/part_1"}
+        assert m.shard_index(["u/part_1"]) == {"c": "u/part_1"}

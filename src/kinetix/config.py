@@ -115,6 +115,8 @@ class DownloadConfig:
     retry_failed: tuple[str, ...] | None = None  # error codes to retry; () means all
     progress: bool = True
     executor: str = "local"
+    annotations: Path | None = None  # a local annotation file instead of the fetched one
+    offline: bool = False  # use cached annotation files only
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root))

@@ -182,6 +182,13 @@ class Manifest:
                 f"CREATE TABLE IF NOT EXISTS shards (url TEXT PRIMARY KEY, {shard_cols})"
             )
             self._db.execute("CREATE INDEX IF NOT EXISTS clips_state ON clips (split, state)")
+            # What each fully read shard holds, so a later run (a bigger selection, a quarantined
+            # clip) knows which shard to fetch, or that no shard has the clip, without the network.
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS shard_members (url TEXT NOT NULL, key TEXT NOT NULL, "
+                "bytes INTEGER, PRIMARY KEY (url, key))"
+            )
+            self._db.execute("CREATE INDEX IF NOT EXISTS shard_members_key ON shard_members (key)")
             self._db.execute(
                 "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
             )
@@ -354,6 +361,24 @@ class Manifest:
             if count_attempt:
                 sets += ", attempts=attempts+1"
             self._db.execute(f"UPDATE shards SET {sets} WHERE url=?", (*fields.values(), url))
+
+
+    def set_shard_members(self, url: str, members: Iterable[tuple[str, int]]) -> None:
+        """Record every member (clip key, bytes) a shard was seen to hold, replacing older lists."""
+        with self._db:
+            self._db.execute("DELETE FROM shard_members WHERE url=?", (url,))
+            self._db.executemany(
+                "INSERT OR REPLACE INTO shard_members VALUES (?,?,?)",
+                ((url, key, size) for key, size in members),
+            )
+
+    def shard_index(self, urls: Iterable[str]) -> dict[str, str]:
+        """Clip key -> URL of a listed shard (among ``urls``) that holds it."""
+        index: dict[str, str] = {}
+        for url in urls:
+            for (key,) in self._db.execute("SELECT key FROM shard_members WHERE url=?", (url,)):
+                index.setdefault(key, url)
+        return index
 
 
 def _to_row(r: sqlite3.Row) -> ClipRow:
