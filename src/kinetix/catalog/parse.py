@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from kinetix.catalog.clip import Clip
-from kinetix.catalog.releases import Release, get_release, normalise_split
+from kinetix.catalog.releases import SPLIT_ALIASES, Release, get_release, normalise_split
 from kinetix.errors import AnnotationError, ConfigError
 
 logger = logging.getLogger(__name__)
@@ -167,9 +167,9 @@ def _read_stream(stream: IO[str], name: str, release: str | None, split: str | N
             raise AnnotationError(
                 f"line 1 is blank; expected {_EXPECTED_FORMATS}", path=name, line=1
             )
-        if head.startswith("{"):
+        if head.startswith(("{", "[")):
             return _RowReader(name, release, split).read_json(first + stream.read())
-        if head.endswith(":") and "," not in head:
+        if head.endswith(":") and head[:-1].strip().lower() in SPLIT_ALIASES:
             return _RowReader(name, release, split).read_listing(head, stream)
         fields = next(csv.reader([first]))
         columns = [c.strip().lower() for c in fields]
