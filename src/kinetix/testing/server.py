@@ -240,6 +240,12 @@ class MirrorServer:
         with self._lock:
             return self._stats.copy()
 
+    @property
+    def open_connections(self) -> int:
+        """TCP connections currently open (a killed client's close once the server notices)."""
+        with self._lock:
+            return len(self._open)
+
     def reset_stats(self) -> None:
         with self._lock:
             self._stats = MirrorStats()
