@@ -117,7 +117,8 @@ class ExtractReport:
 
     name: str
     format: str = ""  # "gzip" or "tar" (a plain tar, whatever its name says)
-    members: int = 0  # member headers seen (pax / GNU long-name headers not counted)
+    entries: int = 0  # member headers seen (pax / GNU long-name headers not counted)
+    members: dict[str, int] = field(default_factory=dict)  # every clip (key -> bytes) it holds
     written: dict[str, ExtractedClip] = field(default_factory=dict)
     kept_existing: list[str] = field(default_factory=list)  # wanted, already there, no overwrite
     not_found: list[str] = field(default_factory=list)  # wanted keys the shard does not hold
@@ -407,8 +408,8 @@ class _TarStream:
         if size < 0:
             raise ArchiveError(f"shard {self._name}: negative size for member {name!r}")
         self._member = name
-        self._report.members += 1
-        self._route(name, info.type)
+        self._report.entries += 1
+        self._route(name, info.type, size)
         self._start_data(size)
 
     def _start_data(self, size: int) -> None:
@@ -430,7 +431,7 @@ class _TarStream:
                 self._pax.update(_parse_pax(data, self._name))
             # GNU long link names and global pax headers only matter for links: not extracted
 
-    def _route(self, name: str, kind: bytes) -> None:
+    def _route(self, name: str, kind: bytes, size: int) -> None:
         report = self._report
         reason = _unsafe_name(name)
         if reason is None and kind not in _REGULAR and kind != tarfile.DIRTYPE:
@@ -446,8 +447,12 @@ class _TarStream:
             report.skipped_appledouble.append(name)
             return
         stem, dot, suffix = base.rpartition(".")
-        destination = self._plan.wanted.get(stem) if dot else None
-        if destination is None or f".{suffix.lower()}" not in self._plan.suffixes:
+        if not dot or f".{suffix.lower()}" not in self._plan.suffixes:
+            report.skipped_unwanted.append(name)
+            return
+        report.members[stem] = size
+        destination = self._plan.wanted.get(stem)
+        if destination is None:
             report.skipped_unwanted.append(name)
             return
         if stem in self.temps:
@@ -549,10 +554,10 @@ def extract_stream(fileobj: BinaryIO, plan: ExtractPlan, *, name: str) -> Extrac
     found = set(report.written) | set(report.kept_existing)
     report.not_found = [key for key in plan.wanted if key not in found]
     log.info(
-        "shard %s (%s): %d members, %d written, %d kept, %d unwanted, %d not found",
+        "shard %s (%s): %d clips, %d written, %d kept, %d unwanted, %d not found",
         name,
         kind,
-        report.members,
+        len(report.members),
         len(report.written),
         len(report.kept_existing),
         len(report.skipped_unwanted),
