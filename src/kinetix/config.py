@@ -125,3 +125,133 @@ class DownloadConfig:
             object.__setattr__(self, "layout", LabelStyle.parse(str(self.layout)))
         if self.parallel < 1:
             raise ConfigError(f"--parallel must be >= 1, got {self.parallel}")
+
+
+class VerifyLevel(str, Enum):
+    QUICK = "quick"  # probe, then decode the first and the last frame
+    DEEP = "deep"  # decode every frame
+
+    @property
+    def rank(self) -> int:
+        """A clip verified at a higher rank need not be checked again at a lower one."""
+        return 1 if self is VerifyLevel.DEEP else 0
+
+
+class VideoCodec(str, Enum):
+    H264 = "h264"
+    H265 = "h265"
+
+
+X264_PRESETS = (
+    "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
+)  # fmt: skip
+
+
+def _workers(value: int | None) -> None:
+    if value is not None and value < 0:
+        raise ConfigError(f"--workers must be >= 0 (0 runs inline), got {value}")
+
+
+def _short_side(value: int | None) -> None:
+    if value is not None and (value < 2 or value % 2):
+        raise ConfigError(f"--short-side must be an even number >= 2, got {value}")
+
+
+def _fps(value: float | None) -> None:
+    if value is not None and not 0 < value <= 1000:
+        raise ConfigError(f"--fps must be > 0 and <= 1000, got {value}")
+
+
+@dataclass(frozen=True)
+class VerifyConfig:
+    """How ``kinetix verify`` checks the clips of a root."""
+
+    level: VerifyLevel = VerifyLevel.QUICK
+    fix: bool = False  # reconcile disk and manifest (unknown files, vanished rows, changed sizes)
+    refetch: bool = False  # download quarantined clips again afterwards
+    # A clip may run past its annotated span by this much (plus a fast trim's start offset)...
+    max_excess: float = 1.5
+    # ...and end early (the YouTube video ended) but must keep this fraction of the span.
+    min_fraction: float = 0.1
+    workers: int | None = None  # None: one per core
+    executor: str = "local"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "level", _enum(VerifyLevel, self.level, "--level"))
+        _workers(self.workers)
+        if self.max_excess < 0:
+            raise ConfigError(f"max_excess must be >= 0 seconds, got {self.max_excess}")
+        if not 0 <= self.min_fraction <= 1:
+            raise ConfigError(f"min_fraction must be between 0 and 1, got {self.min_fraction}")
+
+
+@dataclass(frozen=True)
+class ProcessConfig:
+    """How ``kinetix process`` derives a resized / re-timed / re-encoded copy of a root."""
+
+    short_side: int | None = 256  # None keeps the size
+    fps: float | None = None  # None keeps the frame rate
+    upscale: bool = False  # clips already smaller than short_side are kept at their size
+    crf: int = 23
+    preset: str = "medium"  # x264's own default, what mmaction2's resize script gets
+    codec: VideoCodec = VideoCodec.H264
+    audio: bool = True
+    threads: int | None = None  # ffmpeg threads per clip; None shares the cores among workers
+    workers: int | None = None
+    executor: str = "local"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "codec", _enum(VideoCodec, self.codec, "--codec"))
+        _short_side(self.short_side)
+        _fps(self.fps)
+        _workers(self.workers)
+        if not 0 <= self.crf <= 51:
+            raise ConfigError(f"--crf must be between 0 and 51, got {self.crf}")
+        if self.preset not in X264_PRESETS:
+            raise ConfigError(
+                f"invalid --preset {self.preset!r}; valid values are {', '.join(X264_PRESETS)}"
+            )
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"--threads must be >= 1, got {self.threads}")
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    """The ``audio.wav`` written next to a clip's frames."""
+
+    sample_rate: int = 16000
+    channels: int = 1
+
+    def __post_init__(self) -> None:
+        if not 1000 <= self.sample_rate <= 192000:
+            raise ConfigError(
+                f"--audio-rate must be between 1000 and 192000 Hz, got {self.sample_rate}"
+            )
+        if self.channels not in (1, 2):
+            raise ConfigError(f"invalid --audio-channels {self.channels}; valid values are 1, 2")
+
+
+@dataclass(frozen=True)
+class FramesConfig:
+    """How ``kinetix frames`` writes ``{split}/{label}/{key}/img_00001.jpg`` folders."""
+
+    fps: float | None = None  # None: every decoded frame
+    short_side: int | None = None  # None keeps the size
+    upscale: bool = False
+    quality: int = 2  # ffmpeg -q:v, 2 (best) .. 31
+    audio: AudioConfig | None = None  # also write audio.wav
+    threads: int | None = None
+    workers: int | None = None
+    executor: str = "local"
+    sample_clips: int = 2  # clips extracted first to estimate the space the run needs
+
+    def __post_init__(self) -> None:
+        _short_side(self.short_side)
+        _fps(self.fps)
+        _workers(self.workers)
+        if not 2 <= self.quality <= 31:
+            raise ConfigError(f"--quality must be between 2 (best) and 31, got {self.quality}")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"--threads must be >= 1, got {self.threads}")
+        if self.sample_clips < 1:
+            raise ConfigError(f"sample_clips must be >= 1, got {self.sample_clips}")

@@ -11,6 +11,7 @@
     ├── ArchiveError                    corrupt gzip/tar, unsafe member
     ├── DiskSpaceError (OSError)        not enough free space for the planned work
     ├── FFmpegError                     ffmpeg/ffprobe exited non-zero (carries stderr tail)
+    ├── MediaError                      a clip file is not a usable video (carries a ``code``)
     ├── DecodeError                     a loader could not decode a clip or its frames
     ├── SourceError                     a clip source failed (carries a stable ``code``)
     └── MissingDependencyError (ImportError)  an optional extra is not installed
@@ -163,6 +164,14 @@ class DecodeError(KinetixError):
     def __init__(self, message: str, *, path: str | None = None):
         super().__init__(message)
         self.path = path
+
+
+class MediaError(KinetixError):
+    """A clip file cannot be used as a video; ``code`` says why (unreadable, truncated ...)."""
+
+    def __init__(self, message: str, *, code: ErrorCode):
+        super().__init__(message)
+        self.code = code
 
 
 class SourceError(KinetixError):
