@@ -1,0 +1,246 @@
+"""Fetching annotation files into the local cache, with a sha256 sidecar, and reusing them offline.
+
+Where a split's annotations come from:
+
+- CVDF (``https://s3.amazonaws.com/kinetics/`` or a ``--mirror`` serving the same layout at
+  its root): the path in the release table, e.g. ``400/annotations/val.csv``.
+- K700 (2019) has no CVDF copy: its CSVs come from DeepMind's ``kinetics700.tar.gz``
+  (``{mirror}/deepmind/kinetics700.tar.gz`` on a mirror), which is cached once and the
+  split's member (``kinetics700/validate.csv`` ...) extracted from it.
+
+A cached file lives at ``cache_dir()/{host}/{path of its URL}`` next to ``<name>.meta.json``
+holding its url, sha256, size and etag. Later calls use it without touching the network as long
+as it still matches its sidecar.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import logging
+import os
+import tarfile
+import time
+import zlib
+from dataclasses import asdict, dataclass
+from pathlib import Path, PurePosixPath
+from urllib.parse import unquote, urlsplit
+
+from kinetix.catalog.releases import (
+    CVDF_BASE,
+    DEEPMIND_BASE,
+    Release,
+    check_split,
+    get_release,
+    join_url,
+    normalise_split,
+)
+from kinetix.config import TransferConfig
+from kinetix.errors import ArchiveError, ConfigError
+
+logger = logging.getLogger(__name__)
+
+SIDECAR_SUFFIX = ".meta.json"
+MIRROR_DEEPMIND_DIR = "deepmind/"  # where a mirror keeps DeepMind's archives
+
+
+def cache_dir() -> Path:
+    """Where fetched annotation files are kept: ``$KINETIX_CACHE``, else ``~/.cache/kinetix``."""
+    env = os.environ.get("KINETIX_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "kinetix"
+
+
+@dataclass(frozen=True)
+class AnnotationLocation:
+    """Where one split's annotations are published."""
+
+    url: str  # the annotation file, or the archive holding it
+    archive_split: str | None = None  # set when the file is a member of the archive at ``url``
+
+
+@dataclass(frozen=True)
+class CachedFile:
+    """The sidecar of a cached file: what it is, where it came from, and its hash."""
+
+    url: str
+    sha256: str
+    size: int
+    etag: str | None
+    fetched_at: float
+    member: str | None = None  # archive member name, when extracted from the archive at ``url``
+
+
+def locate_annotations(
+    release: str | Release, split: str, *, mirror: str | None = None
+) -> AnnotationLocation:
+    """The URL a split's annotations are fetched from (official, or under ``mirror``)."""
+    rel = release if isinstance(release, Release) else get_release(release)
+    split = check_split(rel, split)
+    if rel.cvdf_annotations:
+        return AnnotationLocation(join_url(mirror or CVDF_BASE, rel.annotation_path(split)))
+    base = join_url(mirror, MIRROR_DEEPMIND_DIR) if mirror else DEEPMIND_BASE
+    return AnnotationLocation(join_url(base, rel.deepmind_archive), archive_split=split)
+
+
+def cache_path(url: str) -> Path:
+    """``cache_dir()/{host}/{path}`` for a URL; ``:`` in the host becomes ``_``."""
+    parts = urlsplit(url)
+    path = PurePosixPath(unquote(parts.path))
+    if not parts.netloc or ".." in path.parts or not path.name:
+        raise ConfigError(f"cannot cache {url!r}: expected http(s)://host/path/to/file")
+    return cache_dir() / parts.netloc.replace(":", "_") / path.relative_to("/")
+
+
+def read_sidecar(path: Path) -> CachedFile | None:
+    """The sidecar of a cached file, or None when it has none (or an unreadable one)."""
+    try:
+        data = json.loads(Path(str(path) + SIDECAR_SUFFIX).read_text(encoding="utf-8"))
+        return CachedFile(**data)
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def fetch_annotations(
+    release: str,
+    split: str,
+    *,
+    mirror: str | None = None,
+    offline: bool = False,
+    config: TransferConfig | None = None,
+) -> Path:
+    """The local path of a split's annotation file, downloading it unless a good copy is cached.
+
+    ``offline=True`` never touches the network and fails with the command to run when
+    nothing usable is cached.
+    """
+    rel = get_release(release)
+    split = check_split(rel, split)
+    location = locate_annotations(rel, split, mirror=mirror)
+    config = config or TransferConfig()
+    if location.archive_split is None:
+        dest = cache_path(location.url)
+        if _is_intact(dest):
+            logger.debug("using cached %s", dest)
+            return dest
+        _require_online(offline, rel, split, mirror, dest)
+        _download(location.url, dest, config)
+        return dest
+    archive = cache_path(location.url)
+    # Members are cached under the archive's name without .tar.gz, e.g. kinetics700/validate.csv
+    folder = archive.with_name(archive.name.split(".", 1)[0])
+    for cached in sorted(folder.glob("*.csv")) if folder.is_dir() else ():
+        if _split_of_member(cached.name) == split and _is_intact(cached):
+            logger.debug("using cached %s", cached)
+            return cached
+    _require_online(offline, rel, split, mirror, folder)
+    if not _is_intact(archive):
+        _download(location.url, archive, config)
+    return _extract_member(archive, split, folder)
+
+
+def _require_online(
+    offline: bool, rel: Release, split: str, mirror: str | None, where: Path
+) -> None:
+    if not offline:
+        return
+    fetch = f"kinetix annotations fetch {rel.name} --split {split}"
+    if mirror:
+        fetch += f" --mirror {mirror}"
+    raise ConfigError(
+        f"--offline: no cached annotations for {rel.name} {split} in {where}; "
+        f"run '{fetch}' while online, or pass an annotation file"
+    )
+
+
+def _is_intact(path: Path) -> bool:
+    """The file exists and still matches its sidecar (size, then sha256)."""
+    record = read_sidecar(path)
+    if record is None or not path.is_file():
+        return False
+    if path.stat().st_size != record.size or _sha256(path) != record.sha256:
+        logger.warning("%s no longer matches its sidecar; fetching it again", path)
+        return False
+    return True
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _download(url: str, dest: Path, config: TransferConfig) -> CachedFile:
+    from kinetix.transfer.http import fetch_file  # the transfer stack is only needed online
+
+    logger.info("fetching %s", url)
+    result = fetch_file(url, dest, config)
+    record = CachedFile(url, result.sha256, result.size, result.etag, time.time())
+    _write_sidecar(dest, record)
+    return record
+
+
+def _write_sidecar(path: Path, record: CachedFile) -> None:
+    sidecar = Path(str(path) + SIDECAR_SUFFIX)
+    temp = sidecar.with_name(sidecar.name + ".tmp")
+    temp.write_text(json.dumps(asdict(record), indent=2) + "\n", encoding="utf-8")
+    os.replace(temp, sidecar)
+
+
+def _split_of_member(name: str) -> str | None:
+    """The split a DeepMind archive member is for: ``kinetics700/validate.csv`` -> ``val``."""
+    stem, dot, ext = PurePosixPath(name).name.rpartition(".")
+    if not dot or ext.lower() != "csv":
+        return None
+    try:
+        return normalise_split(stem)
+    except ConfigError:
+        return None
+
+
+def _extract_member(archive: Path, split: str, folder: Path) -> Path:
+    """Copy the split's CSV out of a cached DeepMind archive; returns the extracted file."""
+    record = read_sidecar(archive)
+    assert record is not None  # _download or _is_intact just checked it
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            names = [m for m in tar.getmembers() if m.isfile()]
+            found = [m for m in names if _split_of_member(m.name) == split]
+            if len(found) != 1:
+                raise ArchiveError(
+                    f"{archive}: expected one CSV for split {split!r}, found "
+                    f"{[m.name for m in found] or 'none'} among {[m.name for m in names][:10]}"
+                )
+            member = found[0]
+            # The destination name is the member's base name, never its path: nothing in the
+            # archive can write outside ``folder``.
+            dest = folder / PurePosixPath(member.name).name
+            folder.mkdir(parents=True, exist_ok=True)
+            source = tar.extractfile(member)
+            assert source is not None  # a regular file always has a body
+            temp = dest.with_name(dest.name + ".part")
+            digest = hashlib.sha256()
+            with source, temp.open("wb") as out:
+                while chunk := source.read(1 << 20):
+                    digest.update(chunk)
+                    out.write(chunk)
+            os.replace(temp, dest)
+    except (tarfile.TarError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise ArchiveError(
+            f"{archive} is not a readable tar archive ({exc}); delete it and fetch again"
+        ) from exc
+    _write_sidecar(
+        dest,
+        CachedFile(
+            record.url,
+            digest.hexdigest(),
+            dest.stat().st_size,
+            record.etag,
+            time.time(),
+            member.name,
+        ),
+    )
+    logger.info("extracted %s from %s", member.name, archive)
+    return dest
