@@ -503,9 +503,18 @@ class _MirrorHandler(BaseHTTPRequestHandler):
                     wait = max(wait, cap.reserve(size))
             if wait:
                 mirror.stopping.wait(wait)
-            sent_now = self.connection.sendfile(file, offset + sent, size)
+            # Counted before sending: a client that has read every byte must find them in
+            # the stats. A failed send takes its count back.
+            mirror.count_bytes(relpath, size, wait)
+            sent_now = 0
+            try:
+                sent_now = self.connection.sendfile(file, offset + sent, size)
+            finally:
+                if sent_now != size:
+                    mirror.count_bytes(relpath, sent_now - size, 0.0)
+            if sent_now == 0:
+                raise ConnectionAbortedError(f"{relpath} shrank while being sent")
             sent += sent_now
-            mirror.count_bytes(relpath, sent_now, wait)
 
     def _connection_bucket(self) -> TokenBucket | None:
         rate = self.server.mirror.per_connection_bps

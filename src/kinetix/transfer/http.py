@@ -422,6 +422,7 @@ class ShardDownload:
         try:
             info = self._info or _probe(self._session, self.url, self.config, self._backoff)
             for _ in range(_MAX_RESTARTS + 1):
+                self._rearm()
                 if _is_html(info.content_type):
                     raise _not_an_archive(self.url, info.content_type)
                 try:
@@ -443,6 +444,7 @@ class ShardDownload:
                 except _RemoteChanged as changed:
                     log.warning("%s; discarding partial data and starting over", changed)
                     self._discard_partial()
+                    self._rearm()  # the failed round set _halt; the re-probe may need to wait
                     info = _probe(self._session, self.url, self.config, self._backoff)
             raise IntegrityError(
                 f"{self.url} changed on the server {_MAX_RESTARTS + 1} times during the download; "
@@ -457,6 +459,13 @@ class ShardDownload:
             with self._cond:
                 self._error = exc
                 self._cond.notify_all()
+
+    def _rearm(self) -> None:
+        """Clear the halt left by a failed round, unless abort() asked to stop for good."""
+        self._halt.clear()
+        if self._cancel.is_set():
+            self._halt.set()
+            raise _Halted
 
     def _finish_empty(self) -> None:
         os.ftruncate(self._fd, 0)
@@ -547,9 +556,6 @@ class ShardDownload:
             self._connections = min(self.config.connections, len(self._queue)) or 1
         self._save_state()
         self._report(resumed)
-        self._halt.clear()
-        if self._cancel.is_set():
-            raise _Halted
         workers = [
             threading.Thread(
                 target=self._work, args=(info,), name=f"kinetix-range-{i}", daemon=True
@@ -731,7 +737,6 @@ class ShardDownload:
             self._connections = 1
             self._size = info.size
             self._etag = info.etag
-        self._halt.clear()
         attempt = 0
         while True:
             if self._cancel.is_set():
