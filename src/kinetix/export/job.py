@@ -1,0 +1,238 @@
+"""The export job: pick the usable rows of a root, give them class indices, drive one writer."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from kinetix.data.index import (
+    LabelIndexer,
+    RootInfo,
+    count_left_out,
+    describe_left_out,
+    iter_usable,
+)
+from kinetix.errors import ConfigError
+from kinetix.export.config import ExportConfig, ExportFormat
+from kinetix.export.links import LinkTreeWriter
+from kinetix.export.lists import ListWriter, list_format
+from kinetix.export.records import ExportRecord, WriterBase
+from kinetix.export.tables import CsvWriter, ParquetWriter
+from kinetix.export.webdataset import ShardWriter
+from kinetix.store.layout import LabelStyle, manifest_path
+from kinetix.store.manifest import Manifest
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SplitReport:
+    release: str
+    split: str
+    written: int
+    left_out: Counter[str]
+    output: Path | None = None  # the list / shard pattern of this split, when it has its own
+
+
+@dataclass
+class ExportReport:
+    """What an export wrote, what it left out and why, and how to point a framework at it."""
+
+    root: Path
+    format: ExportFormat
+    out: Path
+    splits: list[SplitReport] = field(default_factory=list)
+    hints: list[str] = field(default_factory=list)
+
+    @property
+    def written(self) -> int:
+        return sum(s.written for s in self.splits)
+
+    @property
+    def left_out(self) -> Counter[str]:
+        total: Counter[str] = Counter()
+        for s in self.splits:
+            total.update(s.left_out)
+        return total
+
+
+def export_root(root: str | Path, config: ExportConfig) -> ExportReport:
+    """Export the usable clips of ``root`` as ``config.format``; see ``ExportReport``."""
+    root = Path(root)
+    info = RootInfo.read(root)
+    fmt = config.format
+    if fmt in (ExportFormat.TORCHVISION, ExportFormat.WEBDATASET) and info.kind != "videos":
+        raise ConfigError(f"--format {fmt.value} needs a videos root; {root} holds {info.kind}")
+    out = config.out_dir(root)
+    report = ExportReport(root, fmt, out)
+    indexer = LabelIndexer()
+    with Manifest(manifest_path(root), readonly=True) as manifest, contextlib.ExitStack() as stack:
+        pairs = _pairs(manifest, config, root)
+        _refuse_whitespace(manifest, root, pairs, config, info.kind)
+        shared: WriterBase | None = None
+        if fmt is ExportFormat.CSV:
+            shared = stack.enter_context(CsvWriter(out / "manifest.csv"))
+        elif fmt is ExportFormat.PARQUET:
+            shared = stack.enter_context(ParquetWriter(out / "manifest.parquet"))
+        elif fmt is ExportFormat.TORCHVISION:
+            shared = stack.enter_context(
+                LinkTreeWriter(out, LabelStyle.TORCHVISION, hardlink=config.hardlink)
+            )
+        links: LinkTreeWriter | None = None
+        if config.link_dir is not None:
+            suffix = list_format(fmt.value, info.kind).dir_suffix
+            links = stack.enter_context(
+                LinkTreeWriter(
+                    config.link_dir, config.link_style, hardlink=config.hardlink, suffix=suffix
+                )
+            )
+        for release, split in pairs:
+            own = _split_writer(config, info.kind, out, release, split)
+            written = 0
+            with own if own is not None else contextlib.nullcontext():
+                writer = own or shared
+                assert writer is not None
+                for record in _records(manifest, root, info.kind, release, split, config, indexer):
+                    if links is not None:
+                        record = links.link(record)
+                    writer.write(record)
+                    written += 1
+            left_out = count_left_out(
+                manifest, split=split, release=release, include_unverified=config.include_unverified
+            )
+            output = getattr(own, "path", None)
+            if isinstance(own, ShardWriter):
+                output = Path(own.pattern)
+            report.splits.append(SplitReport(release, split, written, left_out, output))
+            if left_out:
+                log.info("%s/%s: left out %s", release, split, describe_left_out(left_out))
+    report.hints = _hints(report, config, info.kind)
+    return report
+
+
+def _pairs(manifest: Manifest, config: ExportConfig, root: Path) -> list[tuple[str, str]]:
+    pairs = manifest.splits()
+    if config.release is not None:
+        pairs = [p for p in pairs if p[0] == config.release]
+    known = sorted({s for _, s in pairs})
+    if config.splits is not None:
+        missing = [s for s in config.splits if s not in known]
+        if missing:
+            raise ConfigError(
+                f"{root} has no split {', '.join(map(repr, missing))}; its splits are "
+                f"{', '.join(known) or 'none'}"
+            )
+        pairs = [p for p in pairs if p[1] in config.splits]
+    for split in {s for _, s in pairs}:
+        releases = sorted(r for r, s in pairs if s == split)
+        if len(releases) > 1:
+            raise ConfigError(
+                f"{root} holds split {split!r} of several releases ({', '.join(releases)}); "
+                "pass --release"
+            )
+    if not pairs:
+        raise ConfigError(f"{root} has no clips to export")
+    return pairs
+
+
+def _refuse_whitespace(
+    manifest: Manifest, root: Path, pairs: list[tuple[str, str]], config: ExportConfig, kind: str
+) -> None:
+    """Text lists cannot hold paths with spaces; say so before writing any split."""
+    if not config.format.is_list or config.format is ExportFormat.MMACTION_JSON:
+        return
+    if config.link_dir is not None:
+        return
+    fmt = list_format(config.format.value, kind)
+    for release, split in pairs:
+        for row in iter_usable(
+            manifest, split=split, release=release, include_unverified=config.include_unverified
+        ):
+            path = str(root / str(row.path)) if config.absolute else str(row.path)
+            if any(c.isspace() for c in path):
+                raise ConfigError(
+                    f"{path!r} contains whitespace, which {fmt.name} splits lines on; nothing was "
+                    "written. Pass --link-dir DIR to list links named without spaces"
+                )
+
+
+def _split_writer(
+    config: ExportConfig, kind: str, out: Path, release: str, split: str
+) -> WriterBase | None:
+    if config.format.is_list:
+        fmt = list_format(config.format.value, kind)
+        return ListWriter(out / fmt.file_name(release, split), fmt, absolute=config.absolute)
+    if config.format is ExportFormat.WEBDATASET:
+        return ShardWriter(out, split, config.shard_size)
+    return None
+
+
+def _records(
+    manifest: Manifest,
+    root: Path,
+    kind: str,
+    release: str,
+    split: str,
+    config: ExportConfig,
+    indexer: LabelIndexer,
+) -> Iterator[ExportRecord]:
+    rows = iter_usable(
+        manifest, split=split, release=release, include_unverified=config.include_unverified
+    )
+    if config.shuffle:
+        # shuffle keys, not rows: 240k manifest rows would not fit in memory comfortably
+        keys = [row.key for row in rows]
+        order = np.random.default_rng(config.seed).permutation(len(keys))
+        rows = (r for r in (manifest.get(release, split, keys[i]) for i in order) if r)
+    for row in rows:
+        assert row.path is not None  # iter_usable skips rows without one
+        label_index = indexer(row.release, row.label, row.values.get("label_index"))
+        yield ExportRecord(row, label_index, kind, root, row.path)
+
+
+def _hints(report: ExportReport, config: ExportConfig, kind: str) -> list[str]:
+    """One line per split saying how to point the target framework at the output."""
+    fmt = config.format
+    base = config.link_dir or report.root
+    hints = []
+    for s in report.splits:
+        prefix = "" if config.absolute else str(base / s.split)
+        if fmt in (ExportFormat.MMACTION, ExportFormat.MMACTION_JSON):
+            field_name = "img" if kind == "frames" else "video"
+            hints.append(
+                f"mmaction2 {s.split}: ann_file='{s.output}', "
+                f"data_prefix=dict({field_name}='{prefix}')"
+            )
+        elif fmt is ExportFormat.PADDLE:
+            hints.append(f"PaddleVideo {s.split}: file_path: {s.output}  data_prefix: {prefix}")
+        elif fmt is ExportFormat.WEBDATASET:
+            hints.append(f"webdataset {s.split}: webdataset.WebDataset('{s.output}')")
+        elif fmt is ExportFormat.TORCHVISION:
+            hints.append(
+                f"torchvision {s.split}: torchvision.datasets.Kinetics('{report.out}', "
+                f"frames_per_clip=16, split='{s.split}')"
+            )
+    if fmt is ExportFormat.SLOWFAST:
+        hints.append(
+            f"SlowFast: DATA.PATH_TO_DATA_DIR {report.out} DATA.PATH_PREFIX "
+            f"{'' if config.absolute else base}"
+        )
+    if fmt is ExportFormat.TORCHVISION:
+        hints.append(
+            "torchvision numbers classes by sorted folder name, not the mmaction2 label map"
+        )
+    if fmt is ExportFormat.PADDLE and kind == "frames" and config.link_dir is None:
+        hints.append(
+            "PaddleVideo lists name frame folders '{key}.mp4' (as its extract_rawframes.py "
+            "does) while kinetix folders are '{key}': pass --link-dir DIR for a tree that has them"
+        )
+    left = report.left_out
+    if left.get("not verified"):
+        hints.append("pass --include-unverified to also export clips never verified")
+    return hints
