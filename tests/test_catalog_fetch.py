@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from kinetix.catalog.catalog import load_catalog
 from kinetix.catalog.fetch import (
     cache_dir,
     fetch_annotations,
+    load_catalog,
     locate_annotations,
     read_sidecar,
 )

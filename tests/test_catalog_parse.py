@@ -190,6 +190,8 @@ def test_ava_keyframes_become_windows_with_timestamp() -> None:
 def test_countix_and_ava_need_a_split() -> None:
     with pytest.raises(ConfigError, match="has no split column; pass split="):
         read_annotations(DATA / "ava_kinetics_test.csv")
+    with pytest.raises(ConfigError, match="k700 has no split 'holdout_test'"):
+        read_annotations(DATA / "countix_train.csv", split="holdout_test")
 
 
 def test_release_is_required_for_kinetics_files() -> None:

@@ -1,4 +1,4 @@
-"""Fetching annotation files into the local cache, with a sha256 sidecar, and reusing them offline.
+"""Getting a split's annotations onto this machine: cached download, sha256 sidecar, offline reuse.
 
 Where a split's annotations come from:
 
@@ -10,7 +10,7 @@ Where a split's annotations come from:
 
 A cached file lives at ``cache_dir()/{host}/{path of its URL}`` next to ``<name>.meta.json``
 holding its url, sha256, size and etag. Later calls use it without touching the network as long
-as it still matches its sidecar.
+as it still matches its sidecar. ``load_catalog`` fetches (or takes a local file) and reads it.
 """
 
 from __future__ import annotations
@@ -27,6 +27,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlsplit
 
+from kinetix.catalog.catalog import Catalog
+from kinetix.catalog.labels import LabelRegistry
+from kinetix.catalog.parse import read_annotations
 from kinetix.catalog.releases import (
     CVDF_BASE,
     DEEPMIND_BASE,
@@ -244,3 +247,26 @@ def _extract_member(archive: Path, split: str, folder: Path) -> Path:
     )
     logger.info("extracted %s from %s", member.name, archive)
     return dest
+
+
+def load_catalog(
+    release: str,
+    split: str,
+    *,
+    mirror: str | None = None,
+    offline: bool = False,
+    annotations: Path | str | None = None,
+    config: TransferConfig | None = None,
+) -> Catalog:
+    """The clips and label registry of a split, fetched (or reused from the cache) and read.
+
+    ``annotations`` points at a local file of any supported format instead of fetching.
+    """
+    rel = get_release(release)
+    split = check_split(rel, split)
+    if annotations is not None:
+        path = Path(annotations)
+    else:
+        path = fetch_annotations(rel.name, split, mirror=mirror, offline=offline, config=config)
+    clips = read_annotations(path, release=rel.name, split=split)
+    return Catalog(rel.name, split, clips, LabelRegistry.for_release(rel.name), path)

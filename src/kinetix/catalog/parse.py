@@ -280,11 +280,14 @@ class _RowReader:
     # -- values met for the first time ------------------------------------------------------
     def fixed_split(self) -> str:
         """The split for files whose rows carry none (Countix, AVA-Kinetics, split-less CSVs)."""
+        splits = ", ".join(self.release.splits)
         if self.wanted_split is None:
+            raise ConfigError(f"{self.name} has no split column; pass split= ({splits})")
+        if not self.release.has_split(self.wanted_split):
             raise ConfigError(
-                f"{self.name} has no split column; pass split= ({', '.join(self.release.splits)})"
+                f"{self.release.name} has no split {self.wanted_split!r}; valid splits are {splits}"
             )
-        return self.check_release_split(self.wanted_split)
+        return self.wanted_split
 
     def check_release_split(self, split: str) -> str:
         if not self.release.has_split(split):
@@ -334,10 +337,7 @@ class _RowReader:
         i_id, i_start, i_end = at["youtube_id"], at["time_start"], at["time_end"]
         i_label, i_split, i_cc = at.get("label"), at.get("split"), at.get("is_cc")
         width = len(columns)
-        try:
-            split = self.fixed_split() if i_split is None else ""
-        except _RowProblem as exc:
-            raise self.error(None, exc) from None
+        split = self.fixed_split() if i_split is None else ""
         release = self.release.name
         ints, labels, splits = self.ints, self.labels, self.splits
         id_chars = YOUTUBE_ID_CHARS

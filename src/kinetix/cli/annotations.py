@@ -116,7 +116,7 @@ def run_fetch(args: argparse.Namespace) -> int:
 
 
 def run_stats(args: argparse.Namespace) -> int:
-    from kinetix.catalog.catalog import load_catalog
+    from kinetix.catalog.fetch import load_catalog
 
     catalog = load_catalog(
         args.release, args.split, mirror=args.mirror, offline=args.offline, annotations=args.file
@@ -156,7 +156,7 @@ def run_labels(args: argparse.Namespace) -> int:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from kinetix.catalog.catalog import load_catalog
+    from kinetix.catalog.fetch import load_catalog
 
     selection = _selection_from(args)
     catalog = load_catalog(
