@@ -29,6 +29,7 @@ class RootClip:
     verify: str | None = "good"
     trim: str | None = "exact"
     store_index: bool = True  # False: label_index NULL, so the registry must fill it
+    media: Path | None = None  # this file instead of the shared generated clip
 
 
 def clips(
@@ -63,15 +64,21 @@ def build_videos_root(
             if item.state == "present":
                 rel = clip_relpath(c.split, c.label, c.key, layout)
                 (root / rel).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(source, root / rel)
+                shutil.copyfile(item.media or source, root / rel)
                 fields.update(
-                    path=rel, num_frames=spec.num_frames, fps=spec.fps, width=spec.width,
+                    path=rel, num_frames=count_frames(root / rel), fps=spec.fps, width=spec.width,
                     height=spec.height, duration=spec.duration, trim=item.trim, source="cvdf",
                     bytes=(root / rel).stat().st_size,
                 )  # fmt: skip
             m.update(c.release, c.split, c.key, **fields)
     source.unlink()
     return root
+
+
+def count_frames(path: Path) -> int:
+    """Frames a player shows (PyAV honours edit lists), as verify records them."""
+    with av.open(str(path)) as container:
+        return sum(1 for _ in container.decode(video=0))
 
 
 def cut_fast(source: Path, dest: Path, start: float) -> int:
@@ -89,14 +96,16 @@ def build_frames_root(root: Path, videos_root: Path, *, release: str = "k400") -
         Manifest(manifest_path(videos_root), readonly=True) as src,
         Manifest(manifest_path(root)) as m,
     ):
+        style = LabelStyle(src.get_meta("layout") or "raw")
         m.set_meta("kind", "frames")
+        m.set_meta("layout", style.value)
         m.set_meta("release", release)
         m.set_meta("source_root", str(videos_root))
         for row in src.clips():
             m.add_clips([row.to_clip()], None)
             fields = {k: row.values[k] for k in ("label_index", "state", "verify")}
             if row.state == "present" and row.path:
-                folder = f"{row.split}/{label_folder(row.label, LabelStyle.RAW)}/{row.key}"
+                folder = f"{row.split}/{label_folder(row.label, style)}/{row.key}"
                 (root / folder).mkdir(parents=True, exist_ok=True)
                 with av.open(str(videos_root / row.path)) as container:
                     for n, frame in enumerate(container.decode(video=0), start=1):

@@ -79,8 +79,9 @@ def count_left_out(
 
 
 def describe_left_out(reasons: Counter[str]) -> str:
-    """``7 missing, 3 failed, 2 not verified`` (largest first); empty when nothing was left out."""
-    return ", ".join(f"{n} {why}" for why, n in reasons.most_common() if n)
+    """``7 missing, 3 failed, 2 not verified``: largest first, ties by name; empty for none."""
+    ranked = sorted(reasons.items(), key=lambda item: (-item[1], item[0]))
+    return ", ".join(f"{n} {why}" for why, n in ranked if n)
 
 
 class LabelIndexer:
