@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from kinetix.catalog.releases import join_url
+from kinetix.errors import ConfigError
 from kinetix.testing.server import FAULT_KINDS, MirrorServer, TokenBucket
 
 SIZE = 200_000
@@ -283,6 +284,11 @@ def test_unknown_fault_kind_lists_valid_ones(server: MirrorServer) -> None:
     with pytest.raises(ValueError, match="valid kinds are reset"):
         server.add_fault("*", "explode")
     assert len(FAULT_KINDS) == 9
+
+
+def test_root_must_be_a_directory(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="is not a directory"):
+        MirrorServer(tmp_path / "missing")
 
 
 def test_stop_cuts_idle_keep_alive_connections(root: Path) -> None:

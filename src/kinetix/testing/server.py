@@ -22,6 +22,8 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
+from kinetix.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 FAULT_KINDS = (
@@ -137,6 +139,8 @@ class MirrorServer:
         total_bps: float | None = None,
     ):
         self.root = Path(root).resolve()
+        if not self.root.is_dir():
+            raise ConfigError(f"mirror root {root} is not a directory")
         self.host = host
         self.port = port
         self.per_connection_bps = per_connection_bps
