@@ -59,6 +59,7 @@ _TOP_LEVEL = ("400", "600", "700_2020", "deepmind", "youtube", INDEX_NAME, READM
 _FORMAT_VERSION = 1
 
 DEFAULT_VIDEO = VideoSpec(fps=10, width=64, height=80, gop=10)
+DEFAULT_RELEASES = ("k400", "k600", "k700-2020", "k700")
 
 
 @dataclass(frozen=True)
@@ -142,6 +143,27 @@ class MirrorSpec:
         data["class_names"] = {k: list(v) for k, v in self.class_names.items()}
         data["data_dir"] = None if self.data_dir is None else str(self.data_dir)
         return data
+
+
+def releases_for(
+    releases: Sequence[str] | None, splits: Sequence[str]
+) -> dict[str, tuple[str, ...]]:
+    """``MirrorSpec.releases`` for these splits of these releases.
+
+    Without ``releases``: every release, each with those of ``splits`` it has real rows for.
+    """
+    if releases:
+        return {get_release(name).name: tuple(splits) for name in releases}
+    chosen: dict[str, tuple[str, ...]] = {}
+    for name in DEFAULT_RELEASES:
+        release = get_release(name)
+        have = [s for s in splits if (name, check_split(release, s)) in ROW_SOURCES]
+        if have:
+            chosen[name] = tuple(have)
+    if not chosen:
+        valid = ", ".join(f"{r} {s}" for r, s in ROW_SOURCES)
+        raise ConfigError(f"no release has real rows for {', '.join(splits)}; valid are {valid}")
+    return chosen
 
 
 # --- the index --------------------------------------------------------------------------------
