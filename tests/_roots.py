@@ -14,7 +14,7 @@ from kinetix.catalog.labels import LabelRegistry
 from kinetix.process.ffmpeg import run_ffmpeg
 from kinetix.store.layout import LabelStyle, clip_relpath, label_folder, manifest_path
 from kinetix.store.manifest import Manifest
-from kinetix.testing.media import VideoSpec, make_video
+from kinetix.testing.media import VideoSpec, frame_index, make_video
 
 # 64x80 so each of the index pattern's five bands is 16 px: frame_index() reads it back exactly
 TINY = VideoSpec(duration=2.0, fps=25, width=64, height=80, audio=False, gop=10)
@@ -85,7 +85,8 @@ def cut_fast(source: Path, dest: Path, start: float) -> int:
     """``ffmpeg -ss START -c copy``, as a fast YouTube trim does: the file keeps the frames from
     the previous keyframe behind an edit list. Returns the frame number shown first."""
     run_ffmpeg(["-ss", str(start), "-i", str(source), "-c", "copy", "-y", str(dest)])
-    return round(start * TINY.fps)
+    with av.open(str(dest)) as container:
+        return frame_index(next(container.decode(video=0)).to_ndarray(format="rgb24"))
 
 
 def build_frames_root(root: Path, videos_root: Path, *, release: str = "k400") -> Path:
