@@ -1,0 +1,172 @@
+"""``kinetix download RELEASE --split S``: fetch a split from CVDF and/or YouTube into a root."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from kinetix.config import (
+    DownloadConfig,
+    Selection,
+    SourceKind,
+    TransferConfig,
+    TrimMode,
+    YoutubeConfig,
+)
+from kinetix.store.layout import LabelStyle
+
+
+def add_selection_flags(p: argparse.ArgumentParser) -> None:
+    """The clip-selection flags shared by every verb that reads a catalog."""
+    g = p.add_argument_group("selection")
+    g.add_argument(
+        "--classes",
+        action="append",
+        metavar="NAMES",
+        help="comma-separated class names in any style (repeatable)",
+    )
+    g.add_argument("--classes-file", type=Path, metavar="FILE", help="class names, one a line")
+    g.add_argument("--max-per-class", type=int, metavar="N", help="at most N clips per class")
+    g.add_argument("--seed", type=int, default=0, help="seed of the --max-per-class sample")
+    g.add_argument("--ids", type=Path, metavar="FILE", help="youtube ids or clip keys, one a line")
+
+
+def selection_from(args: argparse.Namespace) -> Selection:
+    from kinetix.catalog.select import read_class_file, read_ids_file
+
+    classes: list[str] = []
+    for item in args.classes or ():
+        classes += [c.strip() for c in item.split(",") if c.strip()]
+    if args.classes_file:
+        classes += read_class_file(args.classes_file)
+    return Selection(
+        classes=tuple(classes) or None,
+        max_per_class=args.max_per_class,
+        seed=args.seed,
+        ids=read_ids_file(args.ids) if args.ids else None,
+    )
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "download",
+        help="fetch a release split into a dataset root (CVDF shards, YouTube, or both)",
+        description="Fetch the selected clips of RELEASE/SPLIT into --root, resumably: CVDF "
+        "tar.gz shards over several Range connections, extracted while they download; "
+        "YouTube clip by clip with yt-dlp. Rerun the same command to resume.",
+    )
+    p.add_argument("release", help="k400, k600, k700, k700-2020")
+    p.add_argument("--split", required=True, help="train, val, test (holdout_test for k600)")
+    p.add_argument("--root", type=Path, default=Path("kinetics"), help="dataset root directory")
+    add_selection_flags(p)
+    p.add_argument(
+        "--source",
+        choices=[s.value for s in SourceKind],
+        default=SourceKind.CVDF.value,
+        help="cvdf (default), youtube, or auto: CVDF first, YouTube for what is still missing",
+    )
+    p.add_argument(
+        "--layout",
+        choices=[s.value for s in LabelStyle],
+        default=LabelStyle.RAW.value,
+        help="label folder names: raw, underscore, torchvision",
+    )
+    p.add_argument("--mirror", metavar="URL", help="base URL standing in for the CVDF bucket")
+    p.add_argument("--annotations", type=Path, metavar="FILE", help="use this annotation file")
+    p.add_argument("--offline", action="store_true", help="use cached annotation files only")
+    p.add_argument(
+        "--retry-failed",
+        nargs="?",
+        const="",
+        metavar="REASONS",
+        help="retry failed clips too (all, or only these comma-separated reasons)",
+    )
+    t = p.add_argument_group("transfer")
+    t.add_argument("--connections", type=int, default=8, help="Range connections per shard")
+    t.add_argument(
+        "--parallel", "--workers", type=int, default=4, dest="parallel", help="shards/clips at once"
+    )
+    t.add_argument("--keep-archives", action="store_true", help="keep the shard archives")
+    t.add_argument("--executor", default="local", help="local, dask, dask://HOST:PORT, slurm")
+    t.add_argument("--no-progress", action="store_true", help="no bars or progress lines")
+    y = p.add_argument_group("youtube")
+    y.add_argument("--trim", choices=[m.value for m in TrimMode], default=TrimMode.EXACT.value)
+    y.add_argument("--short-side", type=int, metavar="N", help="pick a format at least N high")
+    y.add_argument("--no-audio", action="store_true", help="drop the audio track")
+    y.add_argument("--cookies", type=Path, metavar="FILE", help="Netscape cookies file")
+    y.add_argument("--cookies-from-browser", metavar="BROWSER", help="e.g. firefox, chrome")
+    y.add_argument("--proxy", metavar="URL")
+    y.add_argument("--rate", type=float, default=1.0, help="requests per second, all workers")
+    y.add_argument(
+        "--youtube-url-template",
+        metavar="TEMPLATE",
+        help="URL with {youtube_id} (e.g. a local mirror of source videos)",
+    )
+    p.set_defaults(func=run)
+
+
+def config_from(args: argparse.Namespace) -> DownloadConfig:
+    youtube_kwargs = {}
+    if args.youtube_url_template:
+        youtube_kwargs["url_template"] = args.youtube_url_template
+    retry = None
+    if args.retry_failed is not None:
+        retry = tuple(r.strip() for r in args.retry_failed.split(",") if r.strip())
+    return DownloadConfig(
+        root=args.root,
+        release=args.release,
+        split=args.split,
+        selection=selection_from(args),
+        source=SourceKind(args.source),
+        layout=LabelStyle.parse(args.layout),
+        mirror=args.mirror,
+        parallel=args.parallel,
+        keep_archives=args.keep_archives,
+        transfer=TransferConfig(connections=args.connections),
+        youtube=YoutubeConfig(
+            trim=TrimMode(args.trim),
+            short_side=args.short_side,
+            audio=not args.no_audio,
+            cookies=args.cookies,
+            cookies_from_browser=args.cookies_from_browser,
+            proxy=args.proxy,
+            rate=args.rate,
+            **youtube_kwargs,
+        ),
+        retry_failed=retry,
+        progress=not args.no_progress,
+        executor=args.executor,
+        annotations=args.annotations,
+        offline=args.offline,
+    )
+
+
+def _emit(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    from kinetix.download import download
+
+    report = download(config_from(args), emit=_emit)
+    placed = sum(report.placed.values())
+    sources = ", ".join(f"{src} {n}" for src, n in report.placed.most_common())
+    print(
+        f"{report.release} {report.split}: {report.selected} selected, "
+        f"{report.already_present} already present, {placed} fetched"
+        + (f" ({sources})" if sources else "")
+        + f", {report.bytes_transferred / 1e6:.1f} MB transferred in {report.seconds:.1f} s"
+    )
+    if report.failed:
+        print("failed: " + ", ".join(f"{code} {n}" for code, n in report.failed.most_common()))
+    for error in report.errors:
+        print(f"kinetix: error: {error}", file=sys.stderr)
+    if report.errors:
+        print(
+            f"kinetix: {len(report.errors)} shard(s) failed; everything already placed is kept. "
+            "Rerun the same command to resume.",
+            file=sys.stderr,
+        )
+        return 1
+    return 0

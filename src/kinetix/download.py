@@ -1,0 +1,521 @@
+"""The download job: plan the clips a root is missing, fetch them from CVDF and/or YouTube, record.
+
+catalog -> manifest rows (one per selected clip) -> work (missing, quarantined, failed on request)
+-> CVDF shard tasks (then, for K400, the replacement set) -> YouTube clip tasks for what is still
+missing (``--source youtube|auto``) -> each result applied to the manifest by this one process.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from functools import partial
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from kinetix.catalog.releases import Release, check_split, get_release, join_url
+from kinetix.config import DownloadConfig, Selection, SourceKind
+from kinetix.errors import ConfigError, DiskSpaceError, ErrorCode, KinetixError
+from kinetix.executors import Executor, LocalExecutor, TaskKind, make_executor
+from kinetix.progress import Progress
+from kinetix.sources.base import TaskResult
+from kinetix.sources.cvdf import (
+    ShardTask,
+    fetch_shard,
+    finish_part,
+    plan_shards,
+    read_path_list,
+    shard_task,
+    unplaced,
+)
+from kinetix.store.layout import LabelStyle, manifest_path, partial_dir, state_dir
+from kinetix.store.lock import RootLock
+from kinetix.store.manifest import ClipState, ClipUpdate, Manifest
+
+log = logging.getLogger(__name__)
+
+# A clip whose last CVDF attempt found it in no shard: with --source auto it goes to YouTube.
+_CVDF_GAPS = frozenset({ErrorCode.NOT_IN_SHARD.value})
+
+
+class WorkRow(NamedTuple):
+    """The few manifest columns planning needs (a full ClipRow per clip is too heavy at 650k)."""
+
+    split: str
+    key: str
+    label: str | None
+    state: str
+    error_code: str | None
+    source: str | None
+    path: str | None
+
+
+@dataclass
+class DownloadReport:
+    """What one run did; the CLI prints it, tests assert on it."""
+
+    release: str
+    split: str
+    selected: int = 0
+    already_present: int = 0
+    planned: int = 0
+    placed_keys: dict[str, str] = field(default_factory=dict)  # clip key -> source
+    failed: Counter[str] = field(default_factory=Counter)  # error code -> clips
+    shards_done: int = 0
+    shards_failed: int = 0
+    bytes_transferred: int = 0
+    errors: list[str] = field(default_factory=list)
+    fatal: bool = False  # a failure (disk full) that stopped the run early
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    @property
+    def placed(self) -> Counter[str]:
+        """Clips placed by this run, by source (a replaced clip counts once, as replaced)."""
+        return Counter(self.placed_keys.values())
+
+
+def download(
+    config: DownloadConfig, *, emit: Callable[[str], None] | None = None
+) -> DownloadReport:
+    """Run ``kinetix download``: bring ``config.root`` to the selected clips, resumably."""
+    started = time.monotonic()
+    release = get_release(config.release)
+    split = check_split(release, config.split)
+    config = replace(config, release=release.name, split=split)
+    if config.source is SourceKind.CVDF and release.cvdf_dir is None:
+        raise ConfigError(
+            f"{release.name} has no copy on the CVDF mirror; use --source youtube "
+            "(or --source auto)"
+        )
+    prepare_root(config.root)
+    report = DownloadReport(release.name, split)
+    with RootLock(config.root), Manifest(manifest_path(config.root)) as manifest:
+        check_meta(manifest, config)
+        from kinetix.catalog.fetch import load_catalog
+
+        catalog = load_catalog(
+            release.name,
+            split,
+            mirror=config.mirror,
+            offline=config.offline,
+            annotations=config.annotations,
+        )
+        selected = catalog.select(config.selection)
+        labels = list(catalog.registry.names)
+        manifest.add_clips(selected, {name: i for i, name in enumerate(labels)})
+        keys = {c.key for c in selected}
+        report.selected = len(keys)
+        rows = [r for r in work_rows(manifest, release.name, split) if r.key in keys]
+        forget_vanished(manifest, release.name, rows)
+        rows = [r for r in work_rows(manifest, release.name, split) if r.key in keys]
+        report.already_present = sum(r.state == ClipState.PRESENT.value for r in rows)
+        retry = config.retry_failed
+        todo = [r for r in rows if needs_work(r, retry)]
+        report.planned = len(todo)
+        if todo and config.source in (SourceKind.CVDF, SourceKind.AUTO) and release.cvdf_dir:
+            run_cvdf(
+                config, release, manifest, todo, labels, keys, len(catalog.clips), report, emit
+            )
+        if config.source in (SourceKind.YOUTUBE, SourceKind.AUTO):
+            rows = [r for r in work_rows(manifest, release.name, split) if r.key in keys]
+            auto = config.source is SourceKind.AUTO
+            yt = [r for r in rows if needs_work(r, retry, cvdf_gaps=auto)]
+            if yt:
+                run_youtube(config, manifest, yt, report, emit)
+        report.failed = Counter(
+            r.error_code or "unknown"
+            for r in work_rows(manifest, release.name, split)
+            if r.key in keys and r.state == ClipState.FAILED.value
+        )
+    report.seconds = time.monotonic() - started
+    return report
+
+
+# --- planning -------------------------------------------------------------------------------
+
+
+def prepare_root(root: Path) -> None:
+    """Create ``ROOT/.kinetix``; a read-only or unusable root is one clear error."""
+    try:
+        state_dir(root).mkdir(parents=True, exist_ok=True)
+        probe = state_dir(root) / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise KinetixError(
+            f"cannot write to {root}: {exc.strerror or exc}; choose a writable --root "
+            "(nothing was changed)"
+        ) from None
+
+
+def check_meta(manifest: Manifest, config: DownloadConfig) -> None:
+    """A root holds one release in one layout; say so instead of mixing them."""
+    for key, value in (("release", config.release), ("layout", config.layout.value)):
+        have = manifest.get_meta(key)
+        if have is not None and have != value:
+            flag = "--layout" if key == "layout" else "the release"
+            raise ConfigError(
+                f"{config.root} holds {key} {have!r}, not {value!r}; use {flag} {have} "
+                "or another --root"
+            )
+    manifest.set_meta("kind", "videos")
+    manifest.set_meta("release", config.release)
+    manifest.set_meta("layout", config.layout.value)
+    if config.mirror:
+        manifest.set_meta("mirror", config.mirror)
+
+
+def work_rows(manifest: Manifest, release: str, split: str) -> list[WorkRow]:
+    cur = manifest.execute(
+        "SELECT split, key, label, state, error_code, source, path FROM clips "
+        "WHERE release=? AND split=? ORDER BY key",
+        (release, split),
+    )
+    return [WorkRow(*r) for r in cur]
+
+
+def needs_work(row: WorkRow, retry: tuple[str, ...] | None, *, cvdf_gaps: bool = False) -> bool:
+    """Missing and quarantined clips are work; failed ones when asked (and CVDF gaps for auto)."""
+    if row.state in (ClipState.MISSING.value, ClipState.QUARANTINED.value):
+        return True
+    if row.state != ClipState.FAILED.value:
+        return False
+    if cvdf_gaps and row.error_code in _CVDF_GAPS:
+        return True
+    if retry is None:
+        return False
+    return not retry or row.error_code in retry
+
+
+def forget_vanished(manifest: Manifest, release: str, rows: Sequence[WorkRow]) -> None:
+    """Present rows whose file is gone are missing again (someone deleted or moved it)."""
+    root = manifest.path.parent.parent
+    gone = [
+        ClipUpdate(release, r.split, r.key, {"state": ClipState.MISSING.value, "verify": None})
+        for r in rows
+        if r.state == ClipState.PRESENT.value and r.path and not (root / r.path).exists()
+    ]
+    if gone:
+        log.warning(
+            "%d clips recorded as present are gone from disk; fetching them again", len(gone)
+        )
+        manifest.apply(gone)
+
+
+# --- CVDF -----------------------------------------------------------------------------------
+
+
+def run_cvdf(
+    config: DownloadConfig,
+    release: Release,
+    manifest: Manifest,
+    todo: Sequence[WorkRow],
+    labels: Sequence[str],
+    selected: set[str],
+    catalog_size: int,
+    report: DownloadReport,
+    emit: Callable[[str], None] | None,
+) -> None:
+    list_path = release.path_list_path(config.split)
+    shards = read_path_list(fetch_text(list_path, config), config.mirror, list_path)
+    done = {s["url"] for s in manifest.shards(release=release.name) if s["state"] == "done"}
+    listed = manifest.shard_index(url for url, _ in shards if url in done)
+    replacement = replacement_task(config, release, manifest, todo, selected)
+    if replacement is not None and not replacement.overwrite:
+        # The replacement set was read before and holds these: its copy is the good one.
+        todo = [r for r in todo if r.key not in replacement.wanted]
+    keep = config.root if config.keep_archives else None
+    plan = plan_shards(
+        todo,
+        shards,
+        listed=listed,
+        done=done,
+        labels=labels,
+        root=config.root,
+        layout=config.layout,
+        partial=partial_dir(config.root),
+        transfer=config.transfer,
+        release=release,
+        split=config.split,
+        keep_archives=keep,
+    )
+    check_disk_space(
+        config, plan.tasks, mixed=plan.mixed, catalog_size=catalog_size, shards=len(shards)
+    )
+    run_shard_tasks(config, manifest, plan.tasks, report, emit, "shards")
+    if replacement is not None and not report.fatal:
+        run_shard_tasks(config, manifest, [replacement], report, emit, "replacement set")
+    done = {s["url"] for s in manifest.shards(release=release.name) if s["state"] == "done"}
+    if replacement is not None:
+        rep_listed = set(manifest.shard_index([replacement.url]))
+        for key in list(plan.candidates):
+            if key in rep_listed:
+                plan.candidates.pop(key)
+            else:
+                plan.candidates[key] = plan.candidates[key] | {replacement.url}
+    present = {
+        r.key for r in work_rows(manifest, release.name, config.split) if r.state == "present"
+    }
+    gaps = unplaced(plan, present, done)
+    if gaps:
+        manifest.apply(
+            ClipUpdate(
+                release.name,
+                config.split,
+                key,
+                {
+                    "state": ClipState.FAILED.value,
+                    "source": "cvdf",
+                    "error_code": ErrorCode.NOT_IN_SHARD.value,
+                    "error_message": "no CVDF shard holds this clip",
+                },
+                count_attempt=True,
+            )
+            for key in gaps
+        )
+
+
+def replacement_task(
+    config: DownloadConfig,
+    release: Release,
+    manifest: Manifest,
+    todo: Sequence[WorkRow],
+    selected: set[str],
+) -> ShardTask | None:
+    """The K400 replacement set: read in full once (it overwrites corrupted clips), then only
+    for clips it is known to hold."""
+    if release.replacement is None:
+        return None
+    url = join_url(config.mirror or _cvdf_base(), release.replacement)
+    from kinetix.store.layout import clip_relpath
+
+    state = manifest.shard(url)
+    if state is None or state["state"] != "done":
+        rows = [r for r in work_rows(manifest, release.name, config.split) if r.key in selected]
+        wanted = {r.key: clip_relpath(r.split, r.label, r.key, config.layout) for r in rows}
+        overwrite = True
+    else:
+        members = set(manifest.shard_index([url]))
+        wanted = {
+            r.key: clip_relpath(r.split, r.label, r.key, config.layout)
+            for r in todo
+            if r.key in members
+        }
+        overwrite = False
+        if not wanted:
+            return None
+    return shard_task(
+        url,
+        release.replacement,
+        wanted,
+        root=config.root,
+        partial=partial_dir(config.root),
+        transfer=config.transfer,
+        release=release.name,
+        split=config.split,
+        keep_archives=config.root if config.keep_archives else None,
+        source="cvdf_replacement",
+        overwrite=overwrite,
+    )
+
+
+def _cvdf_base() -> str:
+    from kinetix.catalog.releases import CVDF_BASE
+
+    return CVDF_BASE
+
+
+def fetch_text(path: str, config: DownloadConfig) -> str:
+    """A small mirror file (a path list), cached under ``ROOT/.kinetix/lists/``."""
+    from kinetix.transfer.http import fetch_file
+
+    cached = state_dir(config.root) / "lists" / path
+    if not cached.exists():
+        if config.offline:
+            raise KinetixError(f"{path} is not cached under {cached.parent} and --offline is set")
+        fetch_file(join_url(config.mirror or _cvdf_base(), path), cached, config.transfer)
+    return cached.read_text(encoding="utf-8")
+
+
+def check_disk_space(
+    config: DownloadConfig,
+    tasks: Sequence[ShardTask],
+    *,
+    mixed: bool,
+    catalog_size: int,
+    shards: int,
+) -> None:
+    """Refuse to start when the clips to write plus the shards in flight cannot fit."""
+    if not tasks:
+        return
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        sizes = list(pool.map(lambda t: _size_or_zero(t.url, config), tasks))
+    # A class-mixed shard holds about 1/shards of the catalog, a class shard one class: only
+    # the share of its clips that is wanted gets written.
+    per_shard = catalog_size if mixed else max(catalog_size / max(shards, 1), 1.0)
+    written = sum(size * min(1.0, len(t.wanted) / per_shard) for size, t in zip(sizes, tasks))
+    staging = max(sizes) * min(config.parallel, len(tasks))
+    fetched = sum(sizes)
+    need = int(written + staging + (fetched if config.keep_archives else 0))
+    free = shutil.disk_usage(config.root).free
+    if need > free:
+        raise DiskSpaceError(
+            f"{config.root} has {free / 1e9:.1f} GB free but this run needs about "
+            f"{need / 1e9:.1f} GB ({len(tasks)} shards, {fetched / 1e9:.1f} GB to fetch); "
+            "free space, choose another --root, or select fewer clips (--classes, --max-per-class)"
+        )
+
+
+def _size_or_zero(url: str, config: DownloadConfig) -> int:
+    from kinetix.transfer.http import probe
+
+    try:
+        return probe(url, config.transfer).size or 0
+    except KinetixError:
+        return 0  # the task itself will report the failure with its reason
+
+
+def run_shard_tasks(
+    config: DownloadConfig,
+    manifest: Manifest,
+    tasks: Sequence[ShardTask],
+    report: DownloadReport,
+    emit: Callable[[str], None] | None,
+    what: str,
+) -> None:
+    if not tasks:
+        return
+    progress = Progress(
+        what,
+        total_tasks=len(tasks),
+        bars=None if config.progress else False,
+        emit=emit if config.progress else None,
+    )
+    executor, fn = _shard_executor(config, progress)
+    by_url = {t.url: t for t in tasks}
+    try:
+        for result in executor.map_unordered(fn, tasks, kind=TaskKind.IO):
+            apply_result(manifest, result, report)
+            task = by_url[result.shard_url or ""]
+            if result.error is None:
+                finish_part(task)
+                report.shards_done += 1
+                progress.add_clips(len(result.updates))
+            else:
+                report.shards_failed += 1
+                report.errors.append(result.error)
+                if result.error_code == ErrorCode.NO_SPACE.value:
+                    report.fatal = True
+                    break
+            progress.task_done()
+    finally:
+        executor.close()
+        progress.close()
+
+
+def _shard_executor(
+    config: DownloadConfig, progress: Progress
+) -> tuple[Executor, Callable[[ShardTask], TaskResult]]:
+    if config.executor == "local":
+        return LocalExecutor(config.parallel, io_workers=config.parallel), partial(
+            fetch_shard, progress=progress.add_bytes
+        )
+    return make_executor(config.executor, config.parallel), fetch_shard
+
+
+def apply_result(manifest: Manifest, result: TaskResult, report: DownloadReport) -> None:
+    manifest.apply(result.updates)
+    if result.shard_url is not None:
+        manifest.set_shard(result.shard_url, count_attempt=True, **result.shard_fields)
+        if result.error is None:
+            manifest.set_shard_members(result.shard_url, result.shard_members)
+    report.bytes_transferred += result.bytes_transferred
+    for u in result.updates:
+        if u.fields.get("state") == ClipState.PRESENT.value:
+            report.placed_keys[u.key] = str(u.fields.get("source"))
+
+
+# --- YouTube --------------------------------------------------------------------------------
+
+
+def run_youtube(
+    config: DownloadConfig,
+    manifest: Manifest,
+    rows: Sequence[WorkRow],
+    report: DownloadReport,
+    emit: Callable[[str], None] | None,
+) -> None:
+    from kinetix.sources.youtube import YoutubeSource
+
+    source = YoutubeSource(config.root, config.youtube, config.layout)
+    full = [
+        r
+        for chunk in _chunks([r.key for r in rows], 500)
+        for r in manifest.clips(release=config.release, split=config.split, keys=chunk)
+    ]
+    tasks = source.plan(full)
+    progress = Progress(
+        "youtube",
+        total_clips=len(tasks),
+        bars=None if config.progress else False,
+        emit=emit if config.progress else None,
+    )
+    executor: Executor
+    if config.executor == "local":
+        executor = LocalExecutor(config.parallel, io_workers=config.parallel)
+    else:
+        executor = make_executor(config.executor, config.parallel)
+    try:
+        for result in executor.map_unordered(source.run, tasks, kind=TaskKind.IO):
+            apply_result(manifest, result, report)
+            ok = sum(u.fields.get("state") == ClipState.PRESENT.value for u in result.updates)
+            progress.add_clips(ok, failed=len(result.updates) - ok)
+    finally:
+        executor.close()
+        progress.close()
+
+
+def _chunks(items: Sequence[str], n: int) -> Iterator[list[str]]:
+    for i in range(0, len(items), n):
+        yield list(items[i : i + n])
+
+
+# --- verify --refetch -----------------------------------------------------------------------
+
+
+def refetch(root: Path, keys: Iterable[tuple[str, str, str]], **overrides: Any) -> int:
+    """Fetch again the clips ``verify`` quarantined, with the settings the root was made with.
+
+    ``keys`` are (release, split, key); returns how many are present afterwards.
+    """
+    root = Path(root)
+    by_split: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for release, split, key in keys:
+        by_split[(release, split)].append(key)
+    with Manifest(manifest_path(root), readonly=True) as manifest:
+        layout = manifest.get_meta("layout", LabelStyle.RAW.value) or LabelStyle.RAW.value
+        mirror = manifest.get_meta("mirror")
+    placed = 0
+    for (release, split), split_keys in sorted(by_split.items()):
+        config = DownloadConfig(
+            root=root,
+            release=release,
+            split=split,
+            selection=Selection(ids=tuple(split_keys)),
+            layout=LabelStyle.parse(layout),
+            mirror=mirror,
+            progress=False,
+            **overrides,
+        )
+        report = download(config)
+        placed += sum(report.placed.values())
+    return placed

@@ -1,0 +1,354 @@
+"""The CVDF mirror as a clip source: plan shard tasks from missing clips, fetch and extract a shard.
+
+Planning runs in the parent (it reads the manifest's shard index and the path list); each
+``ShardTask`` runs in a worker, streams the shard through ``ShardDownload`` into the extractor
+and hands back a ``TaskResult``: one ``ClipUpdate`` per clip placed, the shard's member list.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import logging
+import os
+import re
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO, Protocol, cast
+from urllib.parse import unquote
+
+from kinetix.catalog.releases import CVDF_BASE, Release, encode_url, join_url
+from kinetix.config import TransferConfig
+from kinetix.errors import ArchiveError, DiskSpaceError, ErrorCode, KinetixError, TransferError
+from kinetix.sources.base import TaskResult
+from kinetix.store.layout import LabelStyle, clip_relpath
+from kinetix.store.manifest import ClipState, ClipUpdate
+from kinetix.transfer.extract import ExtractPlan, extract_stream
+from kinetix.transfer.http import ShardDownload
+
+log = logging.getLogger(__name__)
+
+_K700_2020_SHARD = re.compile(r"k700_(?:train|val|validate)_(\d+)$")
+
+
+class ClipRef(Protocol):
+    """What planning reads of a manifest row (a ClipRow, or the download job's lean WorkRow)."""
+
+    @property
+    def split(self) -> str: ...
+    @property
+    def key(self) -> str: ...
+    @property
+    def label(self) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    """One shard to fetch and the clips wanted from it; picklable for any executor."""
+
+    url: str  # percent-encoded, on the mirror in use
+    name: str  # path under the mirror base, for messages: "400/val/part_3.tar.gz"
+    release: str
+    split: str
+    root: str
+    wanted: dict[str, str]  # clip key -> path relative to root
+    part_path: str
+    transfer: TransferConfig
+    source: str = "cvdf"  # cvdf | cvdf_replacement
+    overwrite: bool = False  # the K400 replacement set replaces clips already placed
+    archive_path: str | None = None  # --keep-archives: where the finished shard goes
+
+
+@dataclass
+class ShardPlan:
+    """The tasks a run needs, and which shards could hold each wanted clip."""
+
+    tasks: list[ShardTask] = field(default_factory=list)
+    candidates: dict[str, set[str]] = field(default_factory=dict)  # key -> shard URLs
+    mixed: bool = False  # some clips could be in any shard (class-mixed shards)
+
+
+def mirror_url(line: str, mirror: str | None) -> tuple[str, str]:
+    """A path-list line -> (encoded URL on the mirror in use, path under the base)."""
+    line = line.strip()
+    if line.startswith(CVDF_BASE):
+        name = unquote(line[len(CVDF_BASE) :])
+        return join_url(mirror or CVDF_BASE, name), name
+    return encode_url(line), unquote(line.split("://", 1)[-1].split("/", 1)[-1])
+
+
+def read_path_list(text: str, mirror: str | None, where: str) -> list[tuple[str, str]]:
+    """Parse a CVDF ``k*_path.txt`` (one URL a line) into (url, name) pairs."""
+    pairs = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        if "://" not in line:
+            raise KinetixError(
+                f"{where}:{number}: expected a shard URL, got {line.strip()[:80]!r}; "
+                "the path list is damaged: delete it and rerun to fetch it again"
+            )
+        pairs.append(mirror_url(line, mirror))
+    return pairs
+
+
+def shard_stem(name: str) -> str:
+    """``600/train/massaging person's head.tar.gz`` -> ``massaging person's head``."""
+    base = PurePosixPath(name).name
+    for suffix in (".tar.gz", ".tgz", ".tar"):
+        if base.endswith(suffix):
+            return base[: -len(suffix)]
+    return base
+
+
+NO_SHARD = ""  # a class-organised path list that has no shard for this class
+
+
+def shard_for_label(
+    shards: Sequence[tuple[str, str]], labels: Sequence[str]
+) -> Callable[[str | None], str | None]:
+    """How a release's shards map to classes: K600 tars are named by label, K700-2020's numbered.
+
+    Returns, per label, the shard URL; ``NO_SHARD`` when the list is organised by class but
+    lacks this one; ``None`` when shards mix classes (K400, every test split) and the clip
+    could be in any of them.
+    """
+    by_stem = {shard_stem(name): url for url, name in shards}
+    if any(label in by_stem for label in labels):
+        return lambda label: None if label is None else by_stem.get(label, NO_SHARD)
+    numbered = {}
+    for url, name in shards:
+        m = _K700_2020_SHARD.search(shard_stem(name))
+        if m:
+            numbered[int(m.group(1))] = url
+    if numbered:
+        # K700-2020 numbers its train/val shards 1-based in the sorted label order.
+        index = {label: i for i, label in enumerate(sorted(labels), 1)}
+        return lambda label: None if label is None else numbered.get(index.get(label, -1), NO_SHARD)
+    return lambda label: None
+
+
+def plan_shards(
+    rows: Sequence[ClipRef],
+    shards: Sequence[tuple[str, str]],
+    *,
+    listed: dict[str, str],
+    done: set[str],
+    labels: Sequence[str],
+    root: Path,
+    layout: LabelStyle,
+    partial: Path,
+    transfer: TransferConfig,
+    release: Release,
+    split: str,
+    keep_archives: Path | None = None,
+) -> ShardPlan:
+    """Group missing clips into shard tasks.
+
+    A clip goes to the shard the manifest's index says holds it; else to its class's shard;
+    else (class-mixed shards) to every shard not yet read. Shards already read in full
+    (``done``) are never planned for clips they were seen not to hold.
+    """
+    label_shard = shard_for_label(shards, labels)
+    names = dict(shards)
+    unread = frozenset(url for url, _ in shards if url not in done)
+    everywhere = frozenset(names)
+    # Clips that could be anywhere share one dict across every unread shard: at K400 scale a
+    # copy per shard would be 240 shards x 240k entries.
+    anywhere: dict[str, str] = {}
+    single: dict[str, dict[str, str]] = defaultdict(dict)
+    plan = ShardPlan()
+    for row in rows:
+        rel = clip_relpath(row.split, row.label, row.key, layout)
+        url = listed.get(row.key) or label_shard(row.label)
+        if url == NO_SHARD:
+            plan.candidates[row.key] = set()  # the mirror has no shard for its class
+        elif url is not None and url in names:
+            plan.candidates[row.key] = {url}
+            single[url][row.key] = rel
+        else:
+            plan.candidates[row.key] = set(everywhere)
+            plan.mixed = True
+            anywhere[row.key] = rel
+    wanted: dict[str, dict[str, str]] = {}
+    for url in names:
+        mine = single.get(url, {})
+        if url in unread and anywhere:
+            wanted[url] = {**anywhere, **mine} if mine else anywhere
+        elif mine and (url in unread or any(listed.get(k) == url for k in mine)):
+            wanted[url] = mine
+    for url, clips in wanted.items():
+        plan.tasks.append(
+            shard_task(url, names[url], clips, root=root, partial=partial, transfer=transfer,
+                       release=release.name, split=split, keep_archives=keep_archives)
+        )  # fmt: skip
+    plan.tasks.sort(key=lambda t: t.name)
+    return plan
+
+
+def shard_task(
+    url: str,
+    name: str,
+    wanted: dict[str, str],
+    *,
+    root: Path,
+    partial: Path,
+    transfer: TransferConfig,
+    release: str,
+    split: str,
+    keep_archives: Path | None = None,
+    source: str = "cvdf",
+    overwrite: bool = False,
+) -> ShardTask:
+    safe = name.replace("/", "__")
+    return ShardTask(
+        url=url,
+        name=name,
+        release=release,
+        split=split,
+        root=str(root),
+        wanted=wanted,
+        part_path=str(partial / (safe + ".part")),
+        transfer=transfer,
+        source=source,
+        overwrite=overwrite,
+        archive_path=None if keep_archives is None else str(keep_archives / name),
+    )
+
+
+def fetch_shard(task: ShardTask, progress: Callable[[int], None] | None = None) -> TaskResult:
+    """Download one shard and extract the wanted clips while the bytes arrive (in a worker).
+
+    A corrupt archive is fetched again from scratch once before the shard is reported failed;
+    nothing from a corrupt pass is ever placed. Expected failures become a failed result.
+    """
+    root = Path(task.root)
+    part = Path(task.part_path)
+    transferred = 0
+    for attempt in (1, 2):
+        download = ShardDownload(task.url, part, task.transfer, progress=progress)
+        try:
+            with download:
+                plan = ExtractPlan(
+                    root=root,
+                    wanted={key: root / rel for key, rel in task.wanted.items()},
+                    overwrite=task.overwrite,
+                )
+                reader = cast(BinaryIO, download.reader())  # a RawIOBase: read()/readinto()
+                report = extract_stream(reader, plan, name=task.name)
+                result = download.finish()
+            transferred += result.bytes_transferred
+            break
+        except ArchiveError as exc:
+            transferred += download.bytes_transferred
+            if exc.code is ErrorCode.CORRUPT_ARCHIVE and attempt == 1:
+                log.warning("%s; fetching it again from scratch", exc)
+                discard_partial(part)
+                continue
+            discard_partial(part)
+            return _failed(task, exc.code, str(exc), transferred)
+        except TransferError as exc:
+            return _failed(task, exc.code, str(exc), transferred + download.bytes_transferred)
+        except DiskSpaceError as exc:
+            return _failed(task, ErrorCode.NO_SPACE, str(exc), transferred)
+        except OSError as exc:
+            code = ErrorCode.NO_SPACE if exc.errno == errno.ENOSPC else ErrorCode.UNKNOWN
+            message = f"writing clips of {task.name} under {root} failed: {exc}"
+            if code is ErrorCode.NO_SPACE:
+                message += "; the disk is full: free space and rerun (partial shard kept)"
+            return _failed(task, code, message, transferred + download.bytes_transferred)
+    placed = {key: (clip.path, clip.size, clip.sha256) for key, clip in report.written.items()}
+    for key in report.kept_existing:
+        # Placed by a run that died before recording it: files only ever appear complete.
+        path = root / task.wanted[key]
+        placed[key] = (path, path.stat().st_size, file_sha256(path))
+    updates = [
+        ClipUpdate(
+            task.release,
+            task.split,
+            key,
+            {
+                "state": ClipState.PRESENT.value,
+                "path": task.wanted[key],
+                "bytes": size,
+                "sha256": sha256,
+                "mtime": path.stat().st_mtime,
+                "source": task.source,
+                "shard": task.url,
+                "error_code": None,
+                "error_message": None,
+                "verify": None,
+            },
+            count_attempt=True,
+        )
+        for key, (path, size, sha256) in placed.items()
+    ]
+    members: dict[str, int | None] = dict(report.members)
+    return TaskResult(
+        updates=updates,
+        shard_url=task.url,
+        shard_fields={
+            "release": task.release,
+            "split": task.split,
+            "name": task.name,
+            "size": result.size,
+            "etag": result.etag,
+            "bytes_done": result.size,
+            "state": "done",
+            "members": len(members),
+            "error_code": None,
+            "error_message": None,
+        },
+        shard_members=tuple(members.items()),
+        bytes_transferred=transferred,
+    )
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def finish_part(task: ShardTask) -> None:
+    """After the parent recorded a shard: drop its ``.part`` (or keep it as the archive)."""
+    part = Path(task.part_path)
+    if task.archive_path is not None and part.exists():
+        dest = Path(task.archive_path)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(part, dest)
+    discard_partial(part)
+
+
+def discard_partial(part: Path) -> None:
+    part.unlink(missing_ok=True)
+    part.with_name(part.name + ".state").unlink(missing_ok=True)
+
+
+def _failed(task: ShardTask, code: ErrorCode, message: str, transferred: int) -> TaskResult:
+    return TaskResult(
+        shard_url=task.url,
+        shard_fields={
+            "release": task.release,
+            "split": task.split,
+            "name": task.name,
+            "state": "failed",
+            "error_code": code.value,
+            "error_message": message,
+        },
+        bytes_transferred=transferred,
+        error=message,
+        error_code=code.value,
+    )
+
+
+def unplaced(plan: ShardPlan, placed: Iterable[str], done: set[str]) -> list[str]:
+    """Keys no candidate shard held (once every candidate was read in full), or had none."""
+    have = set(placed)
+    return sorted(
+        key for key, candidates in plan.candidates.items() if key not in have and candidates <= done
+    )
