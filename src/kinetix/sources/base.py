@@ -21,7 +21,7 @@ class TaskResult:
     updates: Sequence[ClipUpdate] = ()
     shard_url: str | None = None
     shard_fields: dict[str, Any] = field(default_factory=dict)
-    shard_members: Sequence[tuple[str, int]] = ()  # every (clip key, bytes) the shard held
+    shard_members: Sequence[tuple[str, int | None]] = ()  # (clip key, bytes) the shard held
     bytes_transferred: int = 0
     error: str | None = None  # one-line message for the user when the whole task failed
     error_code: str | None = None  # ErrorCode value of ``error``

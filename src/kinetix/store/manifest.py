@@ -362,8 +362,7 @@ class Manifest:
                 sets += ", attempts=attempts+1"
             self._db.execute(f"UPDATE shards SET {sets} WHERE url=?", (*fields.values(), url))
 
-
-    def set_shard_members(self, url: str, members: Iterable[tuple[str, int]]) -> None:
+    def set_shard_members(self, url: str, members: Iterable[tuple[str, int | None]]) -> None:
         """Record every member (clip key, bytes) a shard was seen to hold, replacing older lists."""
         with self._db:
             self._db.execute("DELETE FROM shard_members WHERE url=?", (url,))
