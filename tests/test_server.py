@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import http.client
 import os
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -284,6 +286,20 @@ def test_unknown_fault_kind_lists_valid_ones(server: MirrorServer) -> None:
     with pytest.raises(ValueError, match="valid kinds are reset"):
         server.add_fault("*", "explode")
     assert len(FAULT_KINDS) == 9
+
+
+def test_serve_forever_blocks_until_stopped(root: Path) -> None:
+    server = MirrorServer(root)
+    serving = threading.Thread(target=server.serve_forever)
+    serving.start()
+    while not server.port:
+        time.sleep(0.01)
+    while serving.is_alive() and request(server, "/data.bin", method="HEAD").status != 200:
+        time.sleep(0.01)
+    assert serving.is_alive()
+    server.stop()
+    serving.join(10)
+    assert not serving.is_alive()
 
 
 def test_root_must_be_a_directory(tmp_path: Path) -> None:

@@ -149,6 +149,7 @@ class MirrorServer:
         self.chunk_size = _CAPPED_CHUNK if (per_connection_bps or total_bps) else _UNCAPPED_CHUNK
         self.stopping = threading.Event()
         self._lock = threading.Lock()
+        self._lifecycle = threading.Lock()  # start/stop may come from different threads
         self._faults: list[Fault] = []
         self._stats = MirrorStats()
         self._httpd: _MirrorHTTPServer | None = None
@@ -158,29 +159,36 @@ class MirrorServer:
     # --- lifecycle ------------------------------------------------------------------------------
 
     def start(self) -> MirrorServer:
-        if self._httpd is None:
-            self.stopping.clear()
-            self._httpd = _MirrorHTTPServer((self.host, self.port), _MirrorHandler, self)
-            self.port = self._httpd.server_address[1]
-            self._thread = threading.Thread(
-                target=self._httpd.serve_forever,
-                kwargs={"poll_interval": 0.05},
-                name="kinetix-mirror",
-                daemon=True,
-            )
-            self._thread.start()
-            log.info("serving %s at %s", self.root, self.url)
+        with self._lifecycle:
+            if self._httpd is None:
+                self.stopping.clear()
+                httpd = _MirrorHTTPServer((self.host, self.port), _MirrorHandler, self)
+                self.port = httpd.server_address[1]
+                self._thread = threading.Thread(
+                    target=httpd.serve_forever,
+                    kwargs={"poll_interval": 0.05},
+                    name="kinetix-mirror",
+                    daemon=True,
+                )
+                self._thread.start()
+                self._httpd = httpd
+                log.info("serving %s at %s", self.root, self.url)
         return self
 
     def serve_forever(self) -> None:
-        """Start (if needed) and block until ``stop()`` is called from another thread."""
+        """Start if needed, block until ``stop()`` or Ctrl-C, and release the port either way."""
         self.start()
-        self.stopping.wait()
+        try:
+            self.stopping.wait()
+        finally:
+            self.stop()
 
     def stop(self) -> None:
         """Stop accepting, cut every open connection, and release the port."""
-        httpd = self._httpd
-        if httpd is None:
+        with self._lifecycle:
+            httpd, thread = self._httpd, self._thread
+            self._httpd = self._thread = None
+        if httpd is None or thread is None:
             return
         self.stopping.set()
         httpd.shutdown()
@@ -190,10 +198,7 @@ class MirrorServer:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
         httpd.server_close()
-        if self._thread is not None:
-            self._thread.join()
-        self._httpd = None
-        self._thread = None
+        thread.join()
 
     def __enter__(self) -> MirrorServer:
         return self.start()
