@@ -1,0 +1,72 @@
+"""Shared fixtures: the real metadata folder, and the synthetic CVDF mirror built once, served."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from kinetix.testing.mirror import DEFAULT_VIDEO, MirrorIndex, MirrorSpec, build_mirror
+
+if TYPE_CHECKING:
+    from kinetix.testing.server import MirrorServer
+
+# The session mirror. Tests treat it as read-only: copy a file before damaging it.
+MIRROR_SPEC = MirrorSpec(
+    releases={"k400": ("val",), "k600": ("val",), "k700-2020": ("val",), "k700": ("val",)},
+    classes=3,
+    # K400 val gets 5 classes (15 clips, 3 parts); the others the 3 awkward-name defaults:
+    # the apostrophe, upper case and parentheses (K600 also its lower-case "american").
+    class_names={
+        "k400": (
+            "massaging person's head",
+            "passing American football (in game)",
+            "skiing (not slalom or crosscountry)",
+            "tying knot (not on a tie)",
+            "abseiling",
+        )
+    },
+    clips_per_class=3,
+    shard_size=6,
+    plain_tar_shard=True,
+    appledouble=True,
+    corrupted=2,
+    missing=2,
+    source_videos=4,
+    source_releases=("k700",),
+    video=DEFAULT_VIDEO,  # 64x80, 10 fps, index pattern: frame_index() reads frames back
+)
+
+
+@pytest.fixture(scope="session")
+def shared_kinetics() -> Path:
+    """The real Kinetics metadata folder (``$KINETIX_SHARED_DATA`` or ``../shared/...``)."""
+    env = os.environ.get("KINETIX_SHARED_DATA")
+    path = Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared"
+    if not env:
+        path = path / "data" / "kinetics"
+    if not path.is_dir():
+        pytest.skip(f"real Kinetics metadata not found at {path} (set KINETIX_SHARED_DATA)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def mirror(tmp_path_factory: pytest.TempPathFactory) -> MirrorIndex:
+    """A small synthetic CVDF mirror (see ``MIRROR_SPEC``); read-only for tests."""
+    return build_mirror(tmp_path_factory.mktemp("mirror"), MIRROR_SPEC)
+
+
+@pytest.fixture
+def mirror_server(mirror: MirrorIndex) -> Iterator[MirrorServer]:
+    """The session mirror served on 127.0.0.1 (a free port); faults cleared, then stopped."""
+    from kinetix.testing.server import MirrorServer
+
+    server = MirrorServer(mirror.root).start()
+    try:
+        yield server
+    finally:
+        server.clear_faults()
+        server.stop()
