@@ -845,6 +845,13 @@ class ShardReader(io.RawIOBase):
         self._position += count
         return count
 
+    def readall(self) -> bytes:
+        # RawIOBase's default reads 8 KiB at a time; whole-file reads deserve bigger steps.
+        parts = []
+        while chunk := self.read(self._download.config.chunk_size):
+            parts.append(chunk)
+        return b"".join(parts)
+
     def _check_generation(self) -> None:
         download = self._download
         if self._generation == download._generation:
