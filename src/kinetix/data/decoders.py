@@ -93,7 +93,8 @@ class PyAVDecoder:
         try:
             with av.open(_rewind(source)) as container:  # type: ignore[arg-type]
                 stream = container.streams.video[0]
-                fps = float(stream.average_rate) if stream.average_rate else None
+                rate = stream.average_rate or stream.guessed_rate
+                fps = float(rate) if rate else None
                 n = stream.frames
                 if not n and stream.duration and fps:
                     n = round(float(stream.duration * stream.time_base) * fps)
@@ -137,7 +138,7 @@ class PyAVDecoder:
             stream.thread_type = self.thread_type
             width, height = size or (stream.codec_context.width, stream.codec_context.height)
             out = np.empty((sum(map(len, positions.values())), height, width, 3), dtype=np.uint8)
-            fps = float(stream.average_rate or 0) or None
+            fps = float(stream.average_rate or stream.guessed_rate or 0) or None
             tb = float(stream.time_base)
             origin = stream.start_time or 0
             seeked = seek and int(wanted[0]) > 0 and fps is not None
