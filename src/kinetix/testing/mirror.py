@@ -142,7 +142,7 @@ class MirrorSpec:
         data["releases"] = {k: list(v) for k, v in self.releases.items()}
         data["class_names"] = {k: list(v) for k, v in self.class_names.items()}
         data["data_dir"] = None if self.data_dir is None else str(self.data_dir)
-        return data
+        return json.loads(json.dumps(data))  # tuples -> lists, as ``load`` will see them
 
 
 def releases_for(
