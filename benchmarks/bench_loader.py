@@ -5,7 +5,7 @@ Sparse sampling as in training (16 frames, stride 4, random start) on 256-short-
 keyframe per clip, as CVDF's files) and one short GOP. All peers decode the same frame
 indices of the same files in one run; then DataLoader throughput with 0 and 2 workers.
 
-    python benchmarks/bench_loader.py [--clips 8] [--epochs 3] [--workdir DIR]
+    python benchmarks/bench_loader.py [--clips 8] [--rounds 5] [--workdir DIR]
 """
 
 from __future__ import annotations
@@ -62,64 +62,74 @@ def decord_batch(path: Path, indices: np.ndarray) -> np.ndarray:
     return decord.VideoReader(str(path), ctx=decord.cpu(0)).get_batch(indices.tolist()).asnumpy()
 
 
-def clips_per_second(ds: KineticsDataset, epochs: int, read: Callable[[int], object]) -> float:
-    for i in range(len(ds)):  # warm the page cache and codec tables
-        read(i)
-    start = time.perf_counter()
-    for epoch in range(epochs):
-        ds.set_epoch(epoch + 1)
+def epoch_runner(ds: KineticsDataset, read: Callable[[int], object]) -> Callable[[int], None]:
+    def run(epoch: int) -> None:
+        ds.set_epoch(epoch)
         for i in range(len(ds)):
             read(i)
-    return epochs * len(ds) / (time.perf_counter() - start)
+
+    return run
 
 
-def loader_clips_per_second(ds: KineticsDataset, epochs: int, workers: int) -> float:
+def loader_runner(ds: KineticsDataset, workers: int) -> Callable[[int], None]:
     from torch.utils.data import DataLoader
 
+    # persistent workers: worker start-up is paid once, in the warm-up round
     loader = DataLoader(ds, batch_size=4, num_workers=workers, persistent_workers=workers > 0)
-    for _ in loader:  # first epoch starts the workers; not timed
-        pass
-    start = time.perf_counter()
-    for _ in range(epochs):
+
+    def run(epoch: int) -> None:
         for _ in loader:
             pass
-    return epochs * len(ds) / (time.perf_counter() - start)
+
+    return run
 
 
-def bench(root: Path, label: str, epochs: int) -> None:
+def bench(root: Path, label: str, rounds: int) -> None:
     ds = KineticsDataset(root, "train", FRAMES, STRIDE, sampler="random", output="numpy")
-    rates = {
-        "kinetix KineticsDataset (pyav)": clips_per_second(ds, epochs, lambda i: ds[i]),
-        "decord VideoReader.get_batch": clips_per_second(
-            ds, epochs, lambda i: decord_batch(ds.clip(i).path, ds.frame_indices(i))
+    ours = "kinetix KineticsDataset (pyav)"
+    runners = {
+        ours: epoch_runner(ds, lambda i: ds[i]),
+        "decord VideoReader.get_batch": epoch_runner(
+            ds, lambda i: decord_batch(ds.clip(i).path, ds.frame_indices(i))
         ),
-        "naive PyAV decode-all": clips_per_second(
-            ds, epochs, lambda i: naive_pyav(ds.clip(i).path, ds.frame_indices(i))
+        "naive PyAV decode-all": epoch_runner(
+            ds, lambda i: naive_pyav(ds.clip(i).path, ds.frame_indices(i))
         ),
     }
     try:
         for workers in (0, 2):
-            rates[f"DataLoader, {workers} workers"] = loader_clips_per_second(ds, epochs, workers)
+            runners[f"DataLoader, {workers} workers"] = loader_runner(ds, workers)
     except ImportError:
         print("torch not installed: DataLoader rows skipped")
-    ours = rates["kinetix KineticsDataset (pyav)"]
-    print(f"\n{label}: {len(ds)} clips x {epochs} epochs, {FRAMES} frames stride {STRIDE}")
-    for name, rate in rates.items():
-        print(f"  {name:34s} {rate:7.1f} clips/s   {ours / rate:5.2f}x (kinetix / this)")
-    versus_decord = ours / rates["decord VideoReader.get_batch"]
+    names = list(runners)
+    rates: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(rounds + 1):
+        # interleaved and rotated, so load from other processes hits every peer alike;
+        # round 0 warms the page cache, codec tables and workers and is not counted
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            start = time.perf_counter()
+            runners[name](r)
+            if r:
+                rates[name].append(len(ds) / (time.perf_counter() - start))
+    median = {name: float(np.median(v)) for name, v in rates.items()}
+    print(f"\n{label}: {len(ds)} clips, median of {rounds} interleaved epochs, "
+          f"{FRAMES} frames stride {STRIDE}")  # fmt: skip
+    for name, rate in median.items():
+        print(f"  {name:34s} {rate:7.1f} clips/s   {median[ours] / rate:5.2f}x (kinetix / this)")
+    versus_decord = median[ours] / median["decord VideoReader.get_batch"]
     print(f"  ratio kinetix/decord = {versus_decord:.2f} (target >= 1.0)")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", type=int, default=8)
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5, help="timed epochs per peer")
     parser.add_argument("--workdir", type=Path, help="keep the generated clips here")
     args = parser.parse_args()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="kinetix-bench-"))
     for gop, label in ((250, "long GOP (250)"), (25, "short GOP (25)")):
         root = build_root(work / f"gop{gop}", args.clips, gop)
-        bench(root, f"340x256 10 s 25 fps, {label}", args.epochs)
+        bench(root, f"340x256 10 s 25 fps, {label}", args.rounds)
 
 
 if __name__ == "__main__":
