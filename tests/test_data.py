@@ -5,6 +5,7 @@ from __future__ import annotations
 import pickle
 import subprocess
 import sys
+import textwrap
 import warnings
 from pathlib import Path
 
@@ -258,3 +259,22 @@ except MissingDependencyError as exc:
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert "pip install 'kinetix[torch]'" in out.stdout
+
+
+@pytest.mark.filterwarnings("ignore:This DataLoader will create")  # 4 workers, 2 cores
+def test_the_documented_webdataset_example_runs(root, tmp_path) -> None:
+    """Executes the example in ``kinetix.data.streaming``'s docstring, as written."""
+    pytest.importorskip("webdataset")
+    pytest.importorskip("torch")
+    import kinetix.data.streaming as streaming
+
+    doc = streaming.__doc__ or ""
+    code = textwrap.dedent(doc.split("::", 1)[1])
+    assert '"shards/train-{000000..000009}.tar"' in code
+    pattern = str(export_root(root, ExportConfig("webdataset", out=tmp_path, shard_size="1"))
+                  .splits[0].output)  # fmt: skip
+    namespace: dict = {}
+    exec(code.replace('"shards/train-{000000..000009}.tar"', repr(pattern)), namespace)
+    batches = list(namespace["loader"])  # 4 workers: as many shards or more (5 here)
+    assert sum(len(labels) for _, labels in batches) == len(GOOD) + 1
+    assert all(frames.shape[1:] == (16, 80, 64, 3) for frames, _ in batches)

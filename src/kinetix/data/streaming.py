@@ -1,6 +1,7 @@
 """Decode the WebDataset shards ``kinetix export --format webdataset`` writes into (frames, label).
 
-Example (the ``webdataset`` package streams the tars; this module decodes each sample)::
+Example (the ``webdataset`` package streams the tars, this module decodes each sample;
+webdataset wants at least as many shards as DataLoader workers)::
 
     import webdataset as wds
     from torch.utils.data import DataLoader
