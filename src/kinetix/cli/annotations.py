@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from kinetix.config import Selection
+from kinetix.cli.common import add_selection_flags, selection_from
 from kinetix.store.layout import LabelStyle
 
 
@@ -46,7 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_release(listing)
     _add_split(listing)
     _add_source_flags(listing)
-    _add_selection_flags(listing)
+    add_selection_flags(listing)
     listing.set_defaults(func=run_list)
 
 
@@ -70,36 +70,6 @@ def _add_source_flags(p: argparse.ArgumentParser, *, local_file: bool = True) ->
             metavar="PATH",
             help="read this annotation file (any supported format) instead of fetching",
         )
-
-
-def _add_selection_flags(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("selection")
-    g.add_argument(
-        "--classes",
-        action="append",
-        metavar="NAMES",
-        help="comma-separated class names in any style (repeatable)",
-    )
-    g.add_argument("--classes-file", type=Path, metavar="FILE", help="class names, one a line")
-    g.add_argument("--max-per-class", type=int, metavar="N", help="at most N clips per class")
-    g.add_argument("--seed", type=int, default=0, help="seed of the --max-per-class sample")
-    g.add_argument("--ids", type=Path, metavar="FILE", help="youtube ids or clip keys, one a line")
-
-
-def _selection_from(args: argparse.Namespace) -> Selection:
-    from kinetix.catalog.select import read_class_file, read_ids_file
-
-    classes: list[str] = []
-    for item in args.classes or ():
-        classes += [c.strip() for c in item.split(",") if c.strip()]
-    if args.classes_file:
-        classes += read_class_file(args.classes_file)
-    return Selection(
-        classes=tuple(classes) or None,
-        max_per_class=args.max_per_class,
-        seed=args.seed,
-        ids=read_ids_file(args.ids) if args.ids else None,
-    )
 
 
 def run_fetch(args: argparse.Namespace) -> int:
@@ -158,7 +128,7 @@ def run_labels(args: argparse.Namespace) -> int:
 def run_list(args: argparse.Namespace) -> int:
     from kinetix.catalog.fetch import load_catalog
 
-    selection = _selection_from(args)
+    selection = selection_from(args)
     catalog = load_catalog(
         args.release, args.split, mirror=args.mirror, offline=args.offline, annotations=args.file
     )

@@ -6,46 +6,15 @@ import argparse
 import sys
 from pathlib import Path
 
+from kinetix.cli.common import add_selection_flags, parse_size, selection_from
 from kinetix.config import (
     DownloadConfig,
-    Selection,
     SourceKind,
     TransferConfig,
     TrimMode,
     YoutubeConfig,
 )
 from kinetix.store.layout import LabelStyle
-
-
-def add_selection_flags(p: argparse.ArgumentParser) -> None:
-    """The clip-selection flags shared by every verb that reads a catalog."""
-    g = p.add_argument_group("selection")
-    g.add_argument(
-        "--classes",
-        action="append",
-        metavar="NAMES",
-        help="comma-separated class names in any style (repeatable)",
-    )
-    g.add_argument("--classes-file", type=Path, metavar="FILE", help="class names, one a line")
-    g.add_argument("--max-per-class", type=int, metavar="N", help="at most N clips per class")
-    g.add_argument("--seed", type=int, default=0, help="seed of the --max-per-class sample")
-    g.add_argument("--ids", type=Path, metavar="FILE", help="youtube ids or clip keys, one a line")
-
-
-def selection_from(args: argparse.Namespace) -> Selection:
-    from kinetix.catalog.select import read_class_file, read_ids_file
-
-    classes: list[str] = []
-    for item in args.classes or ():
-        classes += [c.strip() for c in item.split(",") if c.strip()]
-    if args.classes_file:
-        classes += read_class_file(args.classes_file)
-    return Selection(
-        classes=tuple(classes) or None,
-        max_per_class=args.max_per_class,
-        seed=args.seed,
-        ids=read_ids_file(args.ids) if args.ids else None,
-    )
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -87,6 +56,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument(
         "--parallel", "--workers", type=int, default=4, dest="parallel", help="shards/clips at once"
     )
+    t.add_argument(
+        "--piece-size",
+        type=parse_size,
+        default=4 << 20,
+        metavar="SIZE",
+        help="Range piece per request, the resume granularity (default 4M)",
+    )
     t.add_argument("--keep-archives", action="store_true", help="keep the shard archives")
     t.add_argument("--executor", default="local", help="local, dask, dask://HOST:PORT, slurm")
     t.add_argument("--no-progress", action="store_true", help="no bars or progress lines")
@@ -123,7 +99,7 @@ def config_from(args: argparse.Namespace) -> DownloadConfig:
         mirror=args.mirror,
         parallel=args.parallel,
         keep_archives=args.keep_archives,
-        transfer=TransferConfig(connections=args.connections),
+        transfer=TransferConfig(connections=args.connections, piece_size=args.piece_size),
         youtube=YoutubeConfig(
             trim=TrimMode(args.trim),
             short_side=args.short_side,

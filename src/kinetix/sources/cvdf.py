@@ -330,6 +330,8 @@ def discard_partial(part: Path) -> None:
 
 
 def _failed(task: ShardTask, code: ErrorCode, message: str, transferred: int) -> TaskResult:
+    if task.name not in message:
+        message = f"shard {task.name}: {message}"
     return TaskResult(
         shard_url=task.url,
         shard_fields={

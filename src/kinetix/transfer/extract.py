@@ -14,7 +14,7 @@ from typing import Any, BinaryIO, cast
 
 from isal import isal_zlib
 
-from kinetix.errors import ArchiveError, ConfigError, DiskSpaceError, ErrorCode
+from kinetix.errors import ArchiveError, ConfigError, DiskSpaceError, ErrorCode, TransferError
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +169,10 @@ class _Source:
             return self._head.pop()
         try:
             data = self._fileobj.read(CHUNK_SIZE)
+        except TransferError:
+            # The transfer's own reason (http_404, truncated, network...) is the right one to
+            # record, and the caller may resume the download; the temps are removed on the way.
+            raise
         except (OSError, EOFError, ValueError) as exc:
             raise ArchiveError(
                 f"shard {self._name}: reading the download failed after "
@@ -523,7 +527,9 @@ def extract_stream(fileobj: BinaryIO, plan: ExtractPlan, *, name: str) -> Extrac
     ``fileobj`` yields the shard (gzip or plain tar, whatever its name says) through ``read``.
     Wanted members go to temp names beside their destinations and are renamed into place only
     once the whole stream checked out (gzip CRC and length, tar structure). On any failure the
-    temps are removed and ``ArchiveError`` says what was wrong; nothing is left half-written.
+    temps are removed and ``ArchiveError`` says what was wrong (``not_an_archive`` for an error
+    page or garbage, else ``corrupt_archive``); a ``TransferError`` from the reader passes
+    through unchanged. Either way nothing is left half-written.
     """
     report = ExtractReport(name=name)
     source = _Source(fileobj, name, report)
