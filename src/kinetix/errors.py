@@ -169,8 +169,10 @@ class DecodeError(KinetixError):
 class MediaError(KinetixError):
     """A clip file cannot be used as a video; ``code`` says why (unreadable, truncated ...)."""
 
-    def __init__(self, message: str, *, code: ErrorCode):
-        super().__init__(message)
+    def __init__(self, path: str, reason: str, *, code: ErrorCode):
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason  # without the path, for the manifest row that names the clip
         self.code = code
 
 

@@ -9,7 +9,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
-from kinetix.errors import FFmpegError, KinetixError
+from kinetix.errors import ErrorCode, FFmpegError, KinetixError
 
 log = logging.getLogger(__name__)
 
@@ -72,3 +72,34 @@ def run_ffmpeg(args: list[str], *, timeout: float | None = 600, quiet: bool = Tr
     if proc.returncode != 0:
         raise FFmpegError(argv, proc.returncode, stderr[-2000:])
     return stderr
+
+
+def file_arg(path: str | os.PathLike[str]) -> str:
+    """A path as an ffmpeg argument: ``file:`` so names like ``-x.mp4`` or ``a:b`` stay paths."""
+    return "file:" + os.fspath(path)
+
+
+def threads_per_job(workers: int | None) -> int:
+    """ffmpeg threads for each of ``workers`` concurrent jobs, so together they fill the cores.
+
+    ``None`` means one worker per core, ``0`` one job at a time (inline). One thread per job
+    when there are as many jobs as cores: many single-threaded encodes scale better than a
+    few multi-threaded ones on small (Kinetics-sized) frames.
+    """
+    cores = os.cpu_count() or 1
+    parallel = cores if workers is None else max(workers, 1)
+    return max(1, cores // parallel)
+
+
+def error_code(exc: FFmpegError) -> ErrorCode:
+    """The stable reason for a failed run: a full disk is the target's fault, not the clip's."""
+    if "no space left on device" in exc.stderr_tail.lower():
+        return ErrorCode.NO_SPACE
+    return ErrorCode.FFMPEG_FAILED
+
+
+def error_tail(exc: FFmpegError, lines: int = 3) -> str:
+    """The last few lines ffmpeg printed, one line, for the manifest's ``error_message``."""
+    tail = [line.strip() for line in exc.stderr_tail.strip().splitlines() if line.strip()]
+    text = " | ".join(tail[-lines:]) or f"ffmpeg exited with {exc.returncode}"
+    return text[-500:]

@@ -1,0 +1,99 @@
+"""``kinetix verify DIR``: decode-check every clip, quarantine the broken ones, reconcile disk."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from kinetix.config import VerifyConfig, VerifyLevel
+
+_DEFAULTS = VerifyConfig()
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "verify",
+        help="check every clip decodes; quarantine broken ones; reconcile disk and manifest",
+        description="Probe every present clip with PyAV and decode its first and last frame "
+        "(--deep: every frame); record duration, fps, size, frame count and audio in the "
+        "manifest; move unreadable, truncated, empty or wrongly trimmed clips to "
+        "DIR/.kinetix/quarantine with the reason. Rerun to resume: clips already verified "
+        "and unchanged are skipped. Bad clips are data, not errors: the exit code is 0.",
+    )
+    p.add_argument("root", metavar="DIR", help="dataset root (made by 'kinetix download')")
+    p.add_argument("--deep", action="store_true", help="decode every frame, not just the ends")
+    p.add_argument(
+        "--refetch", action="store_true", help="download the quarantined clips again afterwards"
+    )
+    p.add_argument(
+        "--fix",
+        action="store_true",
+        help="reconcile: unknown clip files become rows, vanished rows become missing, "
+        "changed files are verified again",
+    )
+    p.add_argument("--workers", type=int, metavar="N", help="parallel checks (default: cores)")
+    p.add_argument(
+        "--executor", default=_DEFAULTS.executor, help="local, dask, dask://HOST:PORT, slurm"
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar or lines")
+    p.set_defaults(func=run)
+
+
+def config_from(args: argparse.Namespace) -> VerifyConfig:
+    return VerifyConfig(
+        level=VerifyLevel.DEEP if args.deep else VerifyLevel.QUICK,
+        fix=args.fix,
+        refetch=args.refetch,
+        workers=args.workers,
+        executor=args.executor,
+    )
+
+
+def _emit(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _some(items: list[str]) -> str:
+    return items[0] + (f" and {len(items) - 1} more" if len(items) > 1 else "")
+
+
+def run(args: argparse.Namespace) -> int:
+    from kinetix.process.verify import verify_dataset
+
+    config = config_from(args)
+    r = verify_dataset(args.root, config, emit=None if args.no_progress else _emit)
+    bad = sum(r.bad.values())
+    reasons = ", ".join(f"{code} {n}" for code, n in r.bad.most_common())
+    print(
+        f"verify {r.root} ({r.level.value}): {r.checked} checked at {r.rate:.1f} clips/s, "
+        f"{r.good} good, {bad} bad" + (f" ({reasons})" if reasons else "")
+        + f", {r.skipped} skipped (verified before, unchanged)"
+    )  # fmt: skip
+    if r.quarantined:
+        print(
+            f"quarantined {len(r.quarantined)} clips under {r.root}/.kinetix/quarantine; "
+            "'kinetix verify --refetch' (or 'kinetix download') fetches them again"
+        )
+    hint = "" if config.fix else ": run with --fix to "
+    if r.unknown:
+        print(f"{len(r.unknown)} clip files not in the manifest ({_some(r.unknown)})"
+              + (hint + "add them" if hint else ""))  # fmt: skip
+    if r.unrecognised:
+        print(f"{len(r.unrecognised)} .mp4 files not named {{split}}/{{label}}/{{key}}.mp4, "
+              f"left alone ({_some(r.unrecognised)})")  # fmt: skip
+    if r.vanished:
+        print(f"{len(r.vanished)} clips recorded as present are gone ({_some(r.vanished)})"
+              + (hint + "mark them missing" if hint else ""))  # fmt: skip
+    if r.changed:
+        print(f"{len(r.changed)} clips changed size since recorded ({_some(r.changed)})"
+              + (hint + "verify them again" if hint else ""))  # fmt: skip
+    if config.fix:
+        print(
+            f"fixed: {r.added} files added to the manifest, {r.marked_missing} rows marked missing"
+        )
+    if config.refetch:
+        got = r.refetched if r.refetched is not None else 0
+        print(f"refetch: {r.refetch_asked} quarantined clips asked for, {got} present again")
+    for error in r.errors:
+        print(f"kinetix: error: {error}", file=sys.stderr)
+    return 1 if r.errors else 0

@@ -1,0 +1,401 @@
+"""The verify job: decode-check every present clip, record what it is, quarantine what is broken."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import av
+
+from kinetix.config import VerifyConfig, VerifyLevel
+from kinetix.errors import ConfigError, ErrorCode, KinetixError, MediaError
+from kinetix.executors import TaskKind, make_executor
+from kinetix.process.probe import VideoInfo, libav_reason, open_video, read_info
+from kinetix.process.reconcile import Reconciliation, fix_root, root_layout, row_relpath, scan_root
+from kinetix.process.writer import ManifestWriter
+from kinetix.progress import Progress
+from kinetix.store.layout import manifest_path, quarantine_dir
+from kinetix.store.lock import RootLock
+from kinetix.store.manifest import ClipRow, ClipState, ClipUpdate, Manifest
+
+log = logging.getLogger(__name__)
+
+RefetchFn = Callable[[Path, list[tuple[str, str, str]]], int]
+
+
+# --- one clip ---------------------------------------------------------------------------------
+
+
+def check_video(path: str | os.PathLike[str], level: VerifyLevel = VerifyLevel.QUICK) -> VideoInfo:
+    """Probe ``path`` and decode its first and last frame (every frame when ``deep``).
+
+    Returns what the clip really is, as a player shows it: duration from the first to the
+    last decoded frame, frame count without the frames an edit list hides. Raises
+    ``MediaError`` with a stable code when it is not a usable video.
+    """
+    with open_video(path) as container:
+        name = container.name
+        info = read_info(container)
+        stream = container.streams.video[0]
+        if level is VerifyLevel.DEEP:
+            first, last, count = _decode_all(container, stream)
+        else:
+            first, last, count = _decode_ends(container, stream)
+    step = 1 / info.fps if info.fps else 0.0
+    decoded = last - first + step
+    expected_last = _expected_last(stream, info)
+    if expected_last is not None and last < expected_last - 1.5 * step - 0.05:
+        reason = (
+            f"the last frame decodes at {last:.2f} s but the index promises "
+            f"{expected_last:.2f} s: the file was cut short"
+        )
+        raise MediaError(name, reason, code=ErrorCode.TRUNCATED)
+    return replace(info, duration=decoded if decoded > 0 else info.duration, num_frames=count)
+
+
+def _expected_last(stream: Any, info: VideoInfo) -> float | None:
+    """Time of the last frame according to the container index (None when it has none)."""
+    if stream.duration is None or stream.time_base is None or not info.fps:
+        return None
+    start = float((stream.start_time or 0) * stream.time_base)
+    return start + info.duration - 1 / info.fps
+
+
+def _decode_error(path: str, at: float | None, exc: av.FFmpegError, corrupt: bool) -> MediaError:
+    where = f" at {at:.2f} s" if at is not None else ""
+    # a packet the demuxer flags as corrupt is one the file ends in the middle of
+    code = ErrorCode.TRUNCATED if corrupt else ErrorCode.UNREADABLE
+    return MediaError(path, f"frame{where} does not decode ({libav_reason(exc)})", code=code)
+
+
+def _decode_packets(container: Any, stream: Any) -> tuple[float | None, float | None, int]:
+    """Decode from the current position to the end: (first time, last time, frames)."""
+    first = last = None
+    count = 0
+    at = None
+    corrupt = False
+    for packet in container.demux(stream):
+        corrupt = corrupt or packet.is_corrupt
+        if packet.pts is not None and packet.time_base is not None:
+            at = float(packet.pts * packet.time_base)
+        try:
+            frames = packet.decode()
+        except av.FFmpegError as exc:
+            raise _decode_error(container.name, at, exc, corrupt) from None
+        for frame in frames:
+            t = frame.time
+            if t is None:
+                continue
+            first = t if first is None else min(first, t)
+            last = t if last is None else max(last, t)
+            count += 1
+    return first, last, count
+
+
+def _decode_all(container: Any, stream: Any) -> tuple[float, float, int]:
+    first, last, count = _decode_packets(container, stream)
+    if first is None or last is None:
+        raise MediaError(container.name, "no frame decodes", code=ErrorCode.ZERO_FRAMES)
+    return first, last, count
+
+
+def _decode_ends(container: Any, stream: Any) -> tuple[float, float, int]:
+    """Decode the first frame, demux the rest, then decode from the last keyframe to the end.
+
+    Demuxing every packet costs a read of the file but no decoding; it counts the frames a
+    player shows (packets an edit list hides, as fast trims leave, are not counted) and finds
+    the last keyframe, so the tail decode is one GOP whatever the index claims.
+    """
+    first = None
+    count = 0
+    last_key = None
+    at = None
+    try:
+        for packet in container.demux(stream):
+            if packet.pts is not None and packet.time_base is not None:
+                at = float(packet.pts * packet.time_base)
+            if first is None:  # the empty packet at the end flushes a decoder that holds frames
+                times = [f.time for f in packet.decode() if f.time is not None]
+                first = min(times) if times else None
+            if packet.size and not packet.is_discard:
+                count += 1
+                if packet.is_keyframe and packet.pts is not None:
+                    last_key = packet.pts
+    except av.FFmpegError as exc:
+        raise _decode_error(container.name, at, exc, False) from None
+    if first is None:
+        raise MediaError(container.name, "no frame decodes", code=ErrorCode.ZERO_FRAMES)
+    container.seek(last_key or 0, stream=stream, backward=True, any_frame=False)
+    _, last, _ = _decode_packets(container, stream)
+    if last is None:
+        reason = "no frame decodes after the last keyframe: the file was cut short"
+        raise MediaError(container.name, reason, code=ErrorCode.TRUNCATED)
+    return first, last, count
+
+
+def check_span(
+    path: str, info: VideoInfo, span: float, start_offset: float, config: VerifyConfig
+) -> None:
+    """A clip far longer than its annotated span was not trimmed; one far shorter is a stub.
+
+    Shorter is allowed down to ``min_fraction`` of the span: a clip whose YouTube video
+    ended before ``time_end`` legitimately ends early (K700 has many 5-9 s clips).
+    """
+    if span <= 0:
+        return
+    longest = span + config.max_excess + max(start_offset, 0.0)
+    if info.duration > longest:
+        reason = (
+            f"lasts {info.duration:.2f} s but its annotation spans {span:g} s "
+            f"(at most {longest:.2f} s accepted): not trimmed to the annotation"
+        )
+        raise MediaError(path, reason, code=ErrorCode.BAD_DURATION)
+    shortest = span * config.min_fraction
+    if info.duration < shortest:
+        reason = (
+            f"lasts {info.duration:.2f} s but its annotation spans {span:g} s "
+            f"(at least {shortest:.2f} s expected)"
+        )
+        raise MediaError(path, reason, code=ErrorCode.BAD_DURATION)
+
+
+@dataclass(frozen=True)
+class VerifyTask:
+    """One clip to check, with everything a worker on another machine needs."""
+
+    release: str
+    split: str
+    key: str
+    path: str  # absolute
+    span: float  # time_end - time_start
+    start_offset: float
+    config: VerifyConfig
+
+
+def verify_clip(task: VerifyTask) -> ClipUpdate:
+    """Worker: check one clip; the update says ``verify`` good or bad (with code and message)."""
+    fields: dict[str, Any] = {
+        "verify_level": task.config.level.value,
+        "verified_at": time.time(),
+    }
+    try:
+        st = os.stat(task.path)
+        fields.update(bytes=st.st_size, mtime=st.st_mtime)
+        info = check_video(task.path, task.config.level)
+        fields.update(info.manifest_fields())
+        check_span(task.path, info, task.span, task.start_offset, task.config)
+    except MediaError as exc:
+        # the row names the clip; the message says only what is wrong with it
+        fields.update(verify="bad", error_code=exc.code.value, error_message=exc.reason[:500])
+    except OSError as exc:
+        fields.update(
+            verify="bad",
+            error_code=ErrorCode.UNREADABLE.value,
+            error_message=f"cannot read: {exc.strerror or exc}",
+        )
+    else:
+        fields.update(verify="good", error_code=None, error_message=None)
+    return ClipUpdate(task.release, task.split, task.key, fields)
+
+
+# --- the job ----------------------------------------------------------------------------------
+
+
+@dataclass
+class VerifyReport:
+    """What one verify run found; the CLI prints it, tests assert on it."""
+
+    root: Path
+    level: VerifyLevel
+    checked: int = 0
+    good: int = 0
+    bad: Counter[str] = field(default_factory=Counter)  # error code -> clips
+    quarantined: list[str] = field(default_factory=list)  # relpaths moved aside this run
+    skipped: int = 0  # verified before at this level or deeper, file unchanged
+    unknown: list[str] = field(default_factory=list)
+    unrecognised: list[str] = field(default_factory=list)
+    vanished: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    added: int = 0
+    marked_missing: int = 0
+    refetched: int | None = None  # clips present again after --refetch
+    refetch_asked: int = 0
+    errors: list[str] = field(default_factory=list)  # real errors (a clip could not be moved)
+    seconds: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        """Clips checked per second."""
+        return self.checked / self.seconds if self.seconds > 0 else 0.0
+
+
+def load_refetch() -> RefetchFn:
+    """``kinetix.download.refetch``, imported only when asked: it pulls in the download stack."""
+    try:
+        from kinetix.download import refetch
+    except ImportError as exc:
+        raise KinetixError(
+            f"--refetch needs kinetix.download.refetch, which this installation lacks ({exc}); "
+            "run 'kinetix download' on the root instead: it fetches quarantined clips again"
+        ) from None
+    return refetch
+
+
+def verify_dataset(
+    root: str | os.PathLike[str],
+    config: VerifyConfig,
+    *,
+    emit: Callable[[str], None] | None = None,
+) -> VerifyReport:
+    """Run ``kinetix verify``: check every present clip of ``root``, resumably, in parallel."""
+    root = Path(root)
+    refetch = load_refetch() if config.refetch else None  # fail before the work, not after it
+    report = VerifyReport(root, config.level)
+    with Manifest(manifest_path(root), readonly=True) as check:
+        kind = check.get_meta("kind")
+    if kind not in (None, "videos"):
+        raise ConfigError(f"{root} is a {kind} dataset; verify checks video datasets")
+    with RootLock(root), Manifest(manifest_path(root)) as manifest:
+        rec = scan_root(root, manifest)
+        _note_reconciliation(report, rec)
+        if config.fix:
+            fixes = fix_root(root, manifest, rec)
+            report.added, report.marked_missing = fixes.added, fixes.marked_missing
+        tasks = _plan(root, manifest, rec, config, report)
+        started = time.monotonic()
+        _run(root, manifest, tasks, config, report, emit)
+        report.seconds = time.monotonic() - started
+    if refetch is not None:
+        with Manifest(manifest_path(root), readonly=True) as manifest:
+            keys = [
+                (r.release, r.split, r.key) for r in manifest.clips(states=[ClipState.QUARANTINED])
+            ]
+        report.refetch_asked = len(keys)
+        if keys:  # after the lock is released: the download takes it itself
+            try:
+                report.refetched = refetch(root, keys)
+            except KinetixError as exc:  # the verify results stand; say why the refetch did not
+                report.errors.append(f"--refetch failed: {exc}")
+    return report
+
+
+def _note_reconciliation(report: VerifyReport, rec: Reconciliation) -> None:
+    report.unknown = list(rec.unknown)
+    report.unrecognised = list(rec.unrecognised)
+    report.vanished = [r.path or r.key for r in rec.vanished]
+    report.changed = [r.path or r.key for r in rec.changed]
+    if rec.unknown:
+        log.warning(
+            "%d clip files are not in the manifest (e.g. %s)", len(rec.unknown), rec.unknown[0]
+        )
+    if rec.vanished:
+        log.warning("%d clips recorded as present are gone from disk", len(rec.vanished))
+    if rec.changed:
+        log.warning("%d clips changed size since they were recorded", len(rec.changed))
+
+
+def _plan(
+    root: Path,
+    manifest: Manifest,
+    rec: Reconciliation,
+    config: VerifyConfig,
+    report: VerifyReport,
+) -> list[VerifyTask]:
+    layout = root_layout(manifest)
+    vanished = {(r.release, r.split, r.key) for r in rec.vanished}
+    changed = {(r.release, r.split, r.key) for r in rec.changed}
+    tasks = []
+    for row in manifest.clips(states=[ClipState.PRESENT]):
+        ident = (row.release, row.split, row.key)
+        if ident in vanished:
+            continue
+        if ident in changed and not config.fix:
+            continue  # the user decides (--fix) whether the file on disk is the one to keep
+        rel = row_relpath(row, layout)
+        if _already_verified(row, rec.files.get(rel), config.level):
+            report.skipped += 1
+            continue
+        offset = row.values.get("start_offset") or 0.0
+        tasks.append(
+            VerifyTask(
+                row.release, row.split, row.key, str(root / rel),
+                float(row.time_end - row.time_start), float(offset), config,
+            )
+        )  # fmt: skip
+    return tasks
+
+
+def _already_verified(row: ClipRow, stat: Any, level: VerifyLevel) -> bool:
+    if row.values.get("verify") != "good" or stat is None:
+        return False
+    try:
+        done = VerifyLevel(row.values.get("verify_level"))
+    except ValueError:
+        return False
+    return (
+        done.rank >= level.rank
+        and row.values.get("bytes") == stat.size
+        and row.values.get("mtime") == stat.mtime
+    )
+
+
+def _run(
+    root: Path,
+    manifest: Manifest,
+    tasks: list[VerifyTask],
+    config: VerifyConfig,
+    report: VerifyReport,
+    emit: Callable[[str], None] | None,
+) -> None:
+    if not tasks:
+        return
+    paths = {(t.release, t.split, t.key): t.path for t in tasks}
+    progress = Progress(f"verify ({config.level.value})", total_clips=len(tasks), emit=emit)
+    executor = make_executor(config.executor, config.workers)
+    try:
+        with ManifestWriter(manifest) as writer:
+            for update in executor.map_unordered(verify_clip, tasks, kind=TaskKind.CPU):
+                report.checked += 1
+                if update.fields["verify"] == "good":
+                    report.good += 1
+                    writer.add(update)
+                    progress.add_clips(1)
+                    continue
+                code = str(update.fields["error_code"])
+                report.bad[code] += 1
+                progress.add_clips(0, failed=1)
+                path = Path(paths[(update.release, update.split, update.key)])
+                writer.add(_quarantine(root, path, update, report))
+                writer.flush()  # a moved file and its row should not disagree for long
+    finally:
+        executor.close()
+        progress.close()
+
+
+def _quarantine(root: Path, path: Path, update: ClipUpdate, report: VerifyReport) -> ClipUpdate:
+    """Move a bad clip to ``.kinetix/quarantine/{split}/{label}/{key}.mp4`` and say so."""
+    rel = path.relative_to(root).as_posix()
+    dest = quarantine_dir(root) / rel
+    code, message = update.fields["error_code"], update.fields["error_message"]
+    log.warning("%s: %s: %s; quarantined", rel, code, message)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, dest)
+    except OSError as exc:
+        message = f"{rel}: bad ({update.fields['error_code']}) but could not be quarantined: {exc}"
+        report.errors.append(message)
+        log.error("%s", message)
+        return update  # verify=bad on a present row: loaders and process skip it
+    report.quarantined.append(rel)
+    with contextlib.suppress(OSError):  # an emptied label folder would be a class with no clips
+        path.parent.rmdir()
+    fields = dict(update.fields)
+    fields.update(state=ClipState.QUARANTINED.value, path=dest.relative_to(root).as_posix())
+    return ClipUpdate(update.release, update.split, update.key, fields)
