@@ -199,6 +199,7 @@ class ProcessConfig:
     threads: int | None = None  # ffmpeg threads per clip; None shares the cores among workers
     workers: int | None = None
     executor: str = "local"
+    retry_failed: bool = False  # clips that failed for good are retried only when this is set
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "codec", _enum(VideoCodec, self.codec, "--codec"))
@@ -243,6 +244,7 @@ class FramesConfig:
     threads: int | None = None
     workers: int | None = None
     executor: str = "local"
+    retry_failed: bool = False
     sample_clips: int = 2  # clips extracted first to estimate the space the run needs
 
     def __post_init__(self) -> None:

@@ -1,0 +1,306 @@
+"""A dataset made from another root (``process``, ``frames``): its manifest, lock and settings."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from kinetix.errors import ConfigError, ErrorCode, KinetixError
+from kinetix.executors import Executor, TaskKind
+from kinetix.process.reconcile import root_layout, row_relpath
+from kinetix.process.writer import ManifestWriter
+from kinetix.progress import Progress
+from kinetix.store.layout import manifest_path, partial_dir, state_dir
+from kinetix.store.lock import RootLock
+from kinetix.store.manifest import ClipRow, ClipState, ClipUpdate, Manifest
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DerivedReport:
+    """What one ``process`` or ``frames`` run did; the CLI prints it, tests assert on it."""
+
+    source: Path
+    out: Path
+    planned: int = 0
+    done: int = 0
+    skipped: int = 0  # already done by an earlier run, output intact
+    redone: int = 0  # outputs found incomplete or stale and made again
+    failed_before: int = 0  # failed for good in an earlier run, source unchanged: not retried
+    failed: Counter[str] = field(default_factory=Counter)  # error code -> clips
+    failures: list[str] = field(default_factory=list)  # "relpath: code: message", first ones
+    frames: int = 0  # frames written (frames runs)
+    bytes_written: int = 0
+    errors: list[str] = field(default_factory=list)  # real errors that stopped the run
+    seconds: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        """Clips made per second."""
+        return self.done / self.seconds if self.seconds > 0 else 0.0
+
+    def record(self, update: ClipUpdate, relpath: str) -> bool:
+        """Count one worker result; False when it failed."""
+        if update.fields.get("state") == ClipState.PRESENT.value:
+            self.done += 1
+            self.bytes_written += int(update.fields.get("bytes") or 0)
+            self.frames += int(update.fields.get("num_frames") or 0)
+            return True
+        code = str(update.fields.get("error_code"))
+        message = str(update.fields.get("error_message"))
+        self.failed[code] += 1
+        if len(self.failures) < 20:
+            self.failures.append(f"{relpath}: {code}: {message}")
+        log.warning("%s: %s: %s", relpath, code, message)
+        return False
+
+
+@dataclass(frozen=True)
+class Work:
+    """One source clip whose output is to be made."""
+
+    row: ClipRow  # the source row
+    src: Path
+    dest: Path
+    relpath: str  # of the output, relative to the output root
+
+
+class DerivedDataset:
+    """The output root of a run that reads a video root and writes another one.
+
+    Opening it checks the two roots make sense together, takes the output's lock, records
+    ``kind``/``release``/``layout``/``source_root`` and the settings the output is made with
+    (a rerun with other settings into the same folder is refused rather than mixed), and
+    clears ``.kinetix/partial`` of what a killed run left there.
+    """
+
+    def __init__(self, source: Path, out: Path, *, kind: str, settings: dict[str, Any]):
+        self.source = Path(source).absolute()
+        self.out = Path(out).absolute()
+        self.kind = kind
+        self.settings = settings
+        self._lock: RootLock | None = None
+        self._source_manifest: Manifest | None = None
+        self._manifest: Manifest | None = None
+
+    @property
+    def manifest(self) -> Manifest:
+        assert self._manifest is not None, "open() the dataset first"
+        return self._manifest
+
+    @property
+    def source_manifest(self) -> Manifest:
+        assert self._source_manifest is not None, "open() the dataset first"
+        return self._source_manifest
+
+    @property
+    def partial(self) -> Path:
+        return partial_dir(self.out)
+
+    def open(self) -> DerivedDataset:
+        src = self.source.resolve()
+        out = self.out.resolve()
+        if out == src or src in out.parents:
+            raise ConfigError(
+                f"--out {self.out} is inside the source root {self.source}; "
+                "choose a folder outside it"
+            )
+        self._source_manifest = Manifest(manifest_path(self.source), readonly=True)
+        kind = self._source_manifest.get_meta("kind")
+        if kind not in (None, "videos"):
+            self.close()
+            raise ConfigError(
+                f"{self.source} is a {kind} dataset; {self.kind} reads video datasets"
+            )
+        try:
+            self._check_writable()
+            self._lock = RootLock(self.out).acquire()
+            self._manifest = Manifest(manifest_path(self.out))
+            self._record_meta()
+            shutil.rmtree(self.partial, ignore_errors=True)
+            self.partial.mkdir(parents=True, exist_ok=True)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _check_writable(self) -> None:
+        try:
+            state_dir(self.out).mkdir(parents=True, exist_ok=True)
+            probe = state_dir(self.out) / ".write-test"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise KinetixError(
+                f"cannot write to {self.out}: {exc.strerror or exc}; choose a writable --out "
+                "(nothing was written)"
+            ) from None
+
+    def _record_meta(self) -> None:
+        m, src = self.manifest, self.source_manifest
+        kind = m.get_meta("kind")
+        if kind not in (None, self.kind):
+            raise ConfigError(
+                f"{self.out} already holds a {kind} dataset; choose another --out for {self.kind}"
+            )
+        wanted = json.dumps(self.settings, sort_keys=True)
+        have = m.get_meta("settings")
+        if have is not None and have != wanted:
+            before = json.loads(have)
+            diff = ", ".join(
+                f"{k} {before.get(k)!r} (now {v!r})"
+                for k, v in sorted(self.settings.items())
+                if before.get(k) != v
+            )
+            raise ConfigError(
+                f"{self.out} was made with other settings: {diff}; choose another --out, "
+                "or delete it to start over"
+            )
+        source_root = m.get_meta("source_root")
+        if source_root is not None and source_root != str(self.source):
+            raise ConfigError(
+                f"{self.out} was made from {source_root}, not {self.source}; choose another --out"
+            )
+        m.set_meta("kind", self.kind)
+        m.set_meta("settings", wanted)
+        m.set_meta("source_root", str(self.source))
+        for key in ("release", "layout"):
+            value = src.get_meta(key)
+            if value is not None:
+                m.set_meta(key, value)
+
+    def source_rows(self) -> list[ClipRow]:
+        """Clips to derive from: present in the source and not verified bad."""
+        rows = self.source_manifest.clips(states=[ClipState.PRESENT])
+        return [r for r in rows if r.values.get("verify") != "bad"]
+
+    def source_relpath(self, row: ClipRow) -> str:
+        """The source clip's path relative to the source root."""
+        return row_relpath(row, root_layout(self.source_manifest))
+
+    def register(self, rows: list[ClipRow]) -> None:
+        """Give every source row a row in the output manifest (kept as is when already there)."""
+        by_label = {r.label: r.values.get("label_index") for r in rows if r.label is not None}
+        index = {k: v for k, v in by_label.items() if v is not None}
+        self.manifest.add_clips((r.to_clip() for r in rows), index)
+
+    def plan(
+        self,
+        report: DerivedReport,
+        *,
+        relpath: Callable[[str], str],
+        problem: Callable[[ClipRow | None, Path, float], str | None],
+        retry_failed: bool = False,
+    ) -> list[Work]:
+        """The source clips whose output is missing, incomplete or stale.
+
+        ``relpath`` maps a source clip path to its output path; ``problem`` says why an
+        earlier output cannot be kept (None: keep it). Outputs about to be redone are marked
+        missing first, so the manifest never calls a broken output present. A clip that
+        failed for a permanent reason is not retried until its source changes (or
+        ``retry_failed``): rerunning a finished job does no new work.
+        """
+        rows = self.source_rows()
+        self.register(rows)
+        done = {(r.release, r.split, r.key): r for r in self.manifest.clips()}
+        work: list[Work] = []
+        stale: list[ClipUpdate] = []
+        for row in rows:
+            source_rel = self.source_relpath(row)
+            rel = relpath(source_rel)
+            src, dest = self.source / source_rel, self.out / rel
+            try:
+                src_mtime = src.stat().st_mtime
+            except OSError:
+                src_mtime = 0.0  # gone since it was recorded: the worker says so for the row
+            previous = done.get((row.release, row.split, row.key))
+            if not retry_failed and _failed_for_good(previous, src_mtime):
+                report.failed_before += 1
+                continue
+            why = problem(previous, dest, src_mtime)
+            if why is None:
+                report.skipped += 1
+                continue
+            if previous is not None and previous.state == ClipState.PRESENT.value:
+                log.warning("%s: %s; making it again", rel, why)
+                report.redone += 1
+                stale.append(redo_update(row, why))
+            work.append(Work(row, src, dest, rel))
+        self.manifest.apply(stale)
+        report.planned = len(work)
+        return work
+
+    def run(
+        self,
+        tasks: Sequence[Any],
+        fn: Callable[[Any], ClipUpdate],
+        executor: Executor,
+        report: DerivedReport,
+        emit: Callable[[str], None] | None = None,
+    ) -> None:
+        """Map ``fn`` over ``tasks`` on ``executor`` (closed after) and apply every result.
+
+        A full disk stops the run: every further clip would fail the same way, and what is
+        done stays done for the rerun.
+        """
+        relpaths = {(t.release, t.split, t.key): t.relpath for t in tasks}
+        progress = Progress(self.kind, total_clips=len(tasks), emit=emit)
+        try:
+            with ManifestWriter(self.manifest) as writer:
+                for update in executor.map_unordered(fn, tasks, kind=TaskKind.CPU):
+                    writer.add(update)
+                    ok = report.record(update, relpaths[(update.release, update.split, update.key)])
+                    progress.add_clips(1 if ok else 0, failed=0 if ok else 1)
+                    if update.fields.get("error_code") == ErrorCode.NO_SPACE.value:
+                        report.errors.append(
+                            f"{self.out}: no space left on device after {report.done} clips; "
+                            "free some space and rerun the same command to resume"
+                        )
+                        break
+        finally:
+            executor.close()
+            progress.close()
+
+    def close(self) -> None:
+        for m in (self._manifest, self._source_manifest):
+            if m is not None:
+                m.close()
+        self._manifest = self._source_manifest = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def __enter__(self) -> DerivedDataset:
+        return self.open()
+
+    def __exit__(
+        self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def redo_update(row: ClipRow, problem: str) -> ClipUpdate:
+    """The row of an output about to be redone: not present until it is whole again."""
+    code, _, _ = problem.partition(":")
+    known = code in {c.value for c in ErrorCode}
+    fields = {"state": ClipState.MISSING.value, "error_code": code if known else None,
+              "error_message": problem}  # fmt: skip
+    return ClipUpdate(row.release, row.split, row.key, fields)
+
+
+def _failed_for_good(row: ClipRow | None, src_mtime: float) -> bool:
+    if row is None or row.state != ClipState.FAILED.value:
+        return False
+    try:
+        transient = ErrorCode(row.values.get("error_code")).transient
+    except ValueError:
+        transient = True
+    return not transient and (row.values.get("updated_at") or 0.0) >= src_mtime
