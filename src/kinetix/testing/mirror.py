@@ -1,14 +1,4 @@
-"""The synthetic CVDF mirror: real annotation rows, tiny generated clips, in the exact CVDF layout.
-
-``build_mirror(root, MirrorSpec(...))`` picks clips from the real annotation files, generates
-a small real H.264 video for each and writes the CVDF tree under ``root``: shards with the
-real names and member shapes of each release (K400 class-mixed parts, K600 one tar per
-class named by the raw label, K700-2020 numbered class tars), the K400 replacement archive,
-path lists with the real ``https://s3.amazonaws.com/kinetics/`` URLs, annotation files in
-their real formats, the DeepMind archive for K700 (2019) and, on request, full-length source
-videos per YouTube id. ``root/mirror.json`` (``MirrorIndex``) records where every clip went
-and the SHA-256 of its good bytes, so tests and benchmarks can check what a download placed.
-"""
+"""The synthetic CVDF mirror: real annotation rows, tiny generated clips, the exact CVDF tree."""
 
 from __future__ import annotations
 
@@ -693,7 +683,16 @@ Serve it with `kinetix mirror serve DIR` and point `kinetix download --mirror` a
 
 
 def build_mirror(root: str | os.PathLike[str], spec: MirrorSpec | None = None) -> MirrorIndex:
-    """Generate the synthetic CVDF mirror described by ``spec`` under ``root``."""
+    """Generate the synthetic CVDF mirror described by ``spec`` under ``root``.
+
+    Clips are picked from the real annotation files and each gets a small real H.264 video;
+    the tree is CVDF's: K400 class-mixed parts, K600 one tar per class named by the raw
+    label, K700-2020 numbered class tars, the K400 replacement archive, path lists with the
+    real ``https://s3.amazonaws.com/kinetics/`` URLs, annotation files in their real formats,
+    DeepMind's archive for K700 (2019) and, on request, full-length ``youtube/{id}.mp4``.
+    ``root/mirror.json`` (``MirrorIndex``) records where every clip went and the SHA-256 of
+    its good bytes. A folder holding a previous mirror is rebuilt in place.
+    """
     spec = spec or MirrorSpec()
     root = Path(root).resolve()
     started = time.perf_counter()
