@@ -53,7 +53,7 @@ def tar_xzf(path, dest):
 def kinetix(path, dest):
     keys = [c["clip"] for c in index["clips"] if c["shard"] and mirror_root / c["shard"] == path]
     wanted = {f"{c['youtube_id']}_{c['time_start']:06d}_{c['time_end']:06d}": None for c in keys}
-    wanted = {key: f"val/{key}.mp4" for key in wanted}
+    wanted = {key: dest / "val" / f"{key}.mp4" for key in wanted}
     with path.open("rb") as f:
         extract_stream(f, ExtractPlan(dest, wanted), name=path.name)
 

@@ -81,7 +81,9 @@ def make_tar(
 
 
 def plan_for(root: Path, *keys: str, overwrite: bool = False) -> ExtractPlan:
-    return ExtractPlan(root, {k: Path("val", "cls", f"{k}.mp4") for k in keys}, overwrite=overwrite)
+    return ExtractPlan(
+        root, {k: root / "val" / "cls" / f"{k}.mp4" for k in keys}, overwrite=overwrite
+    )
 
 
 def files_under(root: Path) -> list[str]:
@@ -100,7 +102,7 @@ def test_k400_parts_every_anomaly(mirror: MirrorIndex, tmp_path: Path) -> None:
     split = mirror.split("k400", "val")
     wanted = [c for c in split.present if c.shard != split.shards[1]]  # part_1 is not wanted
     plan = ExtractPlan(
-        tmp_path, {c.key: Path("val", c.clip.label or "", c.key + ".mp4") for c in wanted}
+        tmp_path, {c.key: tmp_path / "val" / (c.clip.label or "") / f"{c.key}.mp4" for c in wanted}
     )
     reports = [extract_stream(mirror.path(s).open("rb"), plan, name=s) for s in split.shards]
     assert [r.format for r in reports] == ["gzip", "gzip", "tar"]
@@ -127,7 +129,7 @@ def test_k400_parts_every_anomaly(mirror: MirrorIndex, tmp_path: Path) -> None:
 def test_replacement_set_overwrites_only_when_asked(mirror: MirrorIndex, tmp_path: Path) -> None:
     split = mirror.split("k400", "val")
     corrupted = [split.clips[k] for k in split.corrupted]
-    dest = {c.key: Path("val", c.key + ".mp4") for c in corrupted}
+    dest = {c.key: tmp_path / "val" / f"{c.key}.mp4" for c in corrupted}
     for c in corrupted:
         extract_stream(
             mirror.path(c.shard or "").open("rb"),
@@ -142,13 +144,14 @@ def test_replacement_set_overwrites_only_when_asked(mirror: MirrorIndex, tmp_pat
     )
     assert set(report.written) == set(dest)
     for c in corrupted:
-        assert hashlib.sha256((tmp_path / dest[c.key]).read_bytes()).hexdigest() == c.sha256
+        assert hashlib.sha256(dest[c.key].read_bytes()).hexdigest() == c.sha256
 
 
 def test_k600_and_k700_class_tars_map_by_file_stem(mirror: MirrorIndex, tmp_path: Path) -> None:
     for release in ("k600", "k700-2020"):
         split = mirror.split(release, "val")
-        plan = ExtractPlan(tmp_path / release, {c.key: f"{c.key}.mp4" for c in split.present})
+        root = tmp_path / release
+        plan = ExtractPlan(root, {c.key: root / f"{c.key}.mp4" for c in split.present})
         for shard in split.shards:
             report = extract_stream(mirror.path(shard).open("rb"), plan, name=shard)
             for key, got in report.written.items():
@@ -272,11 +275,22 @@ def test_a_symlink_planted_at_the_temp_name_is_not_followed(tmp_path: Path) -> N
 
 def test_plan_destinations_must_stay_under_the_root(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="outside the root"):
-        ExtractPlan(tmp_path / "root", {KEY_A: Path("../elsewhere.mp4")})
+        ExtractPlan(tmp_path / "root", {KEY_A: tmp_path / "root" / ".." / "elsewhere.mp4"})
     with pytest.raises(ConfigError, match="outside the root"):
         ExtractPlan(tmp_path / "root", {KEY_A: tmp_path / "elsewhere.mp4"})
     with pytest.raises(ConfigError, match="not a clip key"):
-        ExtractPlan(tmp_path, {"a/b": Path("x.mp4")})
+        ExtractPlan(tmp_path, {"a/b": tmp_path / "x.mp4"})
+
+
+def test_a_relative_root_and_destinations_built_from_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    root = Path("data")  # as ``kinetix download --root data`` gives it
+    plan = ExtractPlan(root, {KEY_A: root / "val" / f"{KEY_A}.mp4"})
+    report = run(make_tar([(f"./{KEY_A}.mp4", payload(KEY_A))]), plan)
+    assert report.written[KEY_A].path == tmp_path / "data" / "val" / f"{KEY_A}.mp4"
+    assert files_under(tmp_path) == [f"data/val/{KEY_A}.mp4"]
 
 
 def test_duplicates_keep_the_later_copy(tmp_path: Path) -> None:

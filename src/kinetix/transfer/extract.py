@@ -76,8 +76,9 @@ def _inside(path: str, root: str) -> bool:
 class ExtractPlan:
     """Which members to keep: clip key (member file stem) -> destination path under ``root``.
 
-    Relative destinations are taken relative to ``root``. ``overwrite`` replaces files that
-    already exist (the K400 replacement set); otherwise an existing file is kept as it is.
+    Destinations are ordinary paths (build them as ``root / relpath``); one that does not lie
+    under ``root`` is refused. ``overwrite`` replaces files that already exist (the K400
+    replacement set); otherwise an existing file is kept as it is.
     """
 
     root: Path
@@ -91,7 +92,7 @@ class ExtractPlan:
         for key, dest in self.wanted.items():
             if not key or "/" in key or key in (".", "..") or key.startswith("._"):
                 raise ConfigError(f"extract plan: {key!r} is not a clip key")
-            full = os.path.normpath(os.path.join(root, dest))
+            full = os.path.normpath(os.path.abspath(dest))
             if not _inside(full, str(root)) or full == str(root):
                 raise ConfigError(
                     f"extract plan: destination {dest} of {key} is outside the root {root}"
