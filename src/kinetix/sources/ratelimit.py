@@ -1,0 +1,277 @@
+"""Politeness towards one service: a shared request rate, Retry-After pauses and a circuit breaker.
+
+Every worker of a process asks the same ``RequestGate`` before each request. The gate holds a
+token bucket (``rate`` requests per second for the whole process), a pause that a server's
+``Retry-After`` extends for everyone, and a circuit breaker that stops all workers for a while
+when most recent answers were throttling (HTTP 429, bot checks, dropped connections).
+Time comes from a ``Clock`` so tests drive it by hand.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+
+log = logging.getLogger(__name__)
+
+
+class Clock:
+    """Wall time for the gate; tests pass a fake whose ``sleep`` just moves ``monotonic`` on."""
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            time.sleep(seconds)
+
+
+class TokenBucket:
+    """``rate`` tokens a second, at most ``burst`` saved up; ``take`` says how long to wait."""
+
+    def __init__(self, rate: float, burst: float = 1.0, *, clock: Clock | None = None):
+        if rate <= 0:
+            raise ValueError(f"rate must be > 0 requests/s, got {rate}")
+        self.rate = float(rate)
+        self.burst = max(1.0, float(burst))
+        self._clock = clock or Clock()
+        self._tokens = self.burst
+        self._stamp = self._clock.monotonic()
+        self._lock = threading.Lock()
+
+    def take(self) -> float:
+        """Reserve one token; return the seconds the caller must wait before using it.
+
+        Reserving ahead (the balance may go negative) queues concurrent callers fairly:
+        each waits for its own slot instead of all of them polling for the next one.
+        """
+        with self._lock:
+            now = self._clock.monotonic()
+            self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
+            self._stamp = now
+            self._tokens -= 1.0
+            return max(0.0, -self._tokens / self.rate)
+
+    def acquire(self) -> None:
+        self._clock.sleep(self.take())
+
+
+class Outcome(str, Enum):
+    """What one request told us about the service's mood."""
+
+    OK = "ok"  # an answer, even "this video is private": the service is talking to us
+    THROTTLED = "throttled"  # 429, a bot check, a dropped connection: we may be too many
+
+
+class BreakerState(str, Enum):
+    CLOSED = "closed"  # requests flow
+    OPEN = "open"  # everyone waits until the cool-down ends
+    HALF_OPEN = "half_open"  # one probe request decides whether to close or open again
+
+
+@dataclass(frozen=True)
+class BreakerPolicy:
+    """When the breaker trips and for how long it stays open."""
+
+    window: int = 20  # the most recent outcomes looked at
+    min_calls: int = 6  # fewer outcomes than this never trip it
+    threshold: float = 0.5  # fraction of throttled outcomes that trips it
+    cooldown: float = 60.0  # first pause, seconds
+    max_cooldown: float = 900.0  # each failed probe doubles the pause, up to this
+
+
+class CircuitBreaker:
+    """Opens when the recent throttling rate spikes, so every worker stops instead of hammering.
+
+    The first trip in a process logs one warning that says why and what helps; later trips
+    are logged at INFO so a long run does not fill the terminal.
+    """
+
+    def __init__(
+        self,
+        policy: BreakerPolicy | None = None,
+        *,
+        clock: Clock | None = None,
+        advice: str = "",
+    ):
+        self.policy = policy or BreakerPolicy()
+        self._clock = clock or Clock()
+        self._advice = advice
+        self._recent: deque[Outcome] = deque(maxlen=self.policy.window)
+        self._state = BreakerState.CLOSED
+        self._open_until = 0.0
+        self._cooldown = self.policy.cooldown
+        self._probing = False
+        self._warned = False
+        self._lock = threading.Lock()
+        self.trips = 0
+
+    @property
+    def state(self) -> BreakerState:
+        with self._lock:
+            self._refresh()
+            return self._state
+
+    def _refresh(self) -> None:
+        if self._state is BreakerState.OPEN and self._clock.monotonic() >= self._open_until:
+            self._state = BreakerState.HALF_OPEN
+            self._probing = False
+
+    def wait_time(self) -> float:
+        """Seconds the caller must wait before it may send a request (0: go now).
+
+        In the half-open state the first caller becomes the probe and goes; the others wait
+        until the probe's outcome is recorded.
+        """
+        with self._lock:
+            self._refresh()
+            if self._state is BreakerState.OPEN:
+                return self._open_until - self._clock.monotonic()
+            if self._state is BreakerState.HALF_OPEN:
+                if self._probing:
+                    return min(1.0, self._cooldown)  # look again soon
+                self._probing = True
+            return 0.0
+
+    def record(self, outcome: Outcome) -> None:
+        with self._lock:
+            self._refresh()
+            if self._state is BreakerState.HALF_OPEN:
+                self._probing = False
+                if outcome is Outcome.OK:
+                    self._state = BreakerState.CLOSED
+                    self._cooldown = self.policy.cooldown
+                    self._recent.clear()
+                else:
+                    self._cooldown = min(self._cooldown * 2, self.policy.max_cooldown)
+                    self._open("the first request after the pause was refused again")
+                return
+            self._recent.append(outcome)
+            if self._state is BreakerState.OPEN:
+                return  # outcomes of requests sent before the trip
+            seen = len(self._recent)
+            throttled = sum(o is Outcome.THROTTLED for o in self._recent)
+            if seen >= self.policy.min_calls and throttled >= self.policy.threshold * seen:
+                self._open(f"{throttled} of the last {seen} requests were refused")
+
+    def _open(self, why: str) -> None:
+        self._state = BreakerState.OPEN
+        self._open_until = self._clock.monotonic() + self._cooldown
+        self.trips += 1
+        message = (
+            f"the service is throttling this machine: {why} (HTTP 429, bot checks or dropped "
+            f"connections); pausing every worker for {self._cooldown:.0f}s"
+        )
+        if self._advice:
+            message += f". {self._advice}"
+        if self._warned:
+            log.info("%s", message)
+        else:
+            self._warned = True
+            log.warning("%s", message)
+
+
+@dataclass(frozen=True)
+class BackoffPolicy:
+    """Waits between the tries of one task: exponential with full jitter, or Retry-After."""
+
+    base: float = 2.0
+    throttled_base: float = 15.0  # 429s and bot checks need far longer than a dropped connection
+    cap: float = 300.0
+
+    def delay(
+        self,
+        attempt: int,
+        *,
+        throttled: bool = False,
+        retry_after: float | None = None,
+        rand: Callable[[float, float], float] = random.uniform,
+    ) -> float:
+        """Seconds to wait after try ``attempt`` (counting from 0) failed."""
+        if retry_after is not None:
+            # The server said how long; a day-long quota reset would only stall the run, so
+            # it is capped and the next answer decides.
+            return min(max(retry_after, 0.0), self.cap)
+        base = self.throttled_base if throttled else self.base
+        return rand(0.0, min(self.cap, base * 2.0**attempt))
+
+
+class RequestGate:
+    """The one place every worker of a process waits before talking to the service."""
+
+    def __init__(
+        self,
+        rate: float,
+        *,
+        clock: Clock | None = None,
+        breaker: BreakerPolicy | None = None,
+        backoff: BackoffPolicy | None = None,
+        advice: str = "",
+    ):
+        self.clock = clock or Clock()
+        self.bucket = TokenBucket(rate, clock=self.clock)
+        self.breaker = CircuitBreaker(breaker, clock=self.clock, advice=advice)
+        self.backoff = backoff or BackoffPolicy()
+        self._paused_until = 0.0
+        self._lock = threading.Lock()
+
+    @property
+    def rate(self) -> float:
+        return self.bucket.rate
+
+    def pause(self, seconds: float) -> None:
+        """Hold every worker for ``seconds``: a server's Retry-After applies to the whole client."""
+        with self._lock:
+            self._paused_until = max(self._paused_until, self.clock.monotonic() + seconds)
+
+    def acquire(self) -> None:
+        """Block until this worker may send its next request."""
+        while True:
+            with self._lock:
+                paused = self._paused_until - self.clock.monotonic()
+            if paused > 0:
+                self.clock.sleep(paused)
+                continue
+            wait = self.breaker.wait_time()
+            if wait > 0:
+                self.clock.sleep(wait)
+                continue
+            break
+        self.bucket.acquire()
+
+    def record(self, outcome: Outcome) -> None:
+        self.breaker.record(outcome)
+
+    def wait_before_retry(
+        self, attempt: int, *, throttled: bool, retry_after: float | None
+    ) -> float:
+        """Sleep before the next try of a task; returns the seconds waited."""
+        seconds = self.backoff.delay(attempt, throttled=throttled, retry_after=retry_after)
+        if retry_after is not None:
+            self.pause(seconds)  # everyone honours it, not just the worker that was told
+        self.clock.sleep(seconds)
+        return seconds
+
+
+_GATES: dict[tuple[str, float], RequestGate] = {}
+_GATES_LOCK = threading.Lock()
+
+
+def shared_gate(service: str, rate: float, *, advice: str = "") -> RequestGate:
+    """The process-wide gate for ``service`` at ``rate``; created on first use.
+
+    Thread workers share it directly; each worker process of a process or Dask pool gets its
+    own, so the rate then holds per process (the caller divides ``rate`` if it must be global).
+    """
+    key = (service, float(rate))
+    with _GATES_LOCK:
+        gate = _GATES.get(key)
+        if gate is None:
+            gate = _GATES[key] = RequestGate(rate, advice=advice)
+        return gate
