@@ -36,18 +36,30 @@ RefetchFn = Callable[[Path, list[tuple[str, str, str]]], int]
 def check_video(path: str | os.PathLike[str], level: VerifyLevel = VerifyLevel.QUICK) -> VideoInfo:
     """Probe ``path`` and decode its first and last frame (every frame when ``deep``).
 
-    Returns what the clip really is, as a player shows it: duration from the first to the
-    last decoded frame, frame count without the frames an edit list hides. Raises
-    ``MediaError`` with a stable code when it is not a usable video.
+    Every packet of every stream is read either way (cheap: no decoding), so a file cut
+    short anywhere, even in its last audio packet, is ``truncated``. Returns what the clip
+    really is, as a player shows it: duration from the first to the last decoded frame,
+    frame count without the frames an edit list hides. Raises ``MediaError`` with a stable
+    code when it is not a usable video.
     """
     with open_video(path) as container:
         name = container.name
         info = read_info(container)
         stream = container.streams.video[0]
-        if level is VerifyLevel.DEEP:
-            first, last, count = _decode_all(container, stream)
-        else:
-            first, last, count = _decode_ends(container, stream)
+        seen = _read_packets(container, stream, decode_all=level is VerifyLevel.DEEP)
+        _check_complete(container, seen)
+        if seen.first is None:
+            raise MediaError(name, "no frame decodes", code=ErrorCode.ZERO_FRAMES)
+        first, last, count = seen.first, seen.last, seen.decoded
+        if level is VerifyLevel.QUICK:
+            # one GOP: from the last keyframe to the end, whatever the index claims
+            container.seek(seen.last_key or 0, stream=stream, backward=True, any_frame=False)
+            tail = _read_packets(container, stream, decode_all=True, only=stream)
+            if tail.last is None:
+                reason = "no frame decodes after the last keyframe: the file was cut short"
+                raise MediaError(name, reason, code=ErrorCode.TRUNCATED)
+            last, count = tail.last, seen.shown
+    assert last is not None
     step = 1 / info.fps if info.fps else 0.0
     decoded = last - first + step
     expected_last = _expected_last(stream, info)
@@ -68,76 +80,68 @@ def _expected_last(stream: Any, info: VideoInfo) -> float | None:
     return start + info.duration - 1 / info.fps
 
 
-def _decode_error(path: str, at: float | None, exc: av.FFmpegError, corrupt: bool) -> MediaError:
-    where = f" at {at:.2f} s" if at is not None else ""
-    # a packet the demuxer flags as corrupt is one the file ends in the middle of
-    code = ErrorCode.TRUNCATED if corrupt else ErrorCode.UNREADABLE
-    return MediaError(path, f"frame{where} does not decode ({libav_reason(exc)})", code=code)
+@dataclass
+class _Packets:
+    """What one pass over a file's packets found."""
+
+    first: float | None = None  # time of the first decoded frame
+    last: float | None = None
+    decoded: int = 0  # frames decoded
+    shown: int = 0  # video packets an edit list does not hide
+    last_key: int | None = None  # pts of the last video keyframe
+    per_stream: Counter[int] = field(default_factory=Counter)  # stream index -> packets
+    cut: float | None = None  # time of a packet the file ends in the middle of
 
 
-def _decode_packets(container: Any, stream: Any) -> tuple[float | None, float | None, int]:
-    """Decode from the current position to the end: (first time, last time, frames)."""
-    first = last = None
-    count = 0
+def _read_packets(container: Any, video: Any, *, decode_all: bool, only: Any = None) -> _Packets:
+    """Read packets to the end, decoding the video until one frame is out (or all of them)."""
+    seen = _Packets()
     at = None
-    corrupt = False
-    for packet in container.demux(stream):
-        corrupt = corrupt or packet.is_corrupt
-        if packet.pts is not None and packet.time_base is not None:
-            at = float(packet.pts * packet.time_base)
-        try:
+    demux = container.demux(only) if only is not None else container.demux()
+    for packet in demux:
+        if packet.size:
+            seen.per_stream[packet.stream.index] += 1
+        t = None if packet.pts is None else float(packet.pts * packet.time_base)
+        if packet.is_corrupt and seen.cut is None:
+            seen.cut = t or 0.0
+        if packet.stream is not video:
+            continue
+        at = t if t is not None else at
+        if packet.size and not packet.is_discard:
+            seen.shown += 1
+            if packet.is_keyframe and packet.pts is not None:
+                seen.last_key = packet.pts
+        if not decode_all and seen.first is not None:
+            continue
+        try:  # the empty packet at the end flushes a decoder that still holds frames
             frames = packet.decode()
         except av.FFmpegError as exc:
-            raise _decode_error(container.name, at, exc, corrupt) from None
+            where = f" at {at:.2f} s" if at is not None else ""
+            code = ErrorCode.TRUNCATED if seen.cut is not None else ErrorCode.UNREADABLE
+            reason = f"frame{where} does not decode ({libav_reason(exc)})"
+            raise MediaError(container.name, reason, code=code) from None
         for frame in frames:
-            t = frame.time
-            if t is None:
-                continue
-            first = t if first is None else min(first, t)
-            last = t if last is None else max(last, t)
-            count += 1
-    return first, last, count
+            if frame.time is not None:
+                ft = frame.time
+                seen.first = ft if seen.first is None else min(seen.first, ft)
+                seen.last = ft if seen.last is None else max(seen.last, ft)
+                seen.decoded += 1
+    return seen
 
 
-def _decode_all(container: Any, stream: Any) -> tuple[float, float, int]:
-    first, last, count = _decode_packets(container, stream)
-    if first is None or last is None:
-        raise MediaError(container.name, "no frame decodes", code=ErrorCode.ZERO_FRAMES)
-    return first, last, count
-
-
-def _decode_ends(container: Any, stream: Any) -> tuple[float, float, int]:
-    """Decode the first frame, demux the rest, then decode from the last keyframe to the end.
-
-    Demuxing every packet costs a read of the file but no decoding; it counts the frames a
-    player shows (packets an edit list hides, as fast trims leave, are not counted) and finds
-    the last keyframe, so the tail decode is one GOP whatever the index claims.
-    """
-    first = None
-    count = 0
-    last_key = None
-    at = None
-    try:
-        for packet in container.demux(stream):
-            if packet.pts is not None and packet.time_base is not None:
-                at = float(packet.pts * packet.time_base)
-            if first is None:  # the empty packet at the end flushes a decoder that holds frames
-                times = [f.time for f in packet.decode() if f.time is not None]
-                first = min(times) if times else None
-            if packet.size and not packet.is_discard:
-                count += 1
-                if packet.is_keyframe and packet.pts is not None:
-                    last_key = packet.pts
-    except av.FFmpegError as exc:
-        raise _decode_error(container.name, at, exc, False) from None
-    if first is None:
-        raise MediaError(container.name, "no frame decodes", code=ErrorCode.ZERO_FRAMES)
-    container.seek(last_key or 0, stream=stream, backward=True, any_frame=False)
-    _, last, _ = _decode_packets(container, stream)
-    if last is None:
-        reason = "no frame decodes after the last keyframe: the file was cut short"
+def _check_complete(container: Any, seen: _Packets) -> None:
+    """Every packet the index lists is in the file, whole (the demuxer flags a cut one)."""
+    for stream in container.streams:
+        listed, found = stream.frames, seen.per_stream[stream.index]
+        if listed and found < listed:
+            reason = (
+                f"the index lists {listed} {stream.type} packets but the file holds {found}: "
+                "the file was cut short"
+            )
+            raise MediaError(container.name, reason, code=ErrorCode.TRUNCATED)
+    if seen.cut is not None:
+        reason = f"the packet at {seen.cut:.2f} s is cut off: the file was cut short"
         raise MediaError(container.name, reason, code=ErrorCode.TRUNCATED)
-    return first, last, count
 
 
 def check_span(
