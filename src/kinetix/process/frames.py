@@ -216,12 +216,15 @@ def _sample_space(
     """Extract the first few clips here, and refuse the rest if they will not fit on the disk.
 
     Frames take 5-20x the space of the clip they come from, depending on resolution and
-    quality, so the estimate comes from real output rather than a guess.
+    quality, so the estimate comes from real output rather than a guess. Clips that fail
+    are recorded and do not count as samples.
     """
-    sample, rest = tasks[: config.sample_clips], tasks[config.sample_clips :]
-    sizes = []
+    sizes: list[int] = []
+    taken = 0
     with ManifestWriter(ds.manifest) as writer:
-        for task in sample:
+        while taken < len(tasks) and len(sizes) < config.sample_clips:
+            task = tasks[taken]
+            taken += 1
             update = extract_frames(task)
             writer.add(update)
             if report.record(update, task.relpath):
@@ -231,6 +234,7 @@ def _sample_space(
                     f"{ds.out} is full: no space left on device while extracting {task.relpath}; "
                     "free some space or choose another --out"
                 )
+    rest = tasks[taken:]
     if not rest or not sizes:
         return rest
     per_clip = sum(sizes) / len(sizes)

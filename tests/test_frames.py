@@ -1,0 +1,186 @@
+"""kinetix frames: whole img_00001.jpg folders or none, counts recorded, space checked first."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import wave
+from collections import namedtuple
+from pathlib import Path
+
+import av
+import pytest
+from _dataset import SPEC, Item, build_root, clips, media, meta, rows
+
+from kinetix.cli.main import main
+from kinetix.config import AudioConfig, FramesConfig
+from kinetix.errors import ConfigError, DiskSpaceError
+from kinetix.process.audio import extract_audio
+from kinetix.process.ffmpeg import run_ffmpeg
+from kinetix.process.frames import count_frames, frame_args
+from kinetix.store.layout import manifest_path, partial_dir
+from kinetix.store.manifest import Manifest
+from kinetix.testing.media import frame_index
+
+A, B, SILENT, HTML, EMPTY = range(5)
+CLIPS = clips("val", ["abseiling", "air drumming", "air drumming", "abseiling", None])
+KEYS = [c.key for c in CLIPS]
+
+
+@pytest.fixture
+def root(tmp_path) -> Path:
+    items = [
+        Item(CLIPS[A]),
+        Item(CLIPS[B]),
+        Item(CLIPS[SILENT], SPEC.with_(audio=False)),
+        Item(CLIPS[HTML], corrupt="html"),
+        Item(CLIPS[EMPTY], corrupt="empty"),  # a zero-byte file
+    ]
+    return build_root(tmp_path / "k400", items)
+
+
+def _frame(path: Path) -> av.VideoFrame:
+    with av.open(str(path)) as container:
+        return next(container.decode(video=0))
+
+
+def test_frames_are_whole_numbered_and_reruns_are_free(root, tmp_path) -> None:
+    from kinetix.process.frames import extract_dataset
+
+    out = tmp_path / "frames"
+    report = extract_dataset(root, out, FramesConfig(workers=2))
+    assert (report.planned, report.done, report.frames) == (5, 3, 150) and not report.errors
+    assert report.failed == {"unreadable": 1, "empty_file": 1}
+    got = rows(out)
+    for i in (A, B, SILENT):
+        row = got[KEYS[i]]
+        folder = out / row["path"]
+        assert row["path"] == f"val/{CLIPS[i].label}/{KEYS[i]}"
+        assert sorted(os.listdir(folder)) == [f"img_{n:05d}.jpg" for n in range(1, 51)]
+        assert (row["num_frames"], row["width"], row["height"], row["fps"]) == (50, 64, 80, 25.0)
+        assert row["state"] == "present" and row["origin"] == str(
+            root / rows(root)[KEYS[i]]["path"]
+        )
+    first, last = (_frame(out / got[KEYS[A]]["path"] / f"img_{n:05d}.jpg") for n in (1, 50))
+    assert frame_index(first.to_ndarray(format="gray")) == 0  # 1-based names, source frame 0
+    assert frame_index(last.to_ndarray(format="gray")) == 49
+    assert got[KEYS[EMPTY]]["error_message"] == "the file is empty (0 bytes)"
+    assert "moov atom not found" in got[KEYS[HTML]]["error_message"]
+    assert meta(out, "kind") == "frames" and meta(out, "source_root") == str(root)
+    assert not list(partial_dir(out).iterdir())
+
+    again = extract_dataset(root, out, FramesConfig(workers=2))
+    assert (again.planned, again.done, again.skipped, again.failed_before) == (0, 0, 3, 2)
+
+
+def test_missing_frames_are_redone_and_half_folders_never_count(root, tmp_path) -> None:
+    from kinetix.process.frames import extract_dataset
+
+    out = tmp_path / "frames"
+    extract_dataset(root, out, FramesConfig(workers=0))
+    folder = out / rows(out)[KEYS[B]]["path"]
+    for n in (7, 50):
+        (folder / f"img_{n:05d}.jpg").unlink()
+    # a folder the manifest does not call present (a run killed before recording it)
+    half = out / rows(out)[KEYS[SILENT]]["path"]
+    with Manifest(manifest_path(out)) as m:
+        m.update("k400", "val", KEYS[SILENT], state="missing")
+    for jpg in sorted(half.glob("*.jpg"))[10:]:
+        jpg.unlink()
+    (partial_dir(out) / f"val.{KEYS[A]}").mkdir()  # a killed run's temp folder
+
+    redo = extract_dataset(root, out, FramesConfig(workers=0))
+    assert (redo.planned, redo.redone, redo.done, redo.skipped) == (2, 1, 2, 1)
+    assert count_frames(folder)[0] == count_frames(half)[0] == 50
+    assert rows(out)[KEYS[B]]["error_code"] is None
+    assert not list(partial_dir(out).iterdir())
+
+
+def test_a_short_extraction_is_missing_frames_not_a_short_folder(root, tmp_path) -> None:
+    from kinetix.process.frames import extract_dataset
+
+    with Manifest(manifest_path(root)) as m:  # verified at 80 frames; the file decodes 50
+        m.update("k400", "val", KEYS[A], verify="good", num_frames=80)
+    out = tmp_path / "frames"
+    report = extract_dataset(root, out, FramesConfig(workers=0))
+    row = rows(out)[KEYS[A]]
+    assert row["state"] == "failed" and row["error_code"] == "missing_frames"
+    assert row["error_message"] == "ffmpeg wrote 50 frames, the clip has 80"
+    assert report.failed["missing_frames"] == 1
+    assert not (out / "val" / "abseiling" / KEYS[A]).exists()
+
+
+def test_fps_size_and_audio(root, tmp_path) -> None:
+    from kinetix.process.frames import extract_dataset
+
+    out = tmp_path / "frames"
+    config = FramesConfig(fps=10, short_side=40, audio=AudioConfig(), quality=5, workers=0)
+    assert extract_dataset(root, out, config).done == 3
+    row = rows(out)[KEYS[A]]
+    folder = out / row["path"]
+    assert abs(count_frames(folder)[0] - 20) <= 1 and row["num_frames"] == count_frames(folder)[0]
+    assert (row["width"], row["height"], row["fps"], row["has_audio"]) == (40, 50, 10.0, 1)
+    with wave.open(str(folder / "audio.wav")) as wav:
+        assert (wav.getframerate(), wav.getnchannels(), wav.getsampwidth()) == (16000, 1, 2)
+        assert wav.getnframes() == pytest.approx(32000, rel=0.05)
+    silent = rows(out)[KEYS[SILENT]]
+    assert silent["has_audio"] == 0 and not (out / silent["path"] / "audio.wav").exists()
+
+    (folder / "audio.wav").unlink()  # the folder is not whole without it
+    assert extract_dataset(root, out, config).redone == 1
+    assert (folder / "audio.wav").is_file()
+
+
+def test_standalone_audio_and_literal_percent(tmp_path) -> None:
+    clip = tmp_path / "-clip.mp4"  # a leading dash must never read as an option
+    shutil.copyfile(media(SPEC), clip)
+    dest = extract_audio(clip, tmp_path / "a.wav", AudioConfig(8000, 2))
+    with wave.open(str(dest)) as wav:
+        assert (wav.getframerate(), wav.getnchannels()) == (8000, 2)
+    odd = tmp_path / "100%_done"  # % is special in ffmpeg's image pattern
+    odd.mkdir()
+    run_ffmpeg(frame_args(str(clip), str(odd), FramesConfig(), 1, audio=False))
+    assert count_frames(odd)[0] == 50
+
+
+def test_disk_space_is_estimated_from_the_first_clips(root, tmp_path, monkeypatch) -> None:
+    import kinetix.process.frames as frames
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(frames.shutil, "disk_usage", lambda path: usage(10**9, 10**9, 5000))
+    out = tmp_path / "frames"
+    with pytest.raises(DiskSpaceError) as err:
+        frames.extract_dataset(root, out, FramesConfig(workers=0, sample_clips=1))
+    message = str(err.value)
+    assert "3 more clips need about" in message and "5.0 KB free" in message
+    assert "per clip from 1 sampled" in message
+    assert [r["state"] for r in rows(out).values()].count("present") == 1  # the sample is kept
+
+
+def test_unwritable_output_is_one_clear_line(root, tmp_path, capsys) -> None:
+    target = Path("/sys/kinetix-frames") if os.geteuid() == 0 else tmp_path / "ro" / "out"
+    if os.geteuid() != 0:
+        target.parent.mkdir()
+        target.parent.chmod(0o555)
+    try:
+        assert main(["frames", str(root), "--out", str(target), "--no-progress"]) == 2
+    finally:
+        if os.geteuid() != 0:
+            target.parent.chmod(0o755)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot write to" in err
+
+
+def test_cli_and_config_checks(root, tmp_path, capsys) -> None:
+    out = tmp_path / "frames"
+    argv = ["frames", str(root), "--out", str(out), "--audio", "--no-progress"]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "3 clips extracted (150 frames" in text and "failed: 2 clips" in text
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "0 clips extracted" in text and "3 skipped" in text and "not retried" in text
+    with pytest.raises(ConfigError, match="between 2"):
+        FramesConfig(quality=1)
+    with pytest.raises(ConfigError, match="valid values are 1, 2"):
+        AudioConfig(channels=6)
