@@ -274,12 +274,16 @@ def test_a_symlink_planted_at_the_temp_name_is_not_followed(tmp_path: Path) -> N
 
 
 def test_plan_destinations_must_stay_under_the_root(tmp_path: Path) -> None:
+    escaping = ExtractPlan(tmp_path / "root", {KEY_A: tmp_path / "root" / ".." / "elsewhere.mp4"})
     with pytest.raises(ConfigError, match="outside the root"):
-        ExtractPlan(tmp_path / "root", {KEY_A: tmp_path / "root" / ".." / "elsewhere.mp4"})
+        escaping.destination(KEY_A)
     with pytest.raises(ConfigError, match="outside the root"):
-        ExtractPlan(tmp_path / "root", {KEY_A: tmp_path / "elsewhere.mp4"})
-    with pytest.raises(ConfigError, match="not a clip key"):
-        ExtractPlan(tmp_path, {"a/b": tmp_path / "x.mp4"})
+        ExtractPlan(tmp_path / "root", {KEY_A: tmp_path / "elsewhere.mp4"}).destination(KEY_A)
+    # Checked when the member arrives (plans are resolved lazily): nothing lands outside.
+    with pytest.raises(ConfigError, match="outside the root"):
+        run(make_tar([(f"./{KEY_A}.mp4", payload(KEY_A))]), escaping)
+    assert not (tmp_path / "elsewhere.mp4").exists()
+    assert ExtractPlan(tmp_path, {KEY_A: tmp_path / "x.mp4"}).destination("not-wanted") is None
 
 
 def test_a_relative_root_and_destinations_built_from_it(

@@ -13,7 +13,7 @@ import logging
 import os
 import re
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Protocol, cast
@@ -59,6 +59,26 @@ class ShardTask:
     source: str = "cvdf"  # cvdf | cvdf_replacement
     overwrite: bool = False  # the K400 replacement set replaces clips already placed
     archive_path: str | None = None  # --keep-archives: where the finished shard goes
+
+
+class RootedPaths(Mapping[str, Path]):
+    """``key -> root / relpath`` computed on lookup: no Path per wanted clip per shard."""
+
+    def __init__(self, root: Path, relpaths: Mapping[str, str]):
+        self._root = root
+        self._relpaths = relpaths
+
+    def __getitem__(self, key: str) -> Path:
+        return self._root / self._relpaths[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._relpaths
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._relpaths)
+
+    def __len__(self) -> int:
+        return len(self._relpaths)
 
 
 @dataclass
@@ -232,9 +252,7 @@ def fetch_shard(task: ShardTask, progress: Callable[[int], None] | None = None) 
         try:
             with download:
                 plan = ExtractPlan(
-                    root=root,
-                    wanted={key: root / rel for key, rel in task.wanted.items()},
-                    overwrite=task.overwrite,
+                    root=root, wanted=RootedPaths(root, task.wanted), overwrite=task.overwrite
                 )
                 reader = cast(BinaryIO, download.reader())  # a RawIOBase: read()/readinto()
                 report = extract_stream(reader, plan, name=task.name)
