@@ -80,7 +80,7 @@ _STATUS_CODES = {
 
 # yt-dlp decorates messages: "ERROR: [youtube] -abc123: Video unavailable (caused by <...>)".
 _PREFIX = re.compile(r"^(?:ERROR:\s*)?(?:\[[\w:.-]+\]\s*(?:[\w-]+:\s+)?)?")
-_CAUSED_BY = re.compile(r"\s*\(caused by <[^>]*>\)\s*;?.*$", re.S)
+_CAUSED_BY = re.compile(r"\s*\(caused by .*$", re.S)  # a repr of the cause; the text says it
 _BUG_REPORT = re.compile(r";\s*please report this issue on .*$", re.S)
 MAX_MESSAGE = 400
 

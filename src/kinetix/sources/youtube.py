@@ -1,0 +1,803 @@
+"""Clips from YouTube, one task per clip: yt-dlp fetches only the clip's section, ffmpeg trims it.
+
+For each clip yt-dlp (as a library) looks the video up, picks a format, and with
+``download_ranges`` hands ffmpeg the section from ``time_start`` to ``time_end + margin``:
+ffmpeg seeks with HTTP Range requests to the keyframe at or before ``time_start`` and copies
+from there, so a 10 s clip of a 10 min video costs about 10 s of bytes. The section keeps the
+source's timestamps (``-copyts``); ``process.trim`` cuts the clip from it (exact or fast) into a
+temporary file next to its final place, which is then renamed over it.
+
+Politeness: every try of every worker of a process waits at one ``RequestGate`` (token bucket
+at ``config.rate``, Retry-After pauses, circuit breaker). Failures become stable reasons
+(``youtube_errors``); transient ones are tried again in the task, up to ``max_attempts``.
+Cookies and proxy credentials never reach a log line, a message or the manifest.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import errno
+import functools
+import hashlib
+import logging
+import os
+import re
+import shutil
+import subprocess
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from http.cookiejar import CookieJar
+from pathlib import Path
+from typing import Any, ClassVar
+
+from kinetix.config import YoutubeConfig
+from kinetix.errors import ConfigError, ErrorCode, FFmpegError, SourceError
+from kinetix.process.ffmpeg import find_ffmpeg
+from kinetix.process.trim import SectionInfo, TrimmedClip, read_section, trim_clip
+from kinetix.sources.base import TaskResult
+from kinetix.sources.ratelimit import Outcome, RequestGate, shared_gate
+from kinetix.sources.redaction import Redactor, cookie_secrets, path_secrets, proxy_secrets
+from kinetix.sources.youtube_errors import Failure, classify, clean_message
+from kinetix.store.layout import LabelStyle, clip_relpath, partial_dir
+from kinetix.store.manifest import ClipRow, ClipState, ClipUpdate
+
+log = logging.getLogger(__name__)
+
+SOURCE_NAME = "youtube"
+MAX_HEIGHT = 720  # without --short-side: the largest format whose short side is at most this
+# A stream copy ends on a decode-order boundary: frames just before the section's end may be
+# missing (B-frame reordering). Fetching this much past time_end keeps them out of the clip.
+MIN_TAIL = 0.5
+ADVICE = (
+    "Cookies from a signed-in browser (--cookies FILE or --cookies-from-browser BROWSER) or "
+    "another network (--proxy URL) usually help; --rate lowers the request rate"
+)
+_MEDIA_EXTS = ("mp4", "m4v", "mkv", "webm", "mov")
+
+
+@dataclass(frozen=True)
+class YoutubeTask:
+    """One clip to fetch: everything a worker needs, picklable."""
+
+    release: str
+    split: str
+    key: str
+    youtube_id: str
+    time_start: float
+    time_end: float
+    label: str | None
+    relpath: str  # where the clip goes, relative to the root
+
+
+# --- format choice ----------------------------------------------------------------------------
+
+
+def _is_http(fmt: dict[str, Any]) -> bool:
+    from yt_dlp.utils import determine_protocol
+
+    return determine_protocol(fmt) in ("http", "https")
+
+
+def _has_video(fmt: dict[str, Any]) -> bool:
+    return fmt.get("vcodec") != "none" and fmt.get("ext") not in ("mhtml", None)
+
+
+def _has_audio(fmt: dict[str, Any]) -> bool:
+    return fmt.get("acodec") not in ("none",)
+
+
+def _is_h264(fmt: dict[str, Any]) -> bool:
+    codec = str(fmt.get("vcodec") or "")
+    return codec.startswith(("avc1", "avc3", "h264"))
+
+
+def _short_side(fmt: dict[str, Any]) -> int | None:
+    w, h = fmt.get("width"), fmt.get("height")
+    if w and h:
+        return int(min(w, h))
+    return int(h) if h else None
+
+
+def choose_formats(
+    formats: Sequence[dict[str, Any]], short_side: int | None, audio: bool = True
+) -> list[dict[str, Any]]:
+    """The formats to fetch: one video format, plus an audio-only one when it has no sound.
+
+    Only plain HTTP(S) formats qualify: ffmpeg seeks in them with Range requests (manifests
+    would fetch whole segments). H.264 in mp4 is preferred (a fast trim can copy it); then
+    with ``short_side`` the smallest format whose short side is at least that, else the
+    largest up to ``MAX_HEIGHT``. Formats without a known size (a direct file) come last.
+    """
+    videos = [f for f in formats if _has_video(f) and _is_http(f)]
+    if not videos:
+        return []
+    h264 = [f for f in videos if _is_h264(f)]
+    pool = h264 or videos
+
+    def key(f: dict[str, Any]) -> tuple[Any, ...]:
+        side = _short_side(f)
+        mp4 = f.get("ext") == "mp4"
+        tbr = float(f.get("tbr") or 0)
+        if side is None:  # unknown size: only when nothing else is there
+            return (2, 0, not mp4, tbr)
+        if short_side is not None:
+            if side >= short_side:
+                return (0, side, not mp4, tbr)  # the smallest big-enough
+            return (1, -side, not mp4, tbr)  # else the biggest there is
+        if side <= MAX_HEIGHT:
+            return (0, -side, not mp4, tbr)  # the biggest up to MAX_HEIGHT
+        return (1, side, not mp4, tbr)  # else the smallest above it
+
+    video = min(pool, key=key)
+    muxed_or_unknown = _has_audio(video)  # "acodec" missing means a direct file: maybe muxed
+    if not audio or muxed_or_unknown:
+        return [video]
+    audios = [f for f in formats if not _has_video(f) and _has_audio(f) and _is_http(f)]
+    if not audios:
+        return [video]
+
+    def audio_key(f: dict[str, Any]) -> tuple[Any, ...]:
+        aac = str(f.get("acodec") or "").startswith("mp4a")
+        # The best AAC up to 160 kbit/s: more is wasted on a training clip.
+        abr = float(f.get("abr") or f.get("tbr") or 0)
+        return (not aac, abr > 160, -abr)
+
+    return [video, min(audios, key=audio_key)]
+
+
+def merged_format(chosen: list[dict[str, Any]]) -> dict[str, Any]:
+    """The dict yt-dlp expects for ``video+audio`` (what its own selector's merge builds)."""
+    if len(chosen) == 1:
+        return chosen[0]
+    from yt_dlp.utils import determine_protocol, get_compatible_ext
+
+    video, audio = chosen
+    ext = get_compatible_ext(
+        vcodecs=[video.get("vcodec")],
+        acodecs=[audio.get("acodec")],
+        vexts=[video["ext"]],
+        aexts=[audio["ext"]],
+    )
+    return {
+        "requested_formats": chosen,
+        "format": f"{video.get('format')}+{audio.get('format')}",
+        "format_id": f"{video['format_id']}+{audio['format_id']}",
+        "ext": ext,
+        "protocol": "+".join(determine_protocol(f) for f in chosen),
+        "width": video.get("width"),
+        "height": video.get("height"),
+        "fps": video.get("fps"),
+        "vcodec": video.get("vcodec"),
+        "acodec": audio.get("acodec"),
+        "tbr": sum(float(f.get("tbr") or 0) for f in chosen) or None,
+    }
+
+
+@functools.lru_cache(maxsize=1)
+def ffmpeg_has_request_size() -> bool:
+    """Whether ffmpeg's HTTP client can bound its Range requests (FFmpeg 8+).
+
+    Without ``request_size`` ffmpeg asks for open-ended ranges ("bytes=N-") and drops the
+    connection when it has enough; whatever the server had in flight is transferred for nothing.
+    """
+    try:
+        proc = subprocess.run(
+            [find_ffmpeg().path, "-hide_banner", "-h", "protocol=http"],
+            capture_output=True,
+            timeout=30,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return b"request_size" in proc.stdout + proc.stderr
+
+
+class _FormatPicker:
+    """The ``format`` callable handed to yt-dlp; remembers its choice for diagnosing failures."""
+
+    def __init__(self, config: YoutubeConfig, span: float, ffmpeg_args: list[str]):
+        self.config = config
+        self.span = span
+        self.ffmpeg_args = ffmpeg_args  # the list yt-dlp passes before each ffmpeg -i
+        self.chosen: list[dict[str, Any]] = []
+
+    def __call__(self, ctx: dict[str, Any]) -> list[dict[str, Any]]:
+        self.chosen = choose_formats(
+            ctx.get("formats") or [], self.config.short_side, self.config.audio
+        )
+        if not self.chosen:
+            return []  # yt-dlp then raises "Requested format is not available"
+        if ffmpeg_has_request_size():
+            self.ffmpeg_args += ["-multiple_requests", "1", *self._request_sizes()]
+        return [merged_format(self.chosen)]
+
+    def _request_sizes(self) -> list[str]:
+        # About four requests for the section when the bitrate is known; small ones keep what a
+        # dropped connection wastes small, and a quarter of the section keeps the count low.
+        kbps = sum(float(f.get("tbr") or 0) for f in self.chosen)
+        size = 256 << 10
+        if kbps:
+            size = int(min(max(kbps * 125 * self.span / 4, 128 << 10), 2 << 20))
+        return ["-request_size", str(size), "-initial_request_size", str(64 << 10)]
+
+
+# --- yt-dlp glue ------------------------------------------------------------------------------
+
+
+class _YtdlpLog:
+    """yt-dlp's ``logger``: everything to our DEBUG log, warnings once, always redacted."""
+
+    _seen: ClassVar[set[str]] = set()  # per process: one warning per distinct message
+    _seen_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, redact: Callable[[str], str]):
+        self.redact = redact
+
+    def debug(self, message: str) -> None:
+        log.debug("yt-dlp: %s", self.redact(message))
+
+    info = debug
+
+    def warning(self, message: str) -> None:
+        text = clean_message(message, self.redact)
+        with self._seen_lock:
+            if text in self._seen:
+                return
+            self._seen.add(text)
+        log.warning("yt-dlp: %s", text)
+
+    def error(self, message: str) -> None:
+        # Errors come back as exceptions and are recorded per clip; here they would be noise.
+        log.debug("yt-dlp error: %s", self.redact(message))
+
+
+def _mirror_file_ie() -> Any:
+    """An extractor for direct media URLs (a mirror's ``youtube/{id}.mp4``) that only sends HEAD.
+
+    yt-dlp's generic extractor GETs the whole file to sniff it and drops the connection after
+    the headers: on a fast link the server has pushed megabytes by then. A HEAD answers the
+    same questions (exists? 404? 429 with Retry-After?) for no body bytes.
+    """
+    from yt_dlp.extractor.common import InfoExtractor
+    from yt_dlp.networking.common import HEADRequest
+    from yt_dlp.utils import determine_ext, int_or_none
+
+    class KinetixMirrorFileIE(InfoExtractor):
+        IE_NAME = "kinetix:mirror-file"
+        _VALID_URL = (
+            r"https?://(?!(?:[\w-]+\.)?(?:youtube\.com|youtu\.be)/)[^?#]+\.(?:"
+            + "|".join(_MEDIA_EXTS)
+            + r")(?:[?#].*)?$"
+        )
+
+        def _real_extract(self, url: str) -> dict[str, Any]:
+            video_id = self._generic_id(url)
+            response = self._request_webpage(
+                HEADRequest(url),
+                video_id,
+                note="Checking the file",
+                errnote="Unable to reach the file",
+            )
+            ext = determine_ext(url)
+            return {
+                "id": video_id,
+                "title": video_id,
+                "direct": True,
+                "formats": [
+                    {
+                        "format_id": ext,
+                        "url": url,
+                        "ext": ext,
+                        "filesize": int_or_none(response.headers.get("Content-Length")),
+                    }
+                ],
+            }
+
+    return KinetixMirrorFileIE
+
+
+@functools.lru_cache(maxsize=1)
+def _deno_path() -> str | None:
+    """The deno the ``deno`` wheel installed, found even when its bin folder is not on PATH."""
+    try:
+        import deno
+
+        return str(deno.find_deno_bin())
+    except Exception:
+        return None
+
+
+_JARS: dict[tuple[str | None, str | None], CookieJar] = {}
+_JARS_LOCK = threading.Lock()
+
+
+def parse_browser_spec(spec: str) -> tuple[str, str | None, str | None, str | None]:
+    """``BROWSER[+KEYRING][:PROFILE][::CONTAINER]`` as yt-dlp's ``cookiesfrombrowser`` tuple."""
+    from yt_dlp.cookies import SUPPORTED_BROWSERS, SUPPORTED_KEYRINGS
+
+    match = re.fullmatch(
+        r"(?P<name>[^+:]+)(?:\s*\+\s*(?P<keyring>[^:]+))?"
+        r"(?:\s*:\s*(?!:)(?P<profile>.+?))?(?:\s*::\s*(?P<container>.+))?",
+        spec,
+    )
+    if match is None:
+        raise ConfigError(
+            f"--cookies-from-browser {spec!r} is not BROWSER[+KEYRING][:PROFILE][::CONTAINER]"
+        )
+    name, keyring, profile, container = match.group("name", "keyring", "profile", "container")
+    name = name.lower()
+    if name not in SUPPORTED_BROWSERS:
+        raise ConfigError(
+            f"--cookies-from-browser: unknown browser {name!r}; valid values are "
+            f"{', '.join(sorted(SUPPORTED_BROWSERS))}"
+        )
+    if keyring is not None and keyring.upper() not in SUPPORTED_KEYRINGS:
+        raise ConfigError(
+            f"--cookies-from-browser: unknown keyring {keyring!r}; valid values are "
+            f"{', '.join(sorted(SUPPORTED_KEYRINGS))}"
+        )
+    return name, profile, keyring.upper() if keyring else None, container
+
+
+def load_cookies(config: YoutubeConfig) -> CookieJar | None:
+    """The cookies of ``--cookies``/``--cookies-from-browser``, loaded once per process.
+
+    Each try copies them into its own yt-dlp instance, which has no ``cookiefile``: yt-dlp
+    writes its jar back to that file on exit, and many workers doing so would race on the
+    user's file.
+    """
+    if config.cookies is None and config.cookies_from_browser is None:
+        return None
+    key = (None if config.cookies is None else str(config.cookies), config.cookies_from_browser)
+    with _JARS_LOCK:
+        jar = _JARS.get(key)
+        if jar is not None:
+            return jar
+        from yt_dlp import YoutubeDL
+        from yt_dlp.cookies import load_cookies as ytdlp_load_cookies
+
+        if config.cookies is not None:
+            path = Path(config.cookies).expanduser()
+            # Name the flag, never the path: a path can say whose cookies these are.
+            if not path.is_file():
+                raise ConfigError("the --cookies file does not exist or is not a file")
+            if not os.access(path, os.R_OK):
+                raise ConfigError("the --cookies file is not readable")
+        browser = (
+            None
+            if config.cookies_from_browser is None
+            else parse_browser_spec(config.cookies_from_browser)
+        )
+        quiet = YoutubeDL({"quiet": True, "logger": _YtdlpLog(lambda s: "<cookie loader>")})
+        try:
+            jar = ytdlp_load_cookies(
+                None if config.cookies is None else str(Path(config.cookies).expanduser()),
+                browser,
+                quiet,
+            )
+        except Exception as exc:
+            which = "--cookies file" if config.cookies is not None else "browser's cookies"
+            cause = exc.__context__ or exc
+            raise ConfigError(
+                f"the {which} could not be loaded ({type(cause).__name__}); a cookies file must "
+                "be in Netscape format, as browser extensions such as 'Get cookies.txt' export it"
+            ) from None
+        _JARS[key] = jar
+        return jar
+
+
+# --- the source -------------------------------------------------------------------------------
+
+
+class YoutubeSource:
+    """The YouTube clip source: ``plan`` makes one task per clip, ``run`` fetches and trims it."""
+
+    name = SOURCE_NAME
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        config: YoutubeConfig,
+        layout: LabelStyle = LabelStyle.RAW,
+        *,
+        gate: RequestGate | None = None,
+    ):
+        self.root = Path(root)
+        self.config = config
+        self.layout = LabelStyle(layout)
+        self._gate = gate
+        self._gate_given = gate is not None
+        jar = load_cookies(config)  # fails here, in the parent, on a bad cookies setting
+        self.redact = Redactor(
+            [*cookie_secrets(jar), *path_secrets(config.cookies), *proxy_secrets(config.proxy)]
+        )
+
+    # Pools of processes pickle the source; locks and jars stay behind and are made again.
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        if not self._gate_given:
+            state["_gate"] = None
+        return state
+
+    @property
+    def gate(self) -> RequestGate:
+        if self._gate is None:
+            self._gate = shared_gate(SOURCE_NAME, self.config.rate, advice=ADVICE)
+        return self._gate
+
+    def plan(self, rows: Sequence[ClipRow]) -> list[YoutubeTask]:
+        """One task per clip, in the order given."""
+        return [
+            YoutubeTask(
+                release=r.release,
+                split=r.split,
+                key=r.key,
+                youtube_id=r.youtube_id,
+                time_start=float(r.time_start),
+                time_end=float(r.time_end),
+                label=r.label,
+                relpath=clip_relpath(r.split, r.label, r.key, self.layout),
+            )
+            for r in rows
+        ]
+
+    def run(self, task: YoutubeTask) -> TaskResult:
+        """Fetch and trim one clip, trying transient failures again; never raises for them."""
+        failure: Failure | None = None
+        fetched = 0
+        tries = 0
+        for attempt in range(max(1, self.config.max_attempts)):
+            tries += 1
+            self.gate.acquire()
+            try:
+                fields, size = self._attempt(task)
+            except _Fetched as exc:
+                failure, size = exc.failure, exc.bytes_fetched
+            except (SourceError, FFmpegError) as exc:
+                failure, size = classify(exc, self.redact), 0
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise  # permissions, a vanished root: a setup problem, not a clip's
+                failure = Failure(ErrorCode.NO_SPACE, f"no space left: {exc.strerror}")
+                size = 0
+            else:
+                self.gate.record(Outcome.OK)
+                return TaskResult(
+                    updates=[self._update(task, fields)], bytes_transferred=fetched + size
+                )
+            fetched += size
+            self.gate.record(Outcome.THROTTLED if failure.throttling else Outcome.OK)
+            last = attempt + 1 >= self.config.max_attempts
+            if not failure.retryable or failure.code is ErrorCode.NO_SPACE or last:
+                break
+            waited = self.gate.wait_before_retry(
+                attempt, throttled=failure.slow_down, retry_after=failure.retry_after
+            )
+            log.info(
+                "%s: %s (%s); try %d of %d after %.1fs",
+                task.key, failure.code.value, failure.message, attempt + 2,
+                self.config.max_attempts, waited,
+            )  # fmt: skip
+        assert failure is not None
+        message = failure.message
+        if tries > 1:
+            message = f"{message} (after {tries} tries)"
+        fields = {
+            "state": ClipState.FAILED.value,
+            "source": SOURCE_NAME,
+            "error_code": failure.code.value,
+            "error_message": message,
+        }
+        return TaskResult(updates=[self._update(task, fields)], bytes_transferred=fetched)
+
+    def _update(self, task: YoutubeTask, fields: dict[str, Any]) -> ClipUpdate:
+        return ClipUpdate(task.release, task.split, task.key, fields, count_attempt=True)
+
+    # -- one try ---------------------------------------------------------------------------------
+
+    def _attempt(self, task: YoutubeTask) -> tuple[dict[str, Any], int]:
+        """Fetch the section, trim it into place; the manifest fields and the bytes fetched."""
+        work = partial_dir(self.root) / SOURCE_NAME / f"{task.key}.{_worker_tag()}"
+        work.mkdir(parents=True, exist_ok=True)
+        try:
+            section, duration = self._fetch_section(task, work)
+            size = section.stat().st_size
+            try:
+                info = read_section(section)
+                self._check_section(task, info, duration)
+                clip, path = self._trim_into_place(task, section, info, work)
+            except SourceError as exc:
+                raise _Fetched(classify(exc, self.redact), size) from exc
+            except FFmpegError as exc:
+                raise _Fetched(classify(exc, self.redact), size) from exc
+            digest, nbytes = _sha256(path)
+            fields = {
+                "state": ClipState.PRESENT.value,
+                "source": SOURCE_NAME,
+                "path": task.relpath,
+                "bytes": nbytes,
+                "sha256": digest,
+                "mtime": path.stat().st_mtime,
+                "error_code": None,
+                "error_message": None,
+                **clip.manifest_fields(),
+            }
+            return fields, size
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    def section_bounds(self, task: YoutubeTask) -> tuple[float, float]:
+        """The span of the source to fetch.
+
+        It starts at ``time_start`` itself: ffmpeg's seek lands on the keyframe at or before
+        it, which is all either trim needs, so fetching earlier would only buy a longer
+        preroll. It ends ``margin`` seconds (at least ``MIN_TAIL``) after ``time_end``.
+        """
+        return task.time_start, task.time_end + max(self.config.margin, MIN_TAIL)
+
+    def _ytdlp_params(
+        self, work: Path, picker: _FormatPicker, span: tuple[float, float]
+    ) -> dict[str, Any]:
+        from yt_dlp.utils import download_range_func
+
+        params: dict[str, Any] = {
+            "logger": _YtdlpLog(self.redact),
+            "quiet": True,
+            "noprogress": True,
+            "color": {"stdout": "no_color", "stderr": "no_color"},
+            "consoletitle": False,
+            "noplaylist": True,
+            "format": picker,
+            "download_ranges": download_range_func(None, [span]),
+            "outtmpl": {"default": str(work / "section.%(ext)s")},
+            "overwrites": True,
+            "fixup": "never",  # the trim writes the final file; no extra ffmpeg passes
+            "ffmpeg_location": find_ffmpeg().path,
+            # -copyts: the section keeps the source's timestamps, so the trim needs no
+            # guessing about where ffmpeg's seek landed; -xerror: a connection that breaks
+            # mid-section fails the download instead of leaving a silently short file.
+            "external_downloader_args": {"ffmpeg_i": picker.ffmpeg_args},
+            # Every retry goes through our gate and backoff, so yt-dlp must not retry alone.
+            "retries": 0,
+            "extractor_retries": 0,
+            "fragment_retries": 0,
+            "file_access_retries": 0,
+            "socket_timeout": 30,
+        }
+        if self.config.proxy:
+            params["proxy"] = self.config.proxy
+        deno = _deno_path()
+        if deno:
+            params["js_runtimes"] = {"deno": {"path": deno}}
+        return params
+
+    def _new_ytdlp(self, params: dict[str, Any]) -> Any:
+        from yt_dlp import YoutubeDL
+
+        # auto_init=False: our mirror-file extractor must be asked before the generic one.
+        ydl = YoutubeDL(params, auto_init=False)
+        ydl.add_info_extractor(_mirror_file_ie()())
+        ydl.add_default_info_extractors()
+        jar = load_cookies(self.config)
+        if jar is not None:
+            for cookie in jar:
+                ydl.cookiejar.set_cookie(cookie)
+        return ydl
+
+    def _fetch_section(self, task: YoutubeTask, work: Path) -> tuple[Path, float | None]:
+        """Download the clip's section with yt-dlp; returns its path and the video's duration."""
+        from yt_dlp.postprocessor.ffmpeg import FFmpegPostProcessor
+        from yt_dlp.utils import YoutubeDLError
+
+        url = self.config.url_template.format(youtube_id=task.youtube_id)
+        start, end = self.section_bounds(task)
+        picker = _FormatPicker(self.config, end - start, ["-xerror", "-copyts"])
+        params = self._ytdlp_params(work, picker, (start, end))
+
+        def fetch() -> tuple[Path, float | None]:
+            # yt-dlp decides whether ffmpeg exists through this context variable (its CLI sets
+            # it); worker threads start with a fresh context, so it is set here, in a copy.
+            FFmpegPostProcessor._ffmpeg_location.set(find_ffmpeg().path)
+            with self._new_ytdlp(params) as ydl:
+                try:
+                    raw = ydl.extract_info(url, download=False, process=False)
+                except YoutubeDLError as exc:
+                    raise _Fetched(classify(exc, self.redact), 0) from exc
+                duration = raw.get("duration") if isinstance(raw, dict) else None
+                if duration is not None and task.time_start >= duration:
+                    raise _Fetched(
+                        Failure(
+                            ErrorCode.TOO_SHORT,
+                            f"the video lasts {duration:g} s; the clip starts at "
+                            f"{task.time_start:g} s",
+                        ),
+                        0,
+                    )
+                try:
+                    info = ydl.process_ie_result(raw, download=True)
+                except YoutubeDLError as exc:
+                    raise _Fetched(self._diagnose(ydl, picker, exc), _partial_bytes(work)) from exc
+                return _section_file(work, info), duration
+
+        return contextvars.copy_context().run(fetch)
+
+    def _diagnose(self, ydl: Any, picker: _FormatPicker, exc: BaseException) -> Failure:
+        """Why the section download failed.
+
+        yt-dlp runs ffmpeg without capturing its output, so a refused or broken range request
+        only says "ffmpeg exited with code N". One HEAD request for each chosen format asks
+        the server itself (429 with Retry-After, 403, 404), without a body.
+        """
+        first = classify(exc, self.redact)
+        if first.code not in (ErrorCode.FFMPEG_FAILED, ErrorCode.UNKNOWN) or not picker.chosen:
+            return first
+        from yt_dlp.networking.common import HEADRequest
+        from yt_dlp.utils import YoutubeDLError
+
+        for fmt in picker.chosen:
+            headers = fmt.get("http_headers") or {}
+            try:
+                ydl.urlopen(HEADRequest(fmt["url"], headers=headers)).close()
+            except (YoutubeDLError, OSError) as head_exc:
+                found = classify(head_exc, self.redact)
+                if found.code is ErrorCode.UNKNOWN:
+                    found = Failure(ErrorCode.NETWORK, found.message)
+                return Failure(
+                    found.code,
+                    f"the section download failed ({first.message}); the server answers: "
+                    f"{found.message}",
+                    retry_after=found.retry_after,
+                    bot_check=found.bot_check,
+                )
+        return Failure(
+            ErrorCode.NETWORK,
+            f"the connection broke while fetching the clip's section ({first.message})",
+        )
+
+    def _check_section(self, task: YoutubeTask, info: SectionInfo, duration: float | None) -> None:
+        """A section that stops well before the clip's end (or the video's) was cut short."""
+        if duration is None or not info.frame_times:
+            return  # ffmpeg -xerror already fails a broken transfer; trim finds a too-short one
+        expected_end = min(task.time_end, float(duration))
+        # YouTube reports whole seconds; a second of slack covers the rounding.
+        if task.time_start < duration and info.end + 1.0 < expected_end:
+            raise SourceError(
+                f"the fetched section ends at {info.end:.2f} s, short of {expected_end:g} s",
+                code=ErrorCode.NETWORK,
+            )
+
+    def _trim_into_place(
+        self, task: YoutubeTask, section: Path, info: SectionInfo, work: Path
+    ) -> tuple[TrimmedClip, Path]:
+        dest = self.root / task.relpath
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        # Same folder as the clip, so the rename is atomic; dot-named so no lister takes it
+        # for a clip. The key may start with "-": ffmpeg gets it behind "file:".
+        tmp = dest.with_name(f".{dest.name}.{_worker_tag()}.part")
+        try:
+            clip = trim_clip(
+                section, tmp, task.time_start, task.time_end, self.config.trim,
+                audio=self.config.audio, info=info,
+            )  # fmt: skip
+            _fsync(tmp)
+            os.replace(tmp, dest)
+            _fsync_dir(dest.parent)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return clip, dest
+
+
+class _Fetched(Exception):
+    """A try failed after ``bytes_fetched`` bytes; carries the classified failure."""
+
+    def __init__(self, failure: Failure, bytes_fetched: int):
+        super().__init__(failure.message)
+        self.failure = failure
+        self.bytes_fetched = bytes_fetched
+
+
+def _worker_tag() -> str:
+    """Unique among the workers of every process sharing a root."""
+    return f"{os.getpid()}.{threading.get_ident()}"
+
+
+def _section_file(work: Path, info: Any) -> Path:
+    for download in (info or {}).get("requested_downloads") or []:
+        path = download.get("filepath")
+        if path and Path(path).is_file():
+            return Path(path)
+    found = [p for p in work.glob("section.*") if p.suffix not in (".part", ".ytdl", ".temp")]
+    if not found:
+        raise SourceError("yt-dlp reported success but wrote no section", code=ErrorCode.NETWORK)
+    return found[0]
+
+
+def _partial_bytes(work: Path) -> int:
+    return sum(p.stat().st_size for p in work.glob("section.*") if p.is_file())
+
+
+def _sha256(path: Path) -> tuple[str, int]:
+    h = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+            size += len(chunk)
+    return h.hexdigest(), size
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return  # some platforms cannot open folders; the rename itself is still atomic
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+# --- readiness --------------------------------------------------------------------------------
+
+
+def youtube_readiness() -> dict[str, Any]:
+    """What real YouTube downloads need, checked the way yt-dlp itself will check it.
+
+    YouTube's player challenges need a JavaScript runtime yt-dlp supports (deno, at least
+    yt-dlp's minimum version; the ``deno`` wheel's binary counts even off PATH) and the
+    ``yt-dlp-ejs`` solver scripts at the version this yt-dlp expects.
+    """
+    report: dict[str, Any] = {"ready": False, "problems": []}
+    try:
+        from yt_dlp.version import __version__ as ytdlp_version
+    except ImportError:
+        report["problems"].append("yt-dlp is not installed: pip install 'yt-dlp[default]'")
+        return report
+    report["yt_dlp"] = ytdlp_version
+    try:
+        from yt_dlp.extractor.youtube.jsc._builtin import vendor
+
+        expected = str(vendor.VERSION)
+    except Exception:
+        expected = None
+    try:
+        import yt_dlp_ejs
+
+        ejs: str | None = str(yt_dlp_ejs.version)
+    except ImportError:
+        ejs = None
+    report["yt_dlp_ejs"] = ejs
+    report["yt_dlp_ejs_expected"] = expected
+    if ejs is None:
+        report["problems"].append("yt-dlp-ejs is missing: pip install 'yt-dlp[default]'")
+    elif expected and ejs.split(".")[:2] != expected.split(".")[:2]:
+        report["problems"].append(
+            f"yt-dlp-ejs {ejs} does not match the {expected} this yt-dlp expects: "
+            "pip install -U 'yt-dlp[default]'"
+        )
+    from yt_dlp.utils._jsruntime import DenoJsRuntime
+
+    runtime = DenoJsRuntime(path=_deno_path()).info
+    if runtime is None:
+        report["deno"] = None
+        report["problems"].append("no deno found: pip install deno")
+    else:
+        report["deno"] = {"path": runtime.path, "version": runtime.version}
+        if not runtime.supported:
+            minimum = ".".join(map(str, DenoJsRuntime.MIN_SUPPORTED_VERSION))
+            report["problems"].append(
+                f"deno {runtime.version} is older than the {minimum} yt-dlp needs: "
+                "pip install -U deno"
+            )
+    report["ready"] = not report["problems"]
+    return report
