@@ -45,6 +45,7 @@ class SectionInfo:
     width: int
     height: int
     audio_codec: str | None
+    hidden: int = 0  # frames an MP4 edit list hides (decoded but never shown)
 
     @property
     def step(self) -> float:
@@ -116,9 +117,13 @@ def read_section(path: str | os.PathLike[str]) -> SectionInfo:
         tb = stream.time_base
         times: list[float] = []
         keys: list[float] = []
+        hidden = 0
         for packet in container.demux(stream):
-            if packet.pts is None or packet.is_discard:
-                continue  # the flush packet, or frames an edit list hides
+            if packet.pts is None:
+                continue  # the demuxer's flush packet
+            if packet.is_discard:
+                hidden += 1
+                continue
             t = _seconds(packet.pts, tb)
             times.append(t)
             if packet.is_keyframe:
@@ -133,6 +138,7 @@ def read_section(path: str | os.PathLike[str]) -> SectionInfo:
             width=stream.codec_context.width,
             height=stream.codec_context.height,
             audio_codec=audio,
+            hidden=hidden,
         )
 
 
@@ -242,13 +248,11 @@ def _check_output(
     keep_audio: bool,
 ) -> TrimmedClip:
     """Read back what ffmpeg wrote: every expected frame, the first one at time 0, none hidden."""
-    out = read_section(dest)
-    with av.open(str(dest)) as container:
-        hidden = sum(
-            1
-            for p in container.demux(container.streams.video[0])
-            if p.pts is not None and p.is_discard
-        )
+    try:
+        out = read_section(dest)
+    except SourceError as exc:
+        message = f"ffmpeg wrote an unreadable clip: {exc}"
+        raise SourceError(message, code=ErrorCode.FFMPEG_FAILED) from None
     problems = []
     got = len(out.frame_times)
     if mode is TrimMode.EXACT and got != len(frames):
@@ -261,8 +265,8 @@ def _check_output(
         )
     if out.frame_times and abs(out.frame_times[0]) > section.tolerance():
         problems.append(f"the first frame is at {out.frame_times[0]:.4f} s, not 0")
-    if hidden:
-        problems.append(f"{hidden} frames hidden by an edit list")
+    if out.hidden:
+        problems.append(f"{out.hidden} frames hidden by an edit list")
     if mode is TrimMode.FAST and (not out.keyframes or out.keyframes[0] != out.frame_times[0]):
         problems.append("the clip does not start on a keyframe")
     if problems:

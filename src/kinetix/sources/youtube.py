@@ -251,6 +251,7 @@ class _YtdlpLog:
         log.debug("yt-dlp error: %s", self.redact(message))
 
 
+@functools.lru_cache(maxsize=1)
 def _mirror_file_ie() -> Any:
     """An extractor for direct media URLs (a mirror's ``youtube/{id}.mp4``) that only sends HEAD.
 
@@ -571,13 +572,17 @@ class YoutubeSource:
             params["js_runtimes"] = {"deno": {"path": deno}}
         return params
 
-    def _new_ytdlp(self, params: dict[str, Any]) -> Any:
+    def _new_ytdlp(self, params: dict[str, Any], url: str) -> Any:
         from yt_dlp import YoutubeDL
 
         # auto_init=False: our mirror-file extractor must be asked before the generic one.
         ydl = YoutubeDL(params, auto_init=False)
-        ydl.add_info_extractor(_mirror_file_ie()())
-        ydl.add_default_info_extractors()
+        mirror_ie = _mirror_file_ie()
+        ydl.add_info_extractor(mirror_ie())
+        if not mirror_ie.suitable(url):
+            # Registering yt-dlp's ~1800 extractors costs ~0.1 s of CPU under the GIL: worth
+            # it for YouTube (whose lookup takes longer anyway), not for a mirror's file.
+            ydl.add_default_info_extractors()
         jar = load_cookies(self.config)
         if jar is not None:
             for cookie in jar:
@@ -598,7 +603,7 @@ class YoutubeSource:
             # yt-dlp decides whether ffmpeg exists through this context variable (its CLI sets
             # it); worker threads start with a fresh context, so it is set here, in a copy.
             FFmpegPostProcessor._ffmpeg_location.set(find_ffmpeg().path)
-            with self._new_ytdlp(params) as ydl:
+            with self._new_ytdlp(params, url) as ydl:
                 try:
                     raw = ydl.extract_info(url, download=False, process=False)
                 except YoutubeDLError as exc:
