@@ -358,6 +358,39 @@ def test_plan_makes_one_picklable_task_per_clip(tmp_path: Path) -> None:
     assert clone.plan(rows) == tasks and clone.gate is source.gate  # one gate per process
 
 
+def test_plan_removes_what_a_killed_run_left(tmp_path: Path) -> None:
+    source = YoutubeSource(tmp_path, YoutubeConfig())
+    task = task_for(DASH_ID, 12, 22)
+    folder = (tmp_path / task.relpath).parent
+    folder.mkdir(parents=True)
+    stale_clip = folder / f".{DASH_ID}_000012_000022.mp4.4242.1234.part"
+    stale_clip.write_bytes(b"half a clip")
+    kept = folder / "notes.txt"
+    kept.write_text("not ours")
+    section = partial_dir(tmp_path) / "youtube" / f"{task.key}.4242.1234" / "section.mp4.part"
+    section.parent.mkdir(parents=True)
+    section.write_bytes(b"half a section")
+    assert source.plan([_row(Clip("k400", "train", DASH_ID, 12, 22, LABEL))]) == [task]
+    assert not stale_clip.exists() and not section.exists() and kept.exists()
+
+
+def test_workers_share_one_source_and_gate(
+    tmp_path: Path, server: MirrorServer, clock: FakeClock
+) -> None:
+    from kinetix.executors.base import TaskKind
+    from kinetix.executors.local import LocalExecutor
+
+    source = make_source(tmp_path, server, clock, rate=1000)
+    tasks = [task_for(vid, s, s + 10) for vid in (DASH_ID, PLAIN_ID) for s in (3, 17)]
+    with LocalExecutor(2, io_workers=2) as executor:
+        results = list(executor.map_unordered(source.run, tasks, kind=TaskKind.IO))
+    fields = {r.updates[0].key: dict(r.updates[0].fields) for r in results}
+    assert {f["state"] for f in fields.values()} == {"present"}
+    for task in tasks:
+        assert decoded_indices(tmp_path / fields[task.key]["path"])[0] == task.time_start * 10
+    assert leftovers(tmp_path) == []
+
+
 def test_format_choice() -> None:
     def fmt(fid: str, w: int | None, h: int | None, vcodec: str, acodec: str, ext: str = "mp4",
             tbr: float = 1000, proto: str = "https") -> dict[str, Any]:  # fmt: skip

@@ -427,8 +427,8 @@ class YoutubeSource:
         return self._gate
 
     def plan(self, rows: Sequence[ClipRow]) -> list[YoutubeTask]:
-        """One task per clip, in the order given."""
-        return [
+        """One task per clip, in the order given; a killed run's leftovers are removed first."""
+        tasks = [
             YoutubeTask(
                 release=r.release,
                 split=r.split,
@@ -441,6 +441,24 @@ class YoutubeSource:
             )
             for r in rows
         ]
+        self._remove_leftovers(tasks)
+        return tasks
+
+    def _remove_leftovers(self, tasks: Sequence[YoutubeTask]) -> None:
+        """Sections and half-written clips of a run that was killed before it could clean up.
+
+        The download job plans while it holds the root's lock, so no other run owns them.
+        """
+        shutil.rmtree(partial_dir(self.root) / SOURCE_NAME, ignore_errors=True)
+        for folder in {(self.root / t.relpath).parent for t in tasks}:
+            try:
+                entries = list(os.scandir(folder))
+            except FileNotFoundError:
+                continue
+            for entry in entries:
+                name = entry.name
+                if name.startswith(".") and name.endswith(".part") and ".mp4." in name:
+                    Path(entry.path).unlink(missing_ok=True)
 
     def run(self, task: YoutubeTask) -> TaskResult:
         """Fetch and trim one clip, trying transient failures again; never raises for them."""
