@@ -82,7 +82,9 @@ class YoutubeConfig:
     proxy: str | None = None
     rate: float = 1.0  # requests per second, shared by every worker
     url_template: str = "https://www.youtube.com/watch?v={youtube_id}"
-    margin: float = 3.0  # seconds fetched before/after the span, for keyframes
+    # Seconds fetched past time_end (at least 0.5). None is fetched before time_start: the
+    # seek already starts at the keyframe at or before it, which is all either trim needs.
+    margin: float = 3.0
     max_attempts: int = 5
 
     def __post_init__(self) -> None:
