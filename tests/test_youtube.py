@@ -238,6 +238,37 @@ def test_video_shorter_than_the_span(
     assert "tries)" not in too_short["error_message"]  # a permanent reason: one try only
 
 
+def with_duration(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
+    """Make the mirror's lookup report a duration, as YouTube's does."""
+    base = youtube._mirror_file_ie()
+
+    class WithDuration(base):  # type: ignore[misc, valid-type]
+        def _real_extract(self, url: str) -> dict[str, Any]:
+            return {**super()._real_extract(url), "duration": seconds}
+
+    monkeypatch.setattr(youtube, "_mirror_file_ie", lambda: WithDuration)
+
+
+def test_a_known_duration_settles_too_short_before_any_fetch(
+    tmp_path: Path, server: MirrorServer, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with_duration(monkeypatch, 40)
+    source = make_source(tmp_path, server, clock)
+    fields = run_one(source, task_for(DASH_ID, 45, 55))
+    assert fields["error_code"] == "too_short" and "lasts 40 s" in fields["error_message"]
+    assert server.stats.total_requests == 1  # the lookup only: no section was fetched
+
+
+def test_a_section_short_of_the_known_duration_is_a_network_failure(
+    tmp_path: Path, server: MirrorServer, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with_duration(monkeypatch, 60)  # the lookup promises 60 s; only 40 s arrive
+    source = make_source(tmp_path, server, clock, max_attempts=2)
+    fields = run_one(source, task_for(DASH_ID, 35, 45))
+    assert fields["error_code"] == "network"
+    assert "ends at 40.00 s, short of 45 s" in fields["error_message"]
+
+
 def test_no_audio(tmp_path: Path, server: MirrorServer, clock: FakeClock) -> None:
     source = make_source(tmp_path, server, clock, audio=False)
     fields = run_one(source, task_for(DASH_ID, 2, 12))

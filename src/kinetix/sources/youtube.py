@@ -76,6 +76,8 @@ class YoutubeTask:
 def _is_http(fmt: dict[str, Any]) -> bool:
     from yt_dlp.utils import determine_protocol
 
+    if not fmt.get("protocol") and not fmt.get("url"):
+        return False
     return determine_protocol(fmt) in ("http", "https")
 
 
@@ -207,7 +209,7 @@ class _FormatPicker:
         )
         if not self.chosen:
             return []  # yt-dlp then raises "Requested format is not available"
-        if ffmpeg_has_request_size():
+        if ffmpeg_has_request_size() and "-request_size" not in self.ffmpeg_args:
             self.ffmpeg_args += ["-multiple_requests", "1", *self._request_sizes()]
         return [merged_format(self.chosen)]
 
@@ -627,7 +629,8 @@ class YoutubeSource:
                 except YoutubeDLError as exc:
                     raise _Fetched(classify(exc, self.redact), 0) from exc
                 duration = raw.get("duration") if isinstance(raw, dict) else None
-                if duration is not None and task.time_start >= duration:
+                # YouTube reports whole seconds: only a start a second past it is surely out.
+                if duration is not None and task.time_start >= duration + 1:
                     raise _Fetched(
                         Failure(
                             ErrorCode.TOO_SHORT,
@@ -678,9 +681,17 @@ class YoutubeSource:
         )
 
     def _check_section(self, task: YoutubeTask, info: SectionInfo, duration: float | None) -> None:
-        """A section that stops well before the clip's end (or the video's) was cut short."""
-        if duration is None or not info.frame_times:
-            return  # ffmpeg -xerror already fails a broken transfer; trim finds a too-short one
+        """A section must begin by the clip's start and not stop short of its end."""
+        if not info.frame_times:
+            return  # trim_clip says why (no frames at all, or a video ending before the start)
+        if info.frame_times[0] > task.time_start + 1.5 * info.step:
+            raise SourceError(
+                f"the fetched section starts at {info.frame_times[0]:.3f} s, after the clip's "
+                f"start at {task.time_start:g} s (the seek missed its keyframe)",
+                code=ErrorCode.FFMPEG_FAILED,
+            )
+        if duration is None:
+            return  # ffmpeg -xerror already fails a transfer that breaks off
         expected_end = min(task.time_end, float(duration))
         # YouTube reports whole seconds; a second of slack covers the rounding.
         if task.time_start < duration and info.end + 1.0 < expected_end:
@@ -808,9 +819,14 @@ def youtube_readiness() -> dict[str, Any]:
             f"yt-dlp-ejs {ejs} does not match the {expected} this yt-dlp expects: "
             "pip install -U 'yt-dlp[default]'"
         )
-    from yt_dlp.utils._jsruntime import DenoJsRuntime
+    try:
+        from yt_dlp.utils._jsruntime import DenoJsRuntime
 
-    runtime = DenoJsRuntime(path=_deno_path()).info
+        runtime = DenoJsRuntime(path=_deno_path()).info
+    except Exception as exc:  # a private yt-dlp module: it may move in a later release
+        report["deno"] = None
+        report["problems"].append(f"cannot check the JavaScript runtime ({exc})")
+        return report
     if runtime is None:
         report["deno"] = None
         report["problems"].append("no deno found: pip install deno")
