@@ -12,6 +12,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 from kinetix.config import DownloadConfig, Selection, SourceKind, YoutubeConfig
 from kinetix.store.layout import LabelStyle
@@ -57,7 +58,9 @@ def run_demo(workdir: Path | None = None, *, say: Say = lambda line: None) -> De
 
         with MirrorServer(mirror.root) as server:
             result.mirror_url = server.url
-            say(f"serving the SYNTHETIC mirror at {server.url} (generated clips, not real Kinetics)")
+            say(
+                f"serving the SYNTHETIC mirror at {server.url} (generated clips, not real Kinetics)"
+            )
             _annotations(server.url, say)
             k400 = _download_cvdf(workdir, server.url, say)
             result.roots["k400"] = k400
@@ -78,7 +81,9 @@ def _build(workdir: Path, say: Say):  # type: ignore[no-untyped-def]
     if (root / "mirror.json").exists():
         say(f"[1/9] reusing the synthetic mirror in {root}")
         return MirrorIndex.load(root)
-    say(f"[1/9] building a synthetic CVDF mirror in {root} (real annotation rows, generated videos)")
+    say(
+        f"[1/9] building a synthetic CVDF mirror in {root} (real annotation rows, generated videos)"
+    )
     spec = MirrorSpec(
         releases={"k400": ("val",), "k700": ("val",)},
         classes=3,
@@ -144,29 +149,33 @@ def _download_youtube(workdir: Path, url: str, mirror, say: Say) -> Path:  # typ
 
 def _verify(root: Path, say: Say) -> None:
     from kinetix.config import VerifyConfig
-    from kinetix.process.verify import verify_root
+    from kinetix.process.verify import verify_dataset
 
-    report = verify_root(root, VerifyConfig())
-    say(f"[5/9] verify: {report.summary()}")
+    report = verify_dataset(root, VerifyConfig(workers=2))
+    bad = ", ".join(f"{code} {n}" for code, n in report.bad.items()) or "none"
+    say(f"[5/9] verify: {report.checked} clips probed and decoded, {report.good} good, bad: {bad}")
 
 
 def _process(root: Path, workdir: Path, say: Say) -> Path:
     from kinetix.config import ProcessConfig
-    from kinetix.process.derived import process_root
+    from kinetix.process.transcode import process_dataset
 
-    out = workdir / "k400-short64"
-    report = process_root(root, out, ProcessConfig(short_side=64))
-    say(f"[6/9] process --short-side 64: {report.summary()}")
+    out = workdir / "k400-short48"
+    report = process_dataset(root, out, ProcessConfig(short_side=48, preset="veryfast", workers=2))
+    say(f"[6/9] process --short-side 48 -> {out.name}: {report.done} clips re-encoded")
     return out
 
 
 def _frames(root: Path, workdir: Path, say: Say) -> Path:
-    from kinetix.config import FramesConfig
-    from kinetix.process.frames import extract_frames_root
+    from kinetix.config import AudioConfig, FramesConfig
+    from kinetix.process.frames import extract_dataset
 
     out = workdir / "frames"
-    report = extract_frames_root(root, out, FramesConfig(audio=True))
-    say(f"[7/9] frames (img_00001.jpg ..., audio.wav): {report.summary()}")
+    report = extract_dataset(root, out, FramesConfig(audio=AudioConfig(), workers=2))
+    say(
+        f"[7/9] frames -> {out.name}/{{split}}/{{label}}/{{key}}/img_00001.jpg + audio.wav: "
+        f"{report.done} clips, {report.frames} frames"
+    )
     return out
 
 
@@ -188,7 +197,8 @@ def _load(root: Path, say: Say) -> tuple[tuple[int, ...], list[int]]:
         frames, label = ds[0]
         say(f"[9/9] one clip (torch not installed, numpy): {tuple(frames.shape)} label {label}")
         return tuple(frames.shape), [int(label)]
-    loader = DataLoader(ds, batch_size=4, num_workers=2, shuffle=True)
+    # KineticsDataset is duck-typed (torch is optional), hence the cast for the type checker.
+    loader: DataLoader[Any] = DataLoader(cast(Any, ds), batch_size=4, num_workers=2, shuffle=True)
     frames, labels = next(iter(loader))
     shape = tuple(frames.shape)
     say(f"[9/9] DataLoader batch (2 workers): frames {shape} uint8, labels {labels.tolist()}")
