@@ -1,13 +1,14 @@
 """kinetix's YouTube source (exact and fast) vs the ActivityNet crawler's way, on a local mirror.
 
-    python benchmarks/bench_youtube.py [--videos 4] [--clips 3] [--minutes 5] [--link-mbps 0]
+    python benchmarks/bench_youtube.py [--videos 4] [--clips 3] [--minutes 5] [--gop 250]
+                                       [--margin 0.5] [--link-mbps 0]
 
 Source videos stand in for YouTube uploads: ``--minutes`` long, 340x256, 25 fps, noise at
 ~1 Mbit/s (every frame distinct, so trims can be checked by matching pixels), a keyframe every
-250 frames, AAC audio; served by ``MirrorServer`` at ``youtube/{id}.mp4`` (optionally capped at
-``--link-mbps``). For ``--clips`` seeded random 10 s clips per video, each method runs first
-with one worker (per-clip bytes from the server's counters, wall time, frame checks) and
-then with two (clips per minute):
+``--gop`` frames (250: 10 s), AAC audio; served by ``MirrorServer`` at ``youtube/{id}.mp4``
+(capped at ``--link-mbps`` if given). For ``--clips`` seeded random 10 s clips per video,
+each method runs first with one worker (per-clip bytes from the server's counters, wall time,
+frame checks) and then with two (clips per minute):
 
 1. kinetix exact: ``YoutubeSource`` with yt-dlp's ``download_ranges``, re-encoded trim;
 2. kinetix fast: same fetch, stream-copied from the keyframe at or before the start;
@@ -56,10 +57,10 @@ TARGET_BYTES = 1.5  # fetched / bytes of the clip's span in the source
 MB = 1_000_000
 
 
-def source_spec(minutes: float) -> VideoSpec:
+def source_spec(minutes: float, gop: int) -> VideoSpec:
     return VideoSpec(
         duration=minutes * 60, fps=FPS, width=340, height=256, pattern="noise", bitrate="1M",
-        gop=250, audio=True,
+        gop=gop, audio=True,
     )  # fmt: skip
 
 
@@ -303,6 +304,7 @@ def main() -> None:
     parser.add_argument("--videos", type=int, default=4)
     parser.add_argument("--clips", type=int, default=3, help="clips per video")
     parser.add_argument("--minutes", type=float, default=5.0)
+    parser.add_argument("--gop", type=int, default=250, help="frames between keyframes")
     parser.add_argument("--margin", type=float, default=0.5, help="for the third method")
     parser.add_argument("--link-mbps", type=float, default=0.0, help="cap the mirror (0: none)")
     parser.add_argument("--seed", type=int, default=0)
@@ -310,7 +312,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
 
-    spec = source_spec(args.minutes)
+    spec = source_spec(args.minutes, args.gop)
     videos = build_sources(args.workdir, args.videos, spec)
     indexes = {vid: SourceIndex.read(path) for vid, path in videos.items()}
     rng = random.Random(args.seed)
@@ -321,8 +323,9 @@ def main() -> None:
     total = args.link_mbps * MB / 8 if args.link_mbps else None
     sizes = [p.stat().st_size for p in videos.values()]
     print(
-        f"{len(videos)} source videos of {spec.duration:g} s, {statistics.mean(sizes) / MB:.1f} MB "
-        f"each; {len(clips)} clips of {CLIP_SECONDS} s; link cap "
+        f"{len(videos)} source videos of {spec.duration:g} s, "
+        f"{statistics.mean(sizes) / MB:.1f} MB each, a keyframe every {args.gop} frames; "
+        f"{len(clips)} clips of {CLIP_SECONDS} s; link cap "
         f"{f'{args.link_mbps:g} Mbit/s' if total else 'none'}"
     )
     with MirrorServer(root, total_bps=total) as server:

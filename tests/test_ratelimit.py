@@ -150,8 +150,10 @@ def test_retry_after_pauses_every_worker() -> None:
     clock = FakeClock()
     gate = RequestGate(100.0, clock=clock)
     gate.acquire()
-    waited = gate.wait_before_retry(0, throttled=True, retry_after=7.0)
-    assert waited == 7.0
+    delay = gate.retry_delay(0, throttled=True, retry_after=7.0)
+    assert delay == 7.0
+    gate.wait(delay, everyone=True)
+    assert clock.slept[-1] == 7.0
     gate.pause(5.0)  # a second worker told to wait less does not shorten the pause
     gate.pause(3.0)
     before = clock.now

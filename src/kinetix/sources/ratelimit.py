@@ -248,15 +248,15 @@ class RequestGate:
     def record(self, outcome: Outcome) -> None:
         self.breaker.record(outcome)
 
-    def wait_before_retry(
-        self, attempt: int, *, throttled: bool, retry_after: float | None
-    ) -> float:
-        """Sleep before the next try of a task; returns the seconds waited."""
-        seconds = self.backoff.delay(attempt, throttled=throttled, retry_after=retry_after)
-        if retry_after is not None:
-            self.pause(seconds)  # everyone honours it, not just the worker that was told
+    def retry_delay(self, attempt: int, *, throttled: bool, retry_after: float | None) -> float:
+        """Seconds to wait before the next try of a task whose try ``attempt`` failed."""
+        return self.backoff.delay(attempt, throttled=throttled, retry_after=retry_after)
+
+    def wait(self, seconds: float, *, everyone: bool = False) -> None:
+        """Sleep before a retry; ``everyone`` (a server's Retry-After) holds every worker."""
+        if everyone:
+            self.pause(seconds)
         self.clock.sleep(seconds)
-        return seconds
 
 
 _GATES: dict[tuple[str, float], RequestGate] = {}

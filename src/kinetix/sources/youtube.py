@@ -492,14 +492,15 @@ class YoutubeSource:
             last = attempt + 1 >= self.config.max_attempts
             if not failure.retryable or failure.code is ErrorCode.NO_SPACE or last:
                 break
-            waited = self.gate.wait_before_retry(
+            delay = self.gate.retry_delay(
                 attempt, throttled=failure.slow_down, retry_after=failure.retry_after
             )
             log.info(
-                "%s: %s (%s); try %d of %d after %.1fs",
+                "%s: %s (%s); try %d of %d in %.1fs",
                 task.key, failure.code.value, failure.message, attempt + 2,
-                self.config.max_attempts, waited,
+                self.config.max_attempts, delay,
             )  # fmt: skip
+            self.gate.wait(delay, everyone=failure.retry_after is not None)
         assert failure is not None
         message = failure.message
         if tries > 1:
