@@ -157,7 +157,7 @@ def test_only_the_clips_section_is_fetched(
     stats = server.stats
     sent = stats.bytes_sent[f"youtube/{NOISE_ID}.mp4"]
     assert stats.range_requests >= 2  # the index at the front, then the section
-    assert size / 6 * 0.9 < sent < size / 3  # 10 s (+ a keyframe's preroll) of a 60 s video
+    assert size / 6 * 0.9 < sent < size / 2  # 13 s and the index of a 60 s video, not all of it
 
 
 def test_404_is_unavailable_and_not_tried_again(
