@@ -3,9 +3,10 @@
 For each clip yt-dlp (as a library) looks the video up, picks a format, and with
 ``download_ranges`` hands ffmpeg the section from ``time_start`` to ``time_end + margin``:
 ffmpeg seeks with HTTP Range requests to the keyframe at or before ``time_start`` and copies
-from there, so a 10 s clip of a 10 min video costs about 10 s of bytes. The section keeps the
-source's timestamps (``-copyts``); ``process.trim`` cuts the clip from it (exact or fast) into a
-temporary file next to its final place, which is then renamed over it.
+from there, so a 10 s clip of a 10 min video costs its own seconds of bytes (plus the stretch
+back to that keyframe), not ten minutes' worth. The section keeps the source's timestamps
+(``-copyts``); ``process.trim`` cuts the clip from it (exact or fast) into a temporary file
+next to its final place, which is then renamed over it.
 
 Politeness: every try of every worker of a process waits at one ``RequestGate`` (token bucket
 at ``config.rate``, Retry-After pauses, circuit breaker). Failures become stable reasons
