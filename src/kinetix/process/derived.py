@@ -10,16 +10,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, NamedTuple
 
+from kinetix.catalog.clip import Clip
 from kinetix.errors import ConfigError, ErrorCode, KinetixError
 from kinetix.executors import Executor, TaskKind
 from kinetix.process.reconcile import root_layout, row_relpath
 from kinetix.process.writer import ManifestWriter
 from kinetix.progress import Progress
-from kinetix.store.layout import manifest_path, partial_dir, state_dir
+from kinetix.store.layout import LabelStyle, manifest_path, partial_dir, state_dir
 from kinetix.store.lock import RootLock
-from kinetix.store.manifest import ClipRow, ClipState, ClipUpdate, Manifest
+from kinetix.store.manifest import ClipState, ClipUpdate, Manifest
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ class DerivedReport:
     failed_before: int = 0  # failed for good in an earlier run, source unchanged: not retried
     failed: Counter[str] = field(default_factory=Counter)  # error code -> clips
     failures: list[str] = field(default_factory=list)  # "relpath: code: message", first ones
-    frames: int = 0  # frames written (frames runs)
+    frames: int = 0  # frames written (frames) or encoded (process)
     bytes_written: int = 0
     errors: list[str] = field(default_factory=list)  # real errors that stopped the run
     seconds: float = 0.0
@@ -63,11 +64,46 @@ class DerivedReport:
         return False
 
 
+class SourceClip(NamedTuple):
+    """The source columns a derived run needs (a full ClipRow per clip is heavy at 650k)."""
+
+    release: str
+    split: str
+    key: str
+    youtube_id: str
+    time_start: int
+    time_end: int
+    label: str | None
+    label_index: int | None
+    is_cc: int | None
+    path: str | None
+    verify: str | None
+    num_frames: int | None
+
+    def to_clip(self) -> Clip:
+        cc = None if self.is_cc is None else bool(self.is_cc)
+        return Clip(
+            self.release, self.split, self.youtube_id, self.time_start, self.time_end,
+            self.label, cc,
+        )  # fmt: skip
+
+
+class DoneRow(NamedTuple):
+    """The output columns that say whether an earlier output can be kept."""
+
+    state: str
+    bytes: int | None
+    num_frames: int | None
+    has_audio: int | None
+    error_code: str | None
+    updated_at: float | None
+
+
 @dataclass(frozen=True)
 class Work:
     """One source clip whose output is to be made."""
 
-    row: ClipRow  # the source row
+    row: SourceClip
     src: Path
     dest: Path
     relpath: str  # of the output, relative to the output root
@@ -90,6 +126,7 @@ class DerivedDataset:
         self._lock: RootLock | None = None
         self._source_manifest: Manifest | None = None
         self._manifest: Manifest | None = None
+        self._layout = LabelStyle.RAW
 
     @property
     def manifest(self) -> Manifest:
@@ -114,6 +151,7 @@ class DerivedDataset:
                 "choose a folder outside it"
             )
         self._source_manifest = Manifest(manifest_path(self.source), readonly=True)
+        self._layout = root_layout(self._source_manifest)
         kind = self._source_manifest.get_meta("kind")
         if kind not in (None, "videos"):
             self.close()
@@ -177,27 +215,38 @@ class DerivedDataset:
             if value is not None:
                 m.set_meta(key, value)
 
-    def source_rows(self) -> list[ClipRow]:
+    def source_rows(self) -> list[SourceClip]:
         """Clips to derive from: present in the source and not verified bad."""
-        rows = self.source_manifest.clips(states=[ClipState.PRESENT])
-        return [r for r in rows if r.values.get("verify") != "bad"]
+        cur = self.source_manifest.execute(
+            f"SELECT {', '.join(SourceClip._fields)} FROM clips "
+            "WHERE state=? AND (verify IS NULL OR verify != 'bad') ORDER BY split, label, key",
+            (ClipState.PRESENT.value,),
+        )
+        return [SourceClip(*r) for r in cur]
 
-    def source_relpath(self, row: ClipRow) -> str:
+    def done_rows(self) -> dict[tuple[str, str, str], DoneRow]:
+        """What the output manifest says of each clip, by (release, split, key)."""
+        cur = self.manifest.execute(
+            f"SELECT release, split, key, {', '.join(DoneRow._fields)} FROM clips"
+        )
+        return {(r[0], r[1], r[2]): DoneRow(*r[3:]) for r in cur}
+
+    def source_relpath(self, row: SourceClip) -> str:
         """The source clip's path relative to the source root."""
-        return row_relpath(row, root_layout(self.source_manifest))
+        return row_relpath(row, self._layout)
 
-    def register(self, rows: list[ClipRow]) -> None:
+    def register(self, rows: list[SourceClip]) -> None:
         """Give every source row a row in the output manifest (kept as is when already there)."""
-        by_label = {r.label: r.values.get("label_index") for r in rows if r.label is not None}
-        index = {k: v for k, v in by_label.items() if v is not None}
-        self.manifest.add_clips((r.to_clip() for r in rows), index)
+        index = {r.label: r.label_index for r in rows if r.label is not None}
+        known = {k: v for k, v in index.items() if v is not None}
+        self.manifest.add_clips((r.to_clip() for r in rows), known)
 
     def plan(
         self,
         report: DerivedReport,
         *,
         relpath: Callable[[str], str],
-        problem: Callable[[ClipRow | None, Path, float], str | None],
+        problem: Callable[[DoneRow | None, Path, float], str | None],
         retry_failed: bool = False,
     ) -> list[Work]:
         """The source clips whose output is missing, incomplete or stale.
@@ -210,7 +259,7 @@ class DerivedDataset:
         """
         rows = self.source_rows()
         self.register(rows)
-        done = {(r.release, r.split, r.key): r for r in self.manifest.clips()}
+        done = self.done_rows()
         work: list[Work] = []
         stale: list[ClipUpdate] = []
         for row in rows:
@@ -246,7 +295,7 @@ class DerivedDataset:
         report: DerivedReport,
         emit: Callable[[str], None] | None = None,
     ) -> None:
-        """Map ``fn`` over ``tasks`` on ``executor`` (closed after) and apply every result.
+        """Map ``fn`` over ``tasks`` on ``executor`` and apply every result.
 
         A full disk stops the run: every further clip would fail the same way, and what is
         done stays done for the rerun.
@@ -266,7 +315,6 @@ class DerivedDataset:
                         )
                         break
         finally:
-            executor.close()
             progress.close()
 
     def close(self) -> None:
@@ -287,7 +335,7 @@ class DerivedDataset:
         self.close()
 
 
-def redo_update(row: ClipRow, problem: str) -> ClipUpdate:
+def redo_update(row: SourceClip, problem: str) -> ClipUpdate:
     """The row of an output about to be redone: not present until it is whole again."""
     code, _, _ = problem.partition(":")
     known = code in {c.value for c in ErrorCode}
@@ -296,11 +344,11 @@ def redo_update(row: ClipRow, problem: str) -> ClipUpdate:
     return ClipUpdate(row.release, row.split, row.key, fields)
 
 
-def _failed_for_good(row: ClipRow | None, src_mtime: float) -> bool:
+def _failed_for_good(row: DoneRow | None, src_mtime: float) -> bool:
     if row is None or row.state != ClipState.FAILED.value:
         return False
     try:
-        transient = ErrorCode(row.values.get("error_code")).transient
+        transient = ErrorCode(row.error_code).transient
     except ValueError:
         transient = True
-    return not transient and (row.values.get("updated_at") or 0.0) >= src_mtime
+    return not transient and (row.updated_at or 0.0) >= src_mtime

@@ -14,14 +14,14 @@ from typing import Any
 
 from kinetix.config import FramesConfig
 from kinetix.errors import DiskSpaceError, ErrorCode, FFmpegError, MediaError
-from kinetix.executors import make_executor
+from kinetix.executors import Executor, TaskKind, make_executor
 from kinetix.process.audio import WAV_NAME, audio_output_args
-from kinetix.process.derived import DerivedDataset, DerivedReport
+from kinetix.process.derived import DerivedDataset, DerivedReport, DoneRow, SourceClip
 from kinetix.process.ffmpeg import error_code, error_tail, file_arg, run_ffmpeg, threads_per_job
 from kinetix.process.filters import video_filters
 from kinetix.process.probe import open_video, probe_video
 from kinetix.process.writer import ManifestWriter
-from kinetix.store.manifest import ClipRow, ClipState, ClipUpdate
+from kinetix.store.manifest import ClipState, ClipUpdate
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ def frame_relpath(video_relpath: str) -> str:
     return str(PurePosixPath(video_relpath).with_suffix(""))
 
 
-def folder_problem(row: ClipRow | None, folder: Path, src_mtime: float) -> str | None:
+def folder_problem(row: DoneRow | None, folder: Path, src_mtime: float) -> str | None:
     """Why an earlier output folder cannot be kept (None: it is whole and current).
 
     A folder that is not whole is ``missing_frames``; one older than its clip is stale.
@@ -148,10 +148,9 @@ def folder_problem(row: ClipRow | None, folder: Path, src_mtime: float) -> str |
         mtime = folder.stat().st_mtime
     except OSError:
         return "missing_frames: the folder is gone"
-    want = row.values.get("num_frames")
-    if count != want:
-        return f"missing_frames: {count} of {want} frames on disk"
-    if row.values.get("has_audio") and not (folder / WAV_NAME).is_file():
+    if count != row.num_frames:
+        return f"missing_frames: {count} of {row.num_frames} frames on disk"
+    if row.has_audio and not (folder / WAV_NAME).is_file():
         return f"missing_frames: {WAV_NAME} is gone"
     if mtime < src_mtime:
         return "stale: the source clip is newer than its frames"
@@ -196,44 +195,54 @@ def extract_dataset(
             )
             for w in work
         ]  # fmt: skip
-        rest = _sample_space(ds, tasks, config, report)
-        ds.run(rest, extract_frames, make_executor(config.executor, config.workers), report, emit)
+        executor = make_executor(config.executor, config.workers)
+        try:
+            rest = _sample_space(ds, tasks, config, report, executor)
+            ds.run(rest, extract_frames, executor, report, emit)
+        finally:
+            executor.close()
     report.seconds = time.monotonic() - started
     return report
 
 
-def _expected_frames(row: ClipRow, config: FramesConfig) -> int | None:
+def _expected_frames(row: SourceClip, config: FramesConfig) -> int | None:
     """The verified frame count a folder must reach when every frame is kept."""
-    if config.fps is not None or row.values.get("verify") != "good":
+    if config.fps is not None or row.verify != "good":
         return None
-    n = row.values.get("num_frames")
-    return None if n is None else int(n)
+    return row.num_frames
 
 
 def _sample_space(
-    ds: DerivedDataset, tasks: list[FramesTask], config: FramesConfig, report: DerivedReport
+    ds: DerivedDataset,
+    tasks: list[FramesTask],
+    config: FramesConfig,
+    report: DerivedReport,
+    executor: Executor,
 ) -> list[FramesTask]:
-    """Extract the first few clips here, and refuse the rest if they will not fit on the disk.
+    """Extract the first few clips, and refuse the rest if they will not fit on the disk.
 
     Frames take 5-20x the space of the clip they come from, depending on resolution and
-    quality, so the estimate comes from real output rather than a guess. Clips that fail
-    are recorded and do not count as samples.
+    quality, so the estimate comes from real output rather than a guess. The samples run
+    in parallel like any other clips and are kept; clips that fail are recorded and do not
+    count as samples.
     """
     sizes: list[int] = []
     taken = 0
     with ManifestWriter(ds.manifest) as writer:
         while taken < len(tasks) and len(sizes) < config.sample_clips:
-            task = tasks[taken]
-            taken += 1
-            update = extract_frames(task)
-            writer.add(update)
-            if report.record(update, task.relpath):
-                sizes.append(int(update.fields["bytes"]))
-            elif update.fields["error_code"] == ErrorCode.NO_SPACE.value:
-                raise DiskSpaceError(
-                    f"{ds.out} is full: no space left on device while extracting {task.relpath}; "
-                    "free some space or choose another --out"
-                )
+            batch = tasks[taken : taken + config.sample_clips - len(sizes)]
+            taken += len(batch)
+            relpaths = {(t.release, t.split, t.key): t.relpath for t in batch}
+            for update in executor.map_unordered(extract_frames, batch, kind=TaskKind.CPU):
+                writer.add(update)
+                relpath = relpaths[(update.release, update.split, update.key)]
+                if report.record(update, relpath):
+                    sizes.append(int(update.fields["bytes"]))
+                elif update.fields["error_code"] == ErrorCode.NO_SPACE.value:
+                    raise DiskSpaceError(
+                        f"{ds.out} is full: no space left on device while extracting "
+                        f"{relpath}; free some space or choose another --out"
+                    )
     rest = tasks[taken:]
     if not rest or not sizes:
         return rest

@@ -7,6 +7,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from kinetix.catalog.clip import Clip
 from kinetix.catalog.labels import LabelRegistry
@@ -48,7 +49,20 @@ class Fixes:
     marked_missing: int  # vanished rows now ``missing`` (the download planner fetches them)
 
 
-def row_relpath(row: ClipRow, layout: LabelStyle) -> str:
+class Located(Protocol):
+    """Anything that names a clip and maybe its path (a ClipRow, a planner's light row)."""
+
+    @property
+    def split(self) -> str: ...
+    @property
+    def label(self) -> str | None: ...
+    @property
+    def key(self) -> str: ...
+    @property
+    def path(self) -> str | None: ...
+
+
+def row_relpath(row: Located, layout: LabelStyle) -> str:
     """Where a row's clip lives, relative to the root (older rows may not record ``path``)."""
     return row.path or clip_relpath(row.split, row.label, row.key, layout)
 

@@ -14,11 +14,11 @@ from typing import Any
 from kinetix.config import ProcessConfig, VideoCodec
 from kinetix.errors import ErrorCode, FFmpegError, MediaError
 from kinetix.executors import make_executor
-from kinetix.process.derived import DerivedDataset, DerivedReport
+from kinetix.process.derived import DerivedDataset, DerivedReport, DoneRow
 from kinetix.process.ffmpeg import error_code, error_tail, file_arg, run_ffmpeg, threads_per_job
 from kinetix.process.filters import video_filters
 from kinetix.process.probe import probe_video
-from kinetix.store.manifest import ClipRow, ClipState, ClipUpdate
+from kinetix.store.manifest import ClipState, ClipUpdate
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ def transcode_clip(task: TranscodeTask) -> ClipUpdate:
     return ClipUpdate(task.release, task.split, task.key, fields, count_attempt=True)
 
 
-def output_problem(row: ClipRow | None, dest: Path, src_mtime: float) -> str | None:
+def output_problem(row: DoneRow | None, dest: Path, src_mtime: float) -> str | None:
     """Why an earlier output cannot be kept (None: it is whole and newer than its source)."""
     if row is None or row.state != ClipState.PRESENT.value:
         return "not processed"
@@ -104,8 +104,8 @@ def output_problem(row: ClipRow | None, dest: Path, src_mtime: float) -> str | N
         st = dest.stat()
     except OSError:
         return "the file is gone"
-    if st.st_size != row.values.get("bytes"):
-        return f"{st.st_size} bytes on disk, {row.values.get('bytes')} recorded"
+    if st.st_size != row.bytes:
+        return f"{st.st_size} bytes on disk, {row.bytes} recorded"
     if st.st_mtime < src_mtime:
         return "stale: the source clip is newer"
     return None
@@ -139,6 +139,10 @@ def process_dataset(
             )
             for w in work
         ]  # fmt: skip
-        ds.run(tasks, transcode_clip, make_executor(config.executor, config.workers), report, emit)
+        executor = make_executor(config.executor, config.workers)
+        try:
+            ds.run(tasks, transcode_clip, executor, report, emit)
+        finally:
+            executor.close()
     report.seconds = time.monotonic() - started
     return report
