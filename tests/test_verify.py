@@ -174,3 +174,17 @@ def test_cli_summary_and_exit_code(root, capsys) -> None:
     assert "3 checked" in capsys.readouterr().out
     assert main(["verify", str(root / "nope")]) == 2
     assert "kinetix download" in capsys.readouterr().err
+
+
+def test_a_clip_deleted_during_verify_becomes_missing(root, monkeypatch) -> None:
+    import kinetix.process.verify as verify
+
+    def vanish(path: str, level: VerifyLevel) -> None:
+        os.unlink(path)  # someone deletes it while it is being read
+        raise verify.MediaError(path, "cannot read", code=verify.ErrorCode.UNREADABLE)
+
+    monkeypatch.setattr(verify, "check_video", vanish)
+    report = verify.verify_dataset(root, VerifyConfig(workers=0))
+    assert report.checked == 9 and not report.bad and not report.errors
+    assert {r["state"] for r in rows(root).values()} == {"missing"}
+    assert len(report.vanished) == 9

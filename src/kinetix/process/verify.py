@@ -382,10 +382,16 @@ def _run(
                     writer.add(update)
                     progress.add_clips(1)
                     continue
-                code = str(update.fields["error_code"])
-                report.bad[code] += 1
-                progress.add_clips(0, failed=1)
                 path = Path(paths[(update.release, update.split, update.key)])
+                if not path.exists():  # deleted while we looked at it: missing, as --fix says
+                    rel = path.relative_to(root).as_posix()
+                    log.warning("%s: gone from disk during verify; marked missing", rel)
+                    report.vanished.append(rel)
+                    gone = {"state": ClipState.MISSING.value, "path": None, "verify": None}
+                    writer.add(ClipUpdate(update.release, update.split, update.key, gone))
+                    continue
+                report.bad[str(update.fields["error_code"])] += 1
+                progress.add_clips(0, failed=1)
                 writer.add(_quarantine(root, path, update, report))
                 writer.flush()  # a moved file and its row should not disagree for long
     finally:
