@@ -30,3 +30,17 @@ def test_imageio_ffmpeg_is_used_without_a_system_binary(monkeypatch) -> None:
         )
     finally:
         ff.find_ffmpeg.cache_clear()
+
+
+def test_doctor_says_whether_youtube_downloads_can_work(capsys, monkeypatch) -> None:
+    import kinetix.sources.youtube as yt
+
+    monkeypatch.setattr(
+        yt,
+        "youtube_readiness",
+        lambda: {"ready": False, "problems": ["no deno found: pip install deno"], "deno": None},
+    )
+    assert main(["doctor"]) == 0
+    out = capsys.readouterr().out
+    assert "js_runtime         not found" in out
+    assert "warning: YouTube downloads will fail: no deno found: pip install deno" in out

@@ -6,7 +6,6 @@ import argparse
 import importlib
 import json
 import os
-import shutil
 from typing import Any
 
 
@@ -24,17 +23,9 @@ def _module_version(name: str) -> str | None:
     return str(getattr(mod, "__version__", getattr(mod, "version", "installed")))
 
 
-def _js_runtime() -> str | None:
-    for exe in ("deno", "node", "bun", "qjs"):
-        path = shutil.which(exe)
-        if path:
-            return f"{exe} ({path})"
-    try:
-        import deno  # the PyPI wheel ships the binary
-
-        return f"deno ({deno.find_deno_bin()})"
-    except Exception:
-        return None
+def _js_runtime(youtube: dict[str, Any]) -> str | None:
+    deno = youtube.get("deno")
+    return f"deno {deno['version']} ({deno['path']})" if deno else None
 
 
 def collect() -> dict[str, Any]:
@@ -50,8 +41,13 @@ def collect() -> dict[str, Any]:
         info["ffmpeg"] = {"error": str(exc)}
     info["pyav"] = _module_version("av")
     info["yt_dlp"] = _module_version("yt_dlp.version")
-    info["yt_dlp_ejs"] = _module_version("yt_dlp_ejs")
-    info["js_runtime"] = _js_runtime()
+    from kinetix.sources.youtube import youtube_readiness
+
+    youtube = youtube_readiness()
+    info["yt_dlp_ejs"] = youtube.get("yt_dlp_ejs")
+    info["js_runtime"] = _js_runtime(youtube)
+    info["youtube_ready"] = youtube["ready"]
+    info["youtube_problems"] = youtube["problems"]
     info["fast_gzip"] = (
         "isal" if _module_version("isal") else ("zlib-ng" if _module_version("zlib_ng") else None)
     )
@@ -71,9 +67,6 @@ def run(args: argparse.Namespace) -> int:
         if isinstance(value, dict):
             value = ", ".join(f"{k}={v}" for k, v in value.items())
         print(f"{key:18s} {value if value is not None else 'not found'}")
-    if not info["js_runtime"] or not info["yt_dlp_ejs"]:
-        print(
-            "warning: YouTube downloads need a JS runtime and yt-dlp-ejs: "
-            "pip install 'yt-dlp[default]' deno"
-        )
+    for problem in info["youtube_problems"]:
+        print(f"warning: YouTube downloads will fail: {problem}")
     return 0

@@ -74,6 +74,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     y.add_argument("--cookies-from-browser", metavar="BROWSER", help="e.g. firefox, chrome")
     y.add_argument("--proxy", metavar="URL")
     y.add_argument("--rate", type=float, default=1.0, help="requests per second, all workers")
+    y.add_argument("--margin", type=float, default=0.5, help="seconds fetched past the clip's end")
     y.add_argument(
         "--youtube-url-template",
         metavar="TEMPLATE",
@@ -108,6 +109,7 @@ def config_from(args: argparse.Namespace) -> DownloadConfig:
             cookies_from_browser=args.cookies_from_browser,
             proxy=args.proxy,
             rate=args.rate,
+            margin=args.margin,
             **youtube_kwargs,
         ),
         retry_failed=retry,
