@@ -278,3 +278,23 @@ def test_the_documented_webdataset_example_runs(root, tmp_path) -> None:
     batches = list(namespace["loader"])  # 4 workers: as many shards or more (5 here)
     assert sum(len(labels) for _, labels in batches) == len(GOOD) + 1
     assert all(frames.shape[1:] == (16, 80, 64, 3) for frames, _ in batches)
+
+
+def test_a_fast_trims_lead_in_before_time_start_is_never_sampled(tmp_path) -> None:
+    """A `fast` YouTube trim starts at the keyframe before time_start and records it as a
+    negative start_offset; only the annotated span after that lead-in is sampled."""
+    (clip,) = clips("train", ["abseiling"])
+    root = build_videos_root(tmp_path / "root", [RootClip(clip, trim="fast")])
+    from kinetix.store.layout import manifest_path
+    from kinetix.store.manifest import Manifest
+
+    with Manifest(manifest_path(root)) as m:
+        m.update("k400", "train", clip.key, start_offset=-1.0)  # 25 frames of lead-in at 25 fps
+    ds = KineticsDataset(root, "train", frames_per_clip=4, frame_stride=2, output="numpy")
+    assert ds.clip(0).lead_seconds == 1.0
+    for epoch in range(8):
+        ds.set_epoch(epoch)
+        chosen = ds.frame_indices(0)
+        assert chosen.min() >= 25
+        frames, _ = ds[0]
+        assert shown(frames) == list(chosen)

@@ -113,7 +113,12 @@ class _ClipDataset:
         n = num_frames if num_frames is not None else entry.num_frames
         if n is None:
             n = self._probe_frames(entry)
-        chosen = self.sampler(n, entry.fps, item_rng(self.seed, self.epoch, self._check_item(i)))
+        # A fast trim keeps the lead-in from the keyframe before time_start: sample the
+        # annotated span only, after it.
+        lead = round(entry.lead_seconds * entry.fps) if entry.fps and entry.lead_seconds else 0
+        lead = min(lead, max(n - 1, 0))
+        rng = item_rng(self.seed, self.epoch, self._check_item(i))
+        chosen = self.sampler(n - lead, entry.fps, rng) + lead
         return (
             chosen
             if self.sampler.views > 1 or isinstance(self.sampler, MultiViewSampler)

@@ -151,6 +151,7 @@ class ClipEntry:
     width: int | None
     height: int | None
     fast_trim: bool
+    lead_seconds: float = 0.0  # a fast trim starts this long before time_start (keyframe)
 
 
 class ClipIndex:
@@ -170,6 +171,7 @@ class ClipIndex:
         sizes: Sequence[tuple[int | None, int | None]],
         fast_trim: Sequence[bool],
         left_out: Counter[str],
+        lead_seconds: Sequence[float] | None = None,
     ):
         self.root = root
         self._keys = PackedStrings(keys)
@@ -179,6 +181,10 @@ class ClipIndex:
         self.fps = np.array([np.nan if f is None else f for f in fps], dtype=np.float64)
         self.sizes = np.array([(w or -1, h or -1) for w, h in sizes], dtype=np.int64).reshape(-1, 2)
         self.fast_trim = np.asarray(fast_trim, dtype=bool)
+        self.lead_seconds = np.asarray(
+            lead_seconds if lead_seconds is not None else np.zeros(len(self.labels)),
+            dtype=np.float64,
+        )
         self.left_out = left_out
 
     @classmethod
@@ -203,7 +209,7 @@ class ClipIndex:
                 )
             indexer = LabelIndexer()
             cols: dict[str, list] = {
-                k: [] for k in ("key", "path", "label", "n", "fps", "size", "fast")
+                k: [] for k in ("key", "path", "label", "n", "fps", "size", "fast", "lead")
             }
             for row in iter_usable(
                 m, split=split, release=release, include_unverified=include_unverified
@@ -215,6 +221,8 @@ class ClipIndex:
                 cols["fps"].append(row.values.get("fps"))
                 cols["size"].append((row.values.get("width"), row.values.get("height")))
                 cols["fast"].append(row.values.get("trim") == "fast")
+                # start_offset = keyframe time - time_start (<= 0 for a fast trim)
+                cols["lead"].append(max(-(row.values.get("start_offset") or 0.0), 0.0))
             left_out = count_left_out(
                 m, split=split, release=release, include_unverified=include_unverified
             )
@@ -229,7 +237,7 @@ class ClipIndex:
             log.info("%s/%s: left out %s", root, split, describe_left_out(left_out))
         return cls(
             root, cols["key"], cols["path"], cols["label"], cols["n"], cols["fps"], cols["size"],
-            cols["fast"], left_out,
+            cols["fast"], left_out, cols["lead"],
         )  # fmt: skip
 
     def __len__(self) -> int:
@@ -247,4 +255,5 @@ class ClipIndex:
             width=w if w > 0 else None,
             height=h if h > 0 else None,
             fast_trim=bool(self.fast_trim[i]),
+            lead_seconds=float(self.lead_seconds[i]),
         )
