@@ -188,3 +188,21 @@ def test_a_clip_deleted_during_verify_becomes_missing(root, monkeypatch) -> None
     assert report.checked == 9 and not report.bad and not report.errors
     assert {r["state"] for r in rows(root).values()} == {"missing"}
     assert len(report.vanished) == 9
+
+
+def test_fix_maps_label_folders_back_to_classes(tmp_path) -> None:
+    from kinetix.process.verify import verify_dataset
+    from kinetix.store.layout import LabelStyle
+
+    root = build_root(tmp_path / "k400", [Item(CLIPS[GOOD])], layout=LabelStyle.UNDERSCORE)
+    for folder in ("massaging_person's_head", "_unlabeled", "not_a_class"):
+        (root / "test" / folder).mkdir(parents=True)
+        shutil.copyfile(media(SPEC), root / "test" / folder / f"-{folder[:3]}_000001_000003.mp4")
+    report = verify_dataset(root, VerifyConfig(fix=True, workers=0))
+    assert (report.added, report.good) == (3, 4)
+    labels = {k: r["label"] for k, r in rows(root).items() if r["split"] == "test"}
+    assert labels == {
+        "-mas_000001_000003": "massaging person's head",
+        "-_un_000001_000003": None,
+        "-not_000001_000003": "not_a_class",  # kept as found, with a warning
+    }
