@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from kinetix.cli.process import print_failures
+from kinetix.cli.process import human_size, print_failures
 from kinetix.config import AudioConfig, FramesConfig
 
 _DEFAULTS = FramesConfig()
@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     fps = r.frames / r.seconds if r.seconds > 0 else 0.0
     print(
         f"frames {r.source} -> {r.out}: {r.done} clips extracted ({r.frames} frames, "
-        f"{fps:.0f} frames/s, {r.bytes_written / 1e6:.1f} MB), {r.skipped} skipped "
+        f"{fps:.0f} frames/s, {human_size(r.bytes_written)}), {r.skipped} skipped "
         f"(done before), {r.redone} redone"
     )
     print_failures(r)

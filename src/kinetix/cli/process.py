@@ -77,12 +77,21 @@ def run(args: argparse.Namespace) -> int:
     )
     print(
         f"process {r.source} -> {r.out}: {r.done} clips made ({r.rate:.1f} clips/s, "
-        f"{r.bytes_written / 1e6:.1f} MB), {r.skipped} skipped (done before), {r.redone} redone"
+        f"{human_size(r.bytes_written)}), {r.skipped} skipped (done before), {r.redone} redone"
     )
     print_failures(r)
     for error in r.errors:
         print(f"kinetix: error: {error}", file=sys.stderr)
     return 1 if r.errors else 0
+
+
+def human_size(n: float) -> str:
+    """``512 B``, ``3.4 MB``, ``1.2 TB``: frames uses it too."""
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
 
 
 def print_failures(r: DerivedReport) -> None:

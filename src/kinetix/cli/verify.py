@@ -57,6 +57,13 @@ def _some(items: list[str]) -> str:
     return items[0] + (f" and {len(items) - 1} more" if len(items) > 1 else "")
 
 
+def _n(count: int, what: str) -> str:
+    """``1 clip``, ``3 clips``: ``what`` is singular, its first word takes the plural."""
+    first, _, rest = what.partition(" ")
+    word = first if count == 1 else first + "s"
+    return f"{count} {word}" + (f" {rest}" if rest else "")
+
+
 def run(args: argparse.Namespace) -> int:
     from kinetix.process.verify import verify_dataset
 
@@ -64,36 +71,36 @@ def run(args: argparse.Namespace) -> int:
     r = verify_dataset(args.root, config, emit=None if args.no_progress else _emit)
     bad = sum(r.bad.values())
     reasons = ", ".join(f"{code} {n}" for code, n in r.bad.most_common())
+    speed = f" at {r.rate:.1f} clips/s" if r.checked else ""
     print(
-        f"verify {r.root} ({r.level.value}): {r.checked} checked at {r.rate:.1f} clips/s, "
+        f"verify {r.root} ({r.level.value}): {r.checked} checked{speed}, "
         f"{r.good} good, {bad} bad" + (f" ({reasons})" if reasons else "")
         + f", {r.skipped} skipped (verified before, unchanged)"
     )  # fmt: skip
     if r.quarantined:
         print(
-            f"quarantined {len(r.quarantined)} clips under {r.root}/.kinetix/quarantine; "
+            f"quarantined {_n(len(r.quarantined), 'clip')} under {r.root}/.kinetix/quarantine; "
             "'kinetix verify --refetch' (or 'kinetix download') fetches them again"
         )
-    hint = "" if config.fix else ": run with --fix to "
+    hint = "" if config.fix else "; run with --fix to "
     if r.unknown:
-        print(f"{len(r.unknown)} clip files not in the manifest ({_some(r.unknown)})"
+        print(f"{_n(len(r.unknown), 'clip file')} not in the manifest ({_some(r.unknown)})"
               + (hint + "add them" if hint else ""))  # fmt: skip
     if r.unrecognised:
-        print(f"{len(r.unrecognised)} .mp4 files not named {{split}}/{{label}}/{{key}}.mp4, "
+        print(f"{_n(len(r.unrecognised), '.mp4 file')} not named {{split}}/{{label}}/{{key}}.mp4, "
               f"left alone ({_some(r.unrecognised)})")  # fmt: skip
     if r.vanished:
-        print(f"{len(r.vanished)} clips recorded as present are gone ({_some(r.vanished)})"
-              + (hint + "mark them missing" if hint else ""))  # fmt: skip
+        print(f"{_n(len(r.vanished), 'clip')} recorded as present gone from disk "
+              f"({_some(r.vanished)})" + (hint + "mark them missing" if hint else ""))  # fmt: skip
     if r.changed:
-        print(f"{len(r.changed)} clips changed size since recorded ({_some(r.changed)})"
+        print(f"{_n(len(r.changed), 'clip')} changed size since recorded ({_some(r.changed)})"
               + (hint + "verify them again" if hint else ""))  # fmt: skip
     if config.fix:
-        print(
-            f"fixed: {r.added} files added to the manifest, {r.marked_missing} rows marked missing"
-        )
+        print(f"fixed: {_n(r.added, 'file')} added to the manifest, "
+              f"{_n(r.marked_missing, 'row')} marked missing")  # fmt: skip
     if config.refetch:
         got = r.refetched if r.refetched is not None else 0
-        print(f"refetch: {r.refetch_asked} quarantined clips asked for, {got} present again")
+        print(f"refetch: {_n(r.refetch_asked, 'quarantined clip')} asked for, {got} present again")
     for error in r.errors:
         print(f"kinetix: error: {error}", file=sys.stderr)
     return 1 if r.errors else 0

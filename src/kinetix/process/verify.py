@@ -305,14 +305,15 @@ def _note_reconciliation(report: VerifyReport, rec: Reconciliation) -> None:
     report.unrecognised = list(rec.unrecognised)
     report.vanished = [r.path or r.key for r in rec.vanished]
     report.changed = [r.path or r.key for r in rec.changed]
+    # the CLI prints these as its summary; the log keeps them for library callers
     if rec.unknown:
-        log.warning(
+        log.info(
             "%d clip files are not in the manifest (e.g. %s)", len(rec.unknown), rec.unknown[0]
         )
     if rec.vanished:
-        log.warning("%d clips recorded as present are gone from disk", len(rec.vanished))
+        log.info("%d clips recorded as present are gone from disk", len(rec.vanished))
     if rec.changed:
-        log.warning("%d clips changed size since they were recorded", len(rec.changed))
+        log.info("%d clips changed size since they were recorded", len(rec.changed))
 
 
 def _plan(
