@@ -93,7 +93,9 @@ def test_span_check_allows_early_end_but_not_untrimmed() -> None:
     config = VerifyConfig()
     check_span("x", _info(10.0), 10, 0.0, config)
     check_span("x", _info(6.2), 10, 0.0, config)  # the YouTube video ended early (K700 has many)
-    check_span("x", _info(12.0), 10, 1.0, config)  # fast trim: starts at the previous keyframe
+    check_span("x", _info(14.0), 10, -3.0, config)  # fast trim: starts 3 s early, at a keyframe
+    with pytest.raises(MediaError, match="not trimmed"):
+        check_span("x", _info(14.0), 10, 0.0, config)  # without that offset it is too long
     with pytest.raises(MediaError, match="not trimmed") as err:
         check_span("x", _info(185.0), 10, 0.0, config)
     assert err.value.code is ErrorCode.BAD_DURATION

@@ -105,11 +105,14 @@ def test_reconcile_reports_then_fixes(root) -> None:
     assert report.unrecognised == ["val/notes.mp4"]
     assert report.vanished == [before[keys[NOAUDIO]]["path"]]
     assert report.changed == [before[keys[GOOD]]["path"]]
-    assert report.checked == 0  # the changed clip waits for --fix
-    assert rows(root) == before  # reporting changes nothing
+    assert (report.checked, report.good) == (1, 1)  # the changed clip is checked again
+    grown = rows(root)[keys[GOOD]]
+    assert grown["bytes"] == before[keys[GOOD]]["bytes"] + 100 and grown["verify"] == "good"
+    untouched = {k: v for k, v in rows(root).items() if k != keys[GOOD]}
+    assert untouched == {k: v for k, v in before.items() if k != keys[GOOD]}  # only reported
 
     fixed = verify_dataset(root, VerifyConfig(fix=True, workers=0))
-    assert (fixed.added, fixed.marked_missing, fixed.checked, fixed.good) == (1, 1, 2, 2)
+    assert (fixed.added, fixed.marked_missing, fixed.checked, fixed.good) == (1, 1, 1, 1)
     after = rows(root)
     new = after["-Zz9_000005_000007"]
     assert (new["state"], new["verify"], new["label"], new["source"]) == (

@@ -28,8 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--fix",
         action="store_true",
-        help="reconcile: unknown clip files become rows, vanished rows become missing, "
-        "changed files are verified again",
+        help="reconcile: unknown clip files become rows, vanished rows become missing",
     )
     p.add_argument("--workers", type=int, metavar="N", help="parallel checks (default: cores)")
     p.add_argument(
@@ -93,14 +92,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"{_n(len(r.vanished), 'clip')} recorded as present gone from disk "
               f"({_some(r.vanished)})" + (hint + "mark them missing" if hint else ""))  # fmt: skip
     if r.changed:
-        print(f"{_n(len(r.changed), 'clip')} changed size since recorded ({_some(r.changed)})"
-              + (hint + "verify them again" if hint else ""))  # fmt: skip
+        print(f"{_n(len(r.changed), 'clip')} changed size since recorded, checked again "
+              f"({_some(r.changed)})")  # fmt: skip
     if config.fix:
         print(f"fixed: {_n(r.added, 'file')} added to the manifest, "
               f"{_n(r.marked_missing, 'row')} marked missing")  # fmt: skip
     if config.refetch:
         got = r.refetched if r.refetched is not None else 0
-        print(f"refetch: {_n(r.refetch_asked, 'quarantined clip')} asked for, {got} present again")
+        print(f"refetch: {_n(r.refetch_asked, 'clip')} quarantined asked for, {got} present again")
     for error in r.errors:
         print(f"kinetix: error: {error}", file=sys.stderr)
     return 1 if r.errors else 0

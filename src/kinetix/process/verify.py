@@ -164,7 +164,9 @@ def check_span(
     """
     if span <= 0:
         return
-    longest = span + config.max_excess + max(start_offset, 0.0)
+    # start_offset = first frame's time - time_start: a fast trim starts at the keyframe before
+    # time_start (offset < 0) and so legitimately runs that much longer.
+    longest = span + config.max_excess + max(-start_offset, 0.0)
     if info.duration > longest:
         reason = (
             f"lasts {info.duration:.2f} s but its annotation spans {span:g} s "
@@ -324,15 +326,14 @@ def _plan(
     report: VerifyReport,
 ) -> list[VerifyTask]:
     layout = root_layout(manifest)
+    # A clip whose size changed since it was recorded is checked again like any unverified
+    # one (``_already_verified`` compares sizes): a cut-short copy is what verify is for.
     vanished = {(r.release, r.split, r.key) for r in rec.vanished}
-    changed = {(r.release, r.split, r.key) for r in rec.changed}
     tasks = []
     for row in manifest.clips(states=[ClipState.PRESENT]):
         ident = (row.release, row.split, row.key)
         if ident in vanished:
             continue
-        if ident in changed and not config.fix:
-            continue  # the user decides (--fix) whether the file on disk is the one to keep
         rel = row_relpath(row, layout)
         if _already_verified(row, rec.files.get(rel), config.level):
             report.skipped += 1
