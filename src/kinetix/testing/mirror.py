@@ -428,7 +428,8 @@ def _select(release: str, split: str, spec: MirrorSpec, data_dir: Path | None) -
         selection.corrupted = {r.clip.key for r in order[: spec.corrupted]}
     if short is not None:
         by_end = sorted(present, key=lambda r: (r.clip.time_end, r.clip.key))
-        selection.sources = by_end[: spec.source_videos]
+        # Clips no shard holds get a source too: they are what `--source auto` takes from YouTube.
+        selection.sources = by_end[: spec.source_videos] + missing
     return selection
 
 
