@@ -299,3 +299,46 @@ def test_sigkill_then_rerun_ends_with_the_same_bytes(tmp_path, mirror, fraction)
     # What was on disk was kept: at most the pieces in flight and one finished-but-unrecorded
     # shard are fetched twice.
     assert resent <= total - served + 2 * piece + max(sizes)
+
+
+def test_full_disk_mid_shard_is_one_line_keeps_what_was_placed_and_rerun_finishes(
+    tmp_path, mirror, mirror_server, monkeypatch, capsys
+):
+    import errno
+
+    import kinetix.transfer.extract as extract
+
+    real_write = extract._MemberWriter.write
+    calls = {"n": 0}
+
+    def fill_up(self, data):
+        calls["n"] += 1
+        if calls["n"] > 3:  # the first member lands, then the disk is full
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(self, data)
+
+    monkeypatch.setattr(extract._MemberWriter, "write", fill_up)
+    argv = ["download", "k700-2020", "--split", "val", "--root", str(tmp_path)]
+    argv += ["--mirror", mirror_server.url, "--no-progress", "--parallel", "1"]
+    assert main(argv) == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "no space" in errors[0].lower()
+    assert not [p for p in tmp_path.rglob("*.kx-part")]  # no half-written clip left
+    good = expected_tree(mirror, "k700-2020", "val")
+    assert all(good[k] == v for k, v in tree(tmp_path).items())
+    monkeypatch.setattr(extract._MemberWriter, "write", real_write)
+    assert main(argv) == 0
+    assert tree(tmp_path) == good
+
+
+def test_progress_lines_without_a_terminal() -> None:
+    from kinetix.progress import Progress
+
+    lines: list[str] = []
+    p = Progress("shards", total_tasks=2, total_clips=5, bars=False, emit=lines.append, every=0)
+    p.add_bytes(2_000_000)
+    p.add_clips(3, failed=1)
+    p.task_done()
+    p.task_done()
+    p.close()
+    assert lines[-1].startswith("shards, tasks 2/2, clips 3/5, failed 1, 2.0 MB at ")
