@@ -342,3 +342,15 @@ def test_progress_lines_without_a_terminal() -> None:
     p.task_done()
     p.close()
     assert lines[-1].startswith("shards, tasks 2/2, clips 3/5, failed 1, 2.0 MB at ")
+
+
+def test_progress_bars_count_bytes_shards_and_clips() -> None:
+    from kinetix.progress import Progress
+
+    p = Progress("shards", total_bytes=100, total_tasks=2, total_clips=4, bars=True)
+    p.add_bytes(60)
+    p.task_done()
+    p.add_clips(2)
+    assert [p._bars[k].n for k in ("bytes", "tasks", "clips")] == [60, 1, 2]
+    assert p._bars["bytes"].total == 100
+    p.close()

@@ -115,8 +115,8 @@ def download(
         keys = {c.key for c in selected}
         report.selected = len(keys)
         rows = [r for r in work_rows(manifest, release.name, split) if r.key in keys]
-        forget_vanished(manifest, release.name, rows)
-        rows = [r for r in work_rows(manifest, release.name, split) if r.key in keys]
+        if forget_vanished(manifest, release.name, rows):
+            rows = [r for r in work_rows(manifest, release.name, split) if r.key in keys]
         report.already_present = sum(r.state == ClipState.PRESENT.value for r in rows)
         retry = config.retry_failed
         todo = [r for r in rows if needs_work(r, retry)]
@@ -196,7 +196,7 @@ def needs_work(row: WorkRow, retry: tuple[str, ...] | None, *, cvdf_gaps: bool =
     return not retry or row.error_code in retry
 
 
-def forget_vanished(manifest: Manifest, release: str, rows: Sequence[WorkRow]) -> None:
+def forget_vanished(manifest: Manifest, release: str, rows: Sequence[WorkRow]) -> int:
     """Present rows whose file is gone are missing again (someone deleted or moved it)."""
     root = manifest.path.parent.parent
     gone = [
@@ -209,6 +209,7 @@ def forget_vanished(manifest: Manifest, release: str, rows: Sequence[WorkRow]) -
             "%d clips recorded as present are gone from disk; fetching them again", len(gone)
         )
         manifest.apply(gone)
+    return len(gone)
 
 
 # --- CVDF -----------------------------------------------------------------------------------
@@ -248,10 +249,10 @@ def run_cvdf(
         split=config.split,
         keep_archives=keep,
     )
-    check_disk_space(
+    fetch_bytes = check_disk_space(
         config, plan.tasks, mixed=plan.mixed, catalog_size=catalog_size, shards=len(shards)
     )
-    run_shard_tasks(config, manifest, plan.tasks, report, emit, "shards")
+    run_shard_tasks(config, manifest, plan.tasks, report, emit, "shards", total_bytes=fetch_bytes)
     if replacement is not None and not report.fatal:
         run_shard_tasks(config, manifest, [replacement], report, emit, "replacement set")
     done = {s["url"] for s in manifest.shards(release=release.name) if s["state"] == "done"}
@@ -353,10 +354,13 @@ def check_disk_space(
     mixed: bool,
     catalog_size: int,
     shards: int,
-) -> None:
-    """Refuse to start when the clips to write plus the shards in flight cannot fit."""
+) -> int:
+    """Refuse to start when the clips to write plus the shards in flight cannot fit.
+
+    Returns the bytes the shards hold (what the progress bar counts to).
+    """
     if not tasks:
-        return
+        return 0
     with ThreadPoolExecutor(max_workers=16) as pool:
         sizes = list(pool.map(lambda t: _size_or_zero(t.url, config), tasks))
     # A class-mixed shard holds about 1/shards of the catalog, a class shard one class: only
@@ -373,6 +377,7 @@ def check_disk_space(
             f"{need / 1e9:.1f} GB ({len(tasks)} shards, {fetched / 1e9:.1f} GB to fetch); "
             "free space, choose another --root, or select fewer clips (--classes, --max-per-class)"
         )
+    return fetched
 
 
 def _size_or_zero(url: str, config: DownloadConfig) -> int:
@@ -391,11 +396,14 @@ def run_shard_tasks(
     report: DownloadReport,
     emit: Callable[[str], None] | None,
     what: str,
+    *,
+    total_bytes: int | None = None,
 ) -> None:
     if not tasks:
         return
     progress = Progress(
         what,
+        total_bytes=total_bytes or None,
         total_tasks=len(tasks),
         bars=None if config.progress else False,
         emit=emit if config.progress else None,

@@ -48,11 +48,18 @@ class Progress:
         if bars:
             from tqdm import tqdm
 
-            if total_bytes is not None:
+            position = 0
+            if total_bytes is not None:  # bytes, rate and ETA
                 self._bars["bytes"] = tqdm(
-                    total=total_bytes, unit="B", unit_scale=True, desc=what, position=0
+                    total=total_bytes, unit="B", unit_scale=True, desc="bytes", position=position
                 )
-            self._bars["clips"] = tqdm(total=total_clips, unit="clip", desc="clips", position=1)
+                position += 1
+            if total_tasks is not None:
+                self._bars["tasks"] = tqdm(total=total_tasks, unit="", desc=what, position=position)
+                position += 1
+            self._bars["clips"] = tqdm(
+                total=total_clips, unit="clip", desc="clips", position=position
+            )
 
     def add_bytes(self, n: int) -> None:
         with self._lock:
@@ -72,6 +79,8 @@ class Progress:
     def task_done(self) -> None:
         with self._lock:
             self.tasks += 1
+            if "tasks" in self._bars:
+                self._bars["tasks"].update(1)
             self._maybe_line(force=self.total_tasks is not None and self.tasks == self.total_tasks)
 
     def line(self) -> str:
