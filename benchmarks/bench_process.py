@@ -4,7 +4,8 @@ On one set of realistic synthetic clips (noise pattern, H.264 at ~1 Mb/s, 30 fps
 340x256 like mmaction2's kinetics400_256 plus some 720p like raw CVDF clips), side by side
 in one run:
 
-- frames: ``kinetix frames`` vs ``ffmpeg -i clip -q:v 2 img_%05d.jpg`` one process per clip
+- frames: ``kinetix frames`` (``--encoder turbo``: PyAV + libjpeg-turbo, and ``--encoder
+  ffmpeg``) vs ``ffmpeg -i clip -q:v 2 img_%05d.jpg`` one process per clip
   in a sequential loop (the shell loop users write), vs an OpenCV ``VideoCapture`` read and
   ``cv2.imwrite`` loop (mmaction2 ``build_rawframes`` / PaddleVideo ``extract_frames`` way);
 - resize: ``kinetix process --short-side 256`` vs ``ffmpeg -vf scale=-2:256 -c:v libx264``
@@ -195,20 +196,25 @@ def main() -> int:
     print(f"frames (every frame, JPEG q 2), best of {args.rounds}")
     frames_out = work / "frames"
     clean = remover(frames_out)
+
+    def kinetix_frames(encoder: str) -> Method:
+        config = FramesConfig(encoder=encoder)
+        return (lambda: float(extract_dataset(root, frames_out, config).frames), clean)
+
     got = compare(
         {
-            "kinetix": (
-                lambda: float(extract_dataset(root, frames_out, FramesConfig()).frames),
-                clean,
-            ),
+            "kinetix turbo": kinetix_frames("turbo"),
+            "kinetix ffmpeg": kinetix_frames("ffmpeg"),
             "ffmpeg CLI": (lambda: ffmpeg_frames(ff.path, clips, frames_out), clean),
             "OpenCV loop": (lambda: opencv_frames(clips, frames_out), clean),
         },
         args.rounds,
     )
     rates = {name: report(name, "frames", *result) for name, result in got.items()}
-    ratio("kinetix / ffmpeg CLI", rates["kinetix"] / rates["ffmpeg CLI"], 1.0)
-    ratio("kinetix / OpenCV loop", rates["kinetix"] / rates["OpenCV loop"], 2.0)
+    for encoder in ("turbo", "ffmpeg"):
+        ours = rates[f"kinetix {encoder}"]
+        ratio(f"kinetix {encoder} / ffmpeg CLI", ours / rates["ffmpeg CLI"], 1.0)
+        ratio(f"kinetix {encoder} / OpenCV loop", ours / rates["OpenCV loop"], 2.0)
 
     if not args.skip_resize:
         print(

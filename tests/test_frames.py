@@ -9,15 +9,18 @@ from collections import namedtuple
 from pathlib import Path
 
 import av
+import cv2
+import numpy as np
 import pytest
 from _dataset import SPEC, Item, build_root, clips, media, meta, rows
 
 from kinetix.cli.main import main
-from kinetix.config import AudioConfig, FramesConfig
+from kinetix.config import AudioConfig, FramesConfig, JpegEncoder
 from kinetix.errors import ConfigError, DiskSpaceError
 from kinetix.process.audio import extract_audio
 from kinetix.process.ffmpeg import run_ffmpeg
-from kinetix.process.frames import count_frames, frame_args
+from kinetix.process.frames import FRAME_PATTERN, count_frames, frame_args
+from kinetix.process.jpeg import jpeg_quality, resolve_encoder, write_frames
 from kinetix.store.layout import manifest_path, partial_dir
 from kinetix.store.manifest import Manifest
 from kinetix.testing.media import frame_index
@@ -96,25 +99,33 @@ def test_missing_frames_are_redone_and_half_folders_never_count(root, tmp_path) 
     assert not list(partial_dir(out).iterdir())
 
 
-def test_a_short_extraction_is_missing_frames_not_a_short_folder(root, tmp_path) -> None:
+@pytest.mark.parametrize(
+    ("encoder", "who"), [("ffmpeg", "ffmpeg wrote"), ("turbo", "PyAV decoded")]
+)
+def test_a_short_extraction_is_missing_frames_not_a_short_folder(
+    root, tmp_path, encoder, who
+) -> None:
     from kinetix.process.frames import extract_dataset
 
     with Manifest(manifest_path(root)) as m:  # verified at 80 frames; the file decodes 50
         m.update("k400", "val", KEYS[A], verify="good", num_frames=80)
     out = tmp_path / "frames"
-    report = extract_dataset(root, out, FramesConfig(workers=0))
+    report = extract_dataset(root, out, FramesConfig(workers=0, encoder=encoder))
     row = rows(out)[KEYS[A]]
     assert row["state"] == "failed" and row["error_code"] == "missing_frames"
-    assert row["error_message"] == "ffmpeg wrote 50 frames, the clip has 80"
+    assert row["error_message"] == f"{who} 50 frames, the clip has 80"
     assert report.failed["missing_frames"] == 1
     assert not (out / "val" / "abseiling" / KEYS[A]).exists()
 
 
-def test_fps_size_and_audio(root, tmp_path) -> None:
+@pytest.mark.parametrize("encoder", ["ffmpeg", "turbo"])
+def test_fps_size_and_audio(root, tmp_path, encoder) -> None:
     from kinetix.process.frames import extract_dataset
 
     out = tmp_path / "frames"
-    config = FramesConfig(fps=10, short_side=40, audio=AudioConfig(), quality=5, workers=0)
+    config = FramesConfig(
+        fps=10, short_side=40, audio=AudioConfig(), quality=5, workers=0, encoder=encoder
+    )
     assert extract_dataset(root, out, config).done == 3
     row = rows(out)[KEYS[A]]
     folder = out / row["path"]
@@ -182,5 +193,116 @@ def test_cli_and_config_checks(root, tmp_path, capsys) -> None:
     assert "0 clips extracted" in text and "3 skipped" in text and "not retried" in text
     with pytest.raises(ConfigError, match="between 2"):
         FramesConfig(quality=1)
+    with pytest.raises(ConfigError, match="valid values are auto, ffmpeg, turbo"):
+        FramesConfig(encoder="mjpeg")
     with pytest.raises(ConfigError, match="valid values are 1, 2"):
         AudioConfig(channels=6)
+
+
+def _both_encoders(src: Path, tmp_path: Path, config: FramesConfig) -> tuple[Path, Path]:
+    """(ffmpeg's folder, turbo's folder) for the same clip and settings."""
+    ffmpeg, turbo = tmp_path / "ffmpeg", tmp_path / "turbo"
+    ffmpeg.mkdir()
+    turbo.mkdir()
+    run_ffmpeg(frame_args(str(src), str(ffmpeg), config, 1, audio=False))
+    assert write_frames(str(src), turbo, config, 1, FRAME_PATTERN) == count_frames(turbo)[0]
+    return ffmpeg, turbo
+
+
+def _image(path: Path) -> np.ndarray:
+    image = cv2.imread(str(path))
+    assert image is not None, path
+    return image
+
+
+@pytest.mark.parametrize(
+    ("fps", "short_side", "upscale", "size"),
+    [(None, None, False, (64, 80)), (10, None, False, (64, 80)), (7.5, 40, False, (40, 50)),
+     (29.97, 100, True, (100, 126)), (None, 100, False, (64, 80))],
+)  # fmt: skip
+def test_both_encoders_write_the_same_folders(tmp_path, fps, short_side, upscale, size) -> None:
+    config = FramesConfig(fps=fps, short_side=short_side, upscale=upscale)
+    ffmpeg, turbo = _both_encoders(media(SPEC), tmp_path, config)
+    names = sorted(os.listdir(ffmpeg))
+    assert names and sorted(os.listdir(turbo)) == names and names[0] == "img_00001.jpg"
+    for name in (names[0], names[len(names) // 2], names[-1]):
+        a, b = _image(ffmpeg / name), _image(turbo / name)
+        assert (a.shape[1], a.shape[0]) == size and a.shape == b.shape
+        # the same frame in the same (full) range: JPEG noise and scaler rounding only
+        assert np.abs(a.astype(int) - b.astype(int)).mean() < 3
+
+
+@pytest.mark.parametrize("pix_fmt", ["yuv420p", "yuv444p"])  # 4:4:4 goes through a format filter
+def test_turbo_handles_odd_sizes_and_quality(tmp_path, pix_fmt) -> None:
+    src = tmp_path / "odd.mkv"  # H.264 cannot be odd-sized; FFV1 can
+    run_ffmpeg(["-f", "lavfi", "-i", "testsrc=size=65x49:rate=25", "-t", "0.4",
+                "-c:v", "ffv1", "-pix_fmt", pix_fmt, "-y", f"file:{src}"])  # fmt: skip
+    ffmpeg, turbo = _both_encoders(src, tmp_path, FramesConfig())
+    assert (
+        sorted(os.listdir(turbo))
+        == sorted(os.listdir(ffmpeg))
+        == [f"img_{n:05d}.jpg" for n in range(1, 11)]
+    )
+    a, b = _image(ffmpeg / "img_00005.jpg"), _image(turbo / "img_00005.jpg")
+    assert a.shape == b.shape == (49, 65, 3)
+    # luma only: turbo writes 4:4:4 sources as 4:2:0, which blurs testsrc's sharp colour bars
+    a, b = (cv2.cvtColor(image, cv2.COLOR_BGR2GRAY).astype(int) for image in (a, b))
+    assert np.abs(a - b).mean() < 3
+
+    low = tmp_path / "low"
+    low.mkdir()
+    write_frames(str(src), low, FramesConfig(quality=31), 1, FRAME_PATTERN)
+    assert count_frames(low)[1] < count_frames(turbo)[1] / 2
+    assert [jpeg_quality(q) for q in (2, 5, 20, 31)] == [95, 88, 50, 32]
+
+
+def test_auto_picks_turbo_when_simplejpeg_imports(monkeypatch) -> None:
+    import kinetix.process.jpeg as jpeg
+
+    assert FramesConfig().encoder is JpegEncoder.AUTO
+    assert resolve_encoder(JpegEncoder.AUTO) is JpegEncoder.TURBO
+    assert resolve_encoder(JpegEncoder.FFMPEG) is JpegEncoder.FFMPEG
+    monkeypatch.setattr(jpeg, "simplejpeg", None)
+    assert resolve_encoder(JpegEncoder.AUTO) is JpegEncoder.FFMPEG
+    with pytest.raises(ConfigError, match=r"pip install 'simplejpeg>=1\.7'"):
+        resolve_encoder(JpegEncoder.TURBO)
+
+
+def test_damaged_clips_get_the_same_reasons_from_both_encoders(tmp_path) -> None:
+    from kinetix.process.frames import extract_dataset
+
+    good = {"verify": "good", "num_frames": 50}
+    items = [
+        Item(CLIPS[A], corrupt="truncate", keep=0.6, fields=tuple(good.items())),
+        Item(CLIPS[B], corrupt="garbage"),
+        Item(CLIPS[HTML], corrupt="html"),
+    ]
+    root = build_root(tmp_path / "k400", items)
+    got = {}
+    for encoder in ("ffmpeg", "turbo"):
+        out = tmp_path / encoder
+        report = extract_dataset(root, out, FramesConfig(workers=0, encoder=encoder))
+        assert report.done + sum(report.failed.values()) == 3 and not report.errors
+        got[encoder] = {k: (r["state"], r["error_code"]) for k, r in rows(out).items()}
+    assert got["turbo"] == got["ffmpeg"]
+    assert got["turbo"][KEYS[A]] == ("failed", "missing_frames")
+
+
+def test_a_rotated_clip_is_left_to_ffmpegs_autorotation(tmp_path) -> None:
+    src = tmp_path / "rotated.mp4"  # a phone video: the display matrix turns it upright
+    run_ffmpeg(["-display_rotation", "90", "-i", f"file:{media(SPEC)}", "-c", "copy",
+                "-y", f"file:{src}"])  # fmt: skip
+    turbo = tmp_path / "turbo"
+    turbo.mkdir()
+    assert write_frames(str(src), turbo, FramesConfig(), 1, FRAME_PATTERN) is None
+    assert not os.listdir(turbo)  # nothing half-written before handing over
+
+    from kinetix.process.frames import FramesTask, extract_frames
+
+    out, tmp = str(tmp_path / "out"), str(tmp_path / "tmp")
+    config = FramesConfig()
+    task = FramesTask(
+        "k400", "val", "rot", "rot", str(src), out, tmp, config, 1, None, JpegEncoder.TURBO
+    )
+    f = extract_frames(task).fields
+    assert (f["state"], f["num_frames"], f["width"], f["height"]) == ("present", 50, 80, 64)

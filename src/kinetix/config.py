@@ -21,6 +21,14 @@ class TrimMode(str, Enum):
     FAST = "fast"  # stream copy from the previous keyframe; real offset recorded
 
 
+class JpegEncoder(str, Enum):
+    """Who writes ``kinetix frames``' JPEGs; the folders are the same either way."""
+
+    AUTO = "auto"  # turbo when simplejpeg imports, else ffmpeg
+    FFMPEG = "ffmpeg"  # one ffmpeg run per clip (decode, filters, mjpeg encoder)
+    TURBO = "turbo"  # PyAV decodes, libjpeg-turbo (simplejpeg) encodes the YUV planes
+
+
 def _enum(cls: type[Enum], value: object, flag: str) -> Enum:
     if isinstance(value, cls):
         return value
@@ -244,6 +252,7 @@ class FramesConfig:
     short_side: int | None = None  # None keeps the size
     upscale: bool = False
     quality: int = 2  # ffmpeg -q:v, 2 (best) .. 31
+    encoder: JpegEncoder = JpegEncoder.AUTO
     audio: AudioConfig | None = None  # also write audio.wav
     threads: int | None = None
     workers: int | None = None
@@ -255,6 +264,7 @@ class FramesConfig:
         _short_side(self.short_side)
         _fps(self.fps)
         _workers(self.workers)
+        object.__setattr__(self, "encoder", _enum(JpegEncoder, self.encoder, "--encoder"))
         if not 2 <= self.quality <= 31:
             raise ConfigError(f"--quality must be between 2 (best) and 31, got {self.quality}")
         if self.threads is not None and self.threads < 1:

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from kinetix.cli.process import human_size, print_failures
-from kinetix.config import AudioConfig, FramesConfig
+from kinetix.config import AudioConfig, FramesConfig, JpegEncoder
 
 _DEFAULTS = FramesConfig()
 _AUDIO = AudioConfig()
@@ -32,6 +32,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=_DEFAULTS.quality,
         help=f"JPEG quality, 2 (best) to 31 (default {_DEFAULTS.quality})",
     )
+    p.add_argument(
+        "--encoder",
+        default=_DEFAULTS.encoder.value,
+        choices=[e.value for e in JpegEncoder],
+        help="who writes the JPEGs: turbo (PyAV + libjpeg-turbo), ffmpeg, or auto (turbo "
+        f"when simplejpeg is installed; default {_DEFAULTS.encoder.value})",
+    )
     p.add_argument("--audio", action="store_true", help="also write audio.wav in each folder")
     p.add_argument("--audio-rate", type=int, default=_AUDIO.sample_rate, metavar="HZ")
     p.add_argument("--audio-channels", type=int, default=_AUDIO.channels, choices=(1, 2))
@@ -54,6 +61,7 @@ def config_from(args: argparse.Namespace) -> FramesConfig:
         short_side=args.short_side,
         upscale=args.upscale,
         quality=args.quality,
+        encoder=args.encoder,
         audio=audio,
         threads=args.threads,
         workers=args.workers,

@@ -12,13 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from kinetix.config import FramesConfig
+from kinetix.config import FramesConfig, JpegEncoder
 from kinetix.errors import DiskSpaceError, ErrorCode, FFmpegError, MediaError
 from kinetix.executors import Executor, TaskKind, make_executor
-from kinetix.process.audio import WAV_NAME, audio_output_args
+from kinetix.process.audio import WAV_NAME, audio_output_args, extract_audio
 from kinetix.process.derived import DerivedDataset, DerivedReport, DoneRow, SourceClip
 from kinetix.process.ffmpeg import error_code, error_tail, file_arg, run_ffmpeg, threads_per_job
 from kinetix.process.filters import video_filters
+from kinetix.process.jpeg import resolve_encoder, write_frames
 from kinetix.process.probe import open_video, probe_video
 from kinetix.process.writer import ManifestWriter
 from kinetix.store.manifest import ClipState, ClipUpdate
@@ -77,6 +78,7 @@ class FramesTask:
     config: FramesConfig
     threads: int
     expected_frames: int | None  # verified frame count when every frame is kept
+    encoder: JpegEncoder = JpegEncoder.FFMPEG  # resolved: ffmpeg or turbo, never auto
 
 
 def _failed(task: FramesTask, code: ErrorCode, message: str) -> ClipUpdate:
@@ -93,15 +95,24 @@ def extract_frames(task: FramesTask) -> ClipUpdate:
         info = probe_video(task.src)  # an unreadable source says so here, not in ffmpeg's words
         tmp.mkdir(parents=True)
         audio = info.has_audio and task.config.audio is not None
-        run_ffmpeg(frame_args(task.src, str(tmp), task.config, task.threads, audio=audio))
+        written = None
+        if task.encoder is JpegEncoder.TURBO:  # None: a rotated clip, left to ffmpeg's autorotation
+            written = write_frames(task.src, tmp, task.config, task.threads, FRAME_PATTERN)
+        if written is None:
+            who = "ffmpeg wrote"
+            run_ffmpeg(frame_args(task.src, str(tmp), task.config, task.threads, audio=audio))
+        else:
+            who = "PyAV decoded"
+            if audio and task.config.audio is not None:
+                extract_audio(task.src, tmp / WAV_NAME, task.config.audio)
         count, size = count_frames(tmp)
         if count == 0:
-            return _failed(task, ErrorCode.ZERO_FRAMES, "ffmpeg wrote no frame")
+            return _failed(task, ErrorCode.ZERO_FRAMES, f"{who} no frame")
         if task.expected_frames is not None and count < task.expected_frames - 1:
             return _failed(
                 task,
                 ErrorCode.MISSING_FRAMES,
-                f"ffmpeg wrote {count} frames, the clip has {task.expected_frames}",
+                f"{who} {count} frames, the clip has {task.expected_frames}",
             )
         if audio and not (tmp / WAV_NAME).is_file():
             return _failed(task, ErrorCode.FFMPEG_FAILED, f"ffmpeg wrote no {WAV_NAME}")
@@ -187,11 +198,13 @@ def extract_dataset(
             retry_failed=config.retry_failed,
         )  # fmt: skip
         threads = config.threads or threads_per_job(config.workers)
+        # not in ``settings``: both encoders make the same folders, so a run may switch
+        encoder = resolve_encoder(config.encoder)
         tasks = [
             FramesTask(
                 w.row.release, w.row.split, w.row.key, w.relpath, str(w.src), str(w.dest),
                 str(ds.partial / f"{w.row.split}.{w.row.key}"), config, threads,
-                _expected_frames(w.row, config),
+                _expected_frames(w.row, config), encoder,
             )
             for w in work
         ]  # fmt: skip
