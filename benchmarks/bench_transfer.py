@@ -16,28 +16,18 @@ import os
 import resource
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from _mirror_process import MirrorProcess
 from isal import isal_zlib
 
 from kinetix.config import TransferConfig
 from kinetix.transfer.http import ShardDownload
 
 MB = 1_000_000
-
-_SERVER = """
-import sys
-from pathlib import Path
-from kinetix.testing.server import MirrorServer
-per, total = (float(v) if v != "none" else None for v in sys.argv[2:4])
-with MirrorServer(Path(sys.argv[1]), per_connection_bps=per, total_bps=total) as server:
-    print(server.port, flush=True)
-    sys.stdin.read()  # serve until the benchmark closes our stdin
-"""
 
 
 def make_shards(folder: Path, count: int, size_mb: int) -> list[str]:
@@ -117,21 +107,10 @@ def main() -> None:
         work.mkdir()
         names = make_shards(served, args.files, args.size_mb)
         total_bytes = sum((served / n).stat().st_size for n in names)
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                _SERVER,
-                str(served),
-                str(per_connection * MB),
-                str(args.total_mbps * MB),
-            ],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert server.stdout is not None and server.stdin is not None
-        base = f"http://127.0.0.1:{server.stdout.readline().strip()}/"
+        server = MirrorProcess(
+            served, per_connection_bps=per_connection * MB, total_bps=args.total_mbps * MB
+        ).start()
+        base = server.url
         cap = args.total_mbps * MB
         print(
             f"{args.files} shards x {total_bytes / args.files / MB:.1f} MB, {args.parallel} at a "
@@ -154,8 +133,7 @@ def main() -> None:
                         seconds = run_peer(tool, base, names, work, args.parallel)
                         results[f"{tool} (1 connection per file)"] = total_bytes / seconds
         finally:
-            server.stdin.close()
-            server.wait()
+            server.stop()
         ours = next(iter(results.values()))
         for label, rate in results.items():
             print(
