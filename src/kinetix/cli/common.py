@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 from pathlib import Path
 
 from kinetix.config import Selection
@@ -11,6 +12,11 @@ from kinetix.errors import ConfigError
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def emit_stderr(line: str) -> None:
+    """Where library progress lines go from the CLI: stderr, so stdout stays the result."""
+    print(line, file=sys.stderr, flush=True)
 
 
 def parse_size(text: str) -> int:

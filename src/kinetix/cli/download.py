@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from kinetix.cli.common import add_selection_flags, parse_size, selection_from
+from kinetix.cli.common import add_selection_flags, emit_stderr, parse_size, selection_from
 from kinetix.config import (
     DownloadConfig,
     SourceKind,
@@ -120,14 +120,10 @@ def config_from(args: argparse.Namespace) -> DownloadConfig:
     )
 
 
-def _emit(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
-
-
 def run(args: argparse.Namespace) -> int:
     from kinetix.download import download
 
-    report = download(config_from(args), emit=_emit)
+    report = download(config_from(args), emit=emit_stderr)
     placed = sum(report.placed.values())
     sources = ", ".join(f"{src} {n}" for src, n in report.placed.most_common())
     print(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from kinetix.cli.common import emit_stderr
 from kinetix.cli.process import human_size, print_failures
 from kinetix.config import AudioConfig, FramesConfig, JpegEncoder
 
@@ -70,15 +71,11 @@ def config_from(args: argparse.Namespace) -> FramesConfig:
     )
 
 
-def _emit(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
-
-
 def run(args: argparse.Namespace) -> int:
     from kinetix.process.frames import extract_dataset
 
     r = extract_dataset(
-        args.root, args.out, config_from(args), emit=None if args.no_progress else _emit
+        args.root, args.out, config_from(args), emit=None if args.no_progress else emit_stderr
     )
     fps = r.frames / r.seconds if r.seconds > 0 else 0.0
     print(

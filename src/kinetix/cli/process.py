@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from kinetix.cli.common import emit_stderr
 from kinetix.config import X264_PRESETS, ProcessConfig, VideoCodec
 from kinetix.process.derived import DerivedReport
 
@@ -65,15 +66,11 @@ def config_from(args: argparse.Namespace) -> ProcessConfig:
     )
 
 
-def _emit(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
-
-
 def run(args: argparse.Namespace) -> int:
     from kinetix.process.transcode import process_dataset
 
     r = process_dataset(
-        args.root, args.out, config_from(args), emit=None if args.no_progress else _emit
+        args.root, args.out, config_from(args), emit=None if args.no_progress else emit_stderr
     )
     print(
         f"process {r.source} -> {r.out}: {r.done} clips made ({r.rate:.1f} clips/s, "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from kinetix.cli.common import emit_stderr
 from kinetix.config import VerifyConfig, VerifyLevel
 
 _DEFAULTS = VerifyConfig()
@@ -48,10 +49,6 @@ def config_from(args: argparse.Namespace) -> VerifyConfig:
     )
 
 
-def _emit(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
-
-
 def _some(items: list[str]) -> str:
     return items[0] + (f" and {len(items) - 1} more" if len(items) > 1 else "")
 
@@ -67,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     from kinetix.process.verify import verify_dataset
 
     config = config_from(args)
-    r = verify_dataset(args.root, config, emit=None if args.no_progress else _emit)
+    r = verify_dataset(args.root, config, emit=None if args.no_progress else emit_stderr)
     bad = sum(r.bad.values())
     reasons = ", ".join(f"{code} {n}" for code, n in r.bad.most_common())
     speed = f" at {r.rate:.1f} clips/s" if r.checked else ""

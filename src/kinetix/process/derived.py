@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from kinetix.catalog.clip import Clip
 from kinetix.errors import ConfigError, ErrorCode, KinetixError
@@ -333,6 +333,26 @@ class DerivedDataset:
         self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+class DerivedTask(Protocol):
+    """What a process/frames worker task says about its clip."""
+
+    @property
+    def release(self) -> str: ...
+    @property
+    def split(self) -> str: ...
+    @property
+    def key(self) -> str: ...
+    @property
+    def src(self) -> str: ...
+
+
+def failed_update(task: DerivedTask, code: ErrorCode, message: str) -> ClipUpdate:
+    """A worker's result for a clip it could not make (the reason kept, the run goes on)."""
+    fields = {"state": ClipState.FAILED.value, "error_code": code.value,
+              "error_message": message[:500], "origin": task.src, "source": "derived"}  # fmt: skip
+    return ClipUpdate(task.release, task.split, task.key, fields, count_attempt=True)
 
 
 def redo_update(row: SourceClip, problem: str) -> ClipUpdate:

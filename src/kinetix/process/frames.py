@@ -16,7 +16,13 @@ from kinetix.config import FramesConfig, JpegEncoder
 from kinetix.errors import DiskSpaceError, ErrorCode, FFmpegError, MediaError
 from kinetix.executors import Executor, TaskKind, make_executor
 from kinetix.process.audio import WAV_NAME, audio_output_args, extract_audio
-from kinetix.process.derived import DerivedDataset, DerivedReport, DoneRow, SourceClip
+from kinetix.process.derived import (
+    DerivedDataset,
+    DerivedReport,
+    DoneRow,
+    SourceClip,
+    failed_update,
+)
 from kinetix.process.ffmpeg import error_code, error_tail, file_arg, run_ffmpeg, threads_per_job
 from kinetix.process.filters import video_filters
 from kinetix.process.jpeg import resolve_encoder, write_frames
@@ -81,12 +87,6 @@ class FramesTask:
     encoder: JpegEncoder = JpegEncoder.FFMPEG  # resolved: ffmpeg or turbo, never auto
 
 
-def _failed(task: FramesTask, code: ErrorCode, message: str) -> ClipUpdate:
-    fields = {"state": ClipState.FAILED.value, "error_code": code.value,
-              "error_message": message[:500], "origin": task.src, "source": "derived"}  # fmt: skip
-    return ClipUpdate(task.release, task.split, task.key, fields, count_attempt=True)
-
-
 def extract_frames(task: FramesTask) -> ClipUpdate:
     """Worker: extract into a temporary folder, check it is whole, rename it into place."""
     tmp = Path(task.tmp)
@@ -107,15 +107,15 @@ def extract_frames(task: FramesTask) -> ClipUpdate:
                 extract_audio(task.src, tmp / WAV_NAME, task.config.audio)
         count, size = count_frames(tmp)
         if count == 0:
-            return _failed(task, ErrorCode.ZERO_FRAMES, f"{who} no frame")
+            return failed_update(task, ErrorCode.ZERO_FRAMES, f"{who} no frame")
         if task.expected_frames is not None and count < task.expected_frames - 1:
-            return _failed(
+            return failed_update(
                 task,
                 ErrorCode.MISSING_FRAMES,
                 f"{who} {count} frames, the clip has {task.expected_frames}",
             )
         if audio and not (tmp / WAV_NAME).is_file():
-            return _failed(task, ErrorCode.FFMPEG_FAILED, f"ffmpeg wrote no {WAV_NAME}")
+            return failed_update(task, ErrorCode.FFMPEG_FAILED, f"ffmpeg wrote no {WAV_NAME}")
         with open_video(tmp / (FRAME_PATTERN % 1)) as image:
             width, height = image.streams.video[0].width, image.streams.video[0].height
         fps = task.config.fps or info.fps
@@ -125,12 +125,12 @@ def extract_frames(task: FramesTask) -> ClipUpdate:
         dest.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp, dest)
     except FFmpegError as exc:
-        return _failed(task, error_code(exc), error_tail(exc))
+        return failed_update(task, error_code(exc), error_tail(exc))
     except MediaError as exc:
-        return _failed(task, exc.code, exc.reason)
+        return failed_update(task, exc.code, exc.reason)
     except OSError as exc:
         code = ErrorCode.NO_SPACE if exc.errno == errno.ENOSPC else ErrorCode.UNKNOWN
-        return _failed(task, code, f"{task.dest}: {exc.strerror or exc}")
+        return failed_update(task, code, f"{task.dest}: {exc.strerror or exc}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     fields: dict[str, Any] = {

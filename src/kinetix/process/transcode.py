@@ -14,7 +14,7 @@ from typing import Any
 from kinetix.config import ProcessConfig, VideoCodec
 from kinetix.errors import ErrorCode, FFmpegError, MediaError
 from kinetix.executors import make_executor
-from kinetix.process.derived import DerivedDataset, DerivedReport, DoneRow
+from kinetix.process.derived import DerivedDataset, DerivedReport, DoneRow, failed_update
 from kinetix.process.ffmpeg import error_code, error_tail, file_arg, run_ffmpeg, threads_per_job
 from kinetix.process.filters import video_filters
 from kinetix.process.probe import probe_video
@@ -60,19 +60,13 @@ class TranscodeTask:
     threads: int
 
 
-def _failed(task: TranscodeTask, code: ErrorCode, message: str) -> ClipUpdate:
-    fields = {"state": ClipState.FAILED.value, "error_code": code.value,
-              "error_message": message[:500], "origin": task.src, "source": "derived"}  # fmt: skip
-    return ClipUpdate(task.release, task.split, task.key, fields, count_attempt=True)
-
-
 def transcode_clip(task: TranscodeTask) -> ClipUpdate:
     """Worker: encode into a temporary name, check the result, rename it into place."""
     tmp = Path(task.tmp)
     try:
         probe_video(task.src)  # an unreadable source says so here, not in ffmpeg's words
     except MediaError as exc:
-        return _failed(task, exc.code, exc.reason)
+        return failed_update(task, exc.code, exc.reason)
     try:
         run_ffmpeg(encode_args(task.src, task.tmp, task.config, task.threads))
         info = probe_video(tmp)
@@ -80,12 +74,12 @@ def transcode_clip(task: TranscodeTask) -> ClipUpdate:
         os.replace(tmp, task.dest)
         size = os.path.getsize(task.dest)
     except FFmpegError as exc:
-        return _failed(task, error_code(exc), error_tail(exc))
+        return failed_update(task, error_code(exc), error_tail(exc))
     except MediaError as exc:
-        return _failed(task, ErrorCode.FFMPEG_FAILED, f"ffmpeg wrote an unusable file: {exc}")
+        return failed_update(task, ErrorCode.FFMPEG_FAILED, f"ffmpeg wrote an unusable file: {exc}")
     except OSError as exc:
         code = ErrorCode.NO_SPACE if exc.errno == errno.ENOSPC else ErrorCode.UNKNOWN
-        return _failed(task, code, f"{task.dest}: {exc.strerror or exc}")
+        return failed_update(task, code, f"{task.dest}: {exc.strerror or exc}")
     finally:
         tmp.unlink(missing_ok=True)
     fields: dict[str, Any] = {
