@@ -252,9 +252,15 @@ def run_cvdf(
     fetch_bytes = check_disk_space(
         config, plan.tasks, mixed=plan.mixed, catalog_size=catalog_size, shards=len(shards)
     )
-    run_shard_tasks(config, manifest, plan.tasks, report, emit, "shards", total_bytes=fetch_bytes)
+    run_shard_tasks(
+        config, manifest, plan.tasks, report, emit, "shards",
+        total_bytes=fetch_bytes, total_clips=len(todo),
+    )  # fmt: skip
     if replacement is not None and not report.fatal:
-        run_shard_tasks(config, manifest, [replacement], report, emit, "replacement set")
+        run_shard_tasks(
+            config, manifest, [replacement], report, emit, "replacement set",
+            total_clips=len(replacement.wanted) if not replacement.overwrite else None,
+        )  # fmt: skip
     done = {s["url"] for s in manifest.shards(release=release.name) if s["state"] == "done"}
     if replacement is not None:
         rep_listed = set(manifest.shard_index([replacement.url]))
@@ -398,12 +404,14 @@ def run_shard_tasks(
     what: str,
     *,
     total_bytes: int | None = None,
+    total_clips: int | None = None,
 ) -> None:
     if not tasks:
         return
     progress = Progress(
         what,
         total_bytes=total_bytes or None,
+        total_clips=total_clips,
         total_tasks=len(tasks),
         bars=None if config.progress else False,
         emit=emit if config.progress else None,

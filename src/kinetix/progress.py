@@ -55,7 +55,9 @@ class Progress:
                 )
                 position += 1
             if total_tasks is not None:
-                self._bars["tasks"] = tqdm(total=total_tasks, unit="", desc=what, position=position)
+                self._bars["tasks"] = tqdm(
+                    total=total_tasks, unit="shard", desc=what, position=position
+                )
                 position += 1
             self._bars["clips"] = tqdm(
                 total=total_clips, unit="clip", desc="clips", position=position
