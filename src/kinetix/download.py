@@ -11,7 +11,7 @@ import logging
 import shutil
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -46,8 +46,12 @@ _CVDF_GAPS = frozenset({ErrorCode.NOT_IN_SHARD.value})
 class WorkRow(NamedTuple):
     """The few manifest columns planning needs (a full ClipRow per clip is too heavy at 650k)."""
 
+    release: str
     split: str
     key: str
+    youtube_id: str
+    time_start: int
+    time_end: int
     label: str | None
     state: str
     error_code: str | None
@@ -176,7 +180,8 @@ def check_meta(manifest: Manifest, config: DownloadConfig) -> None:
 
 def work_rows(manifest: Manifest, release: str, split: str) -> list[WorkRow]:
     cur = manifest.execute(
-        "SELECT split, key, label, state, error_code, source, path FROM clips "
+        "SELECT release, split, key, youtube_id, time_start, time_end, label, state, "
+        "error_code, source, path FROM clips "
         "WHERE release=? AND split=? ORDER BY key",
         (release, split),
     )
@@ -473,12 +478,7 @@ def run_youtube(
     from kinetix.sources.youtube import YoutubeSource
 
     source = YoutubeSource(config.root, config.youtube, config.layout)
-    full = [
-        r
-        for chunk in _chunks([r.key for r in rows], 500)
-        for r in manifest.clips(release=config.release, split=config.split, keys=chunk)
-    ]
-    tasks = source.plan(full)
+    tasks = source.plan(rows)
     progress = Progress(
         "youtube",
         total_clips=len(tasks),
@@ -498,11 +498,6 @@ def run_youtube(
     finally:
         executor.close()
         progress.close()
-
-
-def _chunks(items: Sequence[str], n: int) -> Iterator[list[str]]:
-    for i in range(0, len(items), n):
-        yield list(items[i : i + n])
 
 
 # --- verify --refetch -----------------------------------------------------------------------

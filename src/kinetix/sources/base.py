@@ -14,6 +14,25 @@ from typing import Any, Protocol
 from kinetix.store.manifest import ClipRow, ClipUpdate
 
 
+class ClipSpan(Protocol):
+    """What a source plans from: a manifest row (``ClipRow``) or the download job's lean row."""
+
+    @property
+    def release(self) -> str: ...
+    @property
+    def split(self) -> str: ...
+    @property
+    def key(self) -> str: ...
+    @property
+    def youtube_id(self) -> str: ...
+    @property
+    def time_start(self) -> int: ...
+    @property
+    def time_end(self) -> int: ...
+    @property
+    def label(self) -> str | None: ...
+
+
 @dataclass(frozen=True)
 class TaskResult:
     """What a worker hands back: clip updates, shard bookkeeping and counters."""

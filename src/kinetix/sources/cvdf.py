@@ -16,13 +16,13 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO, Protocol, cast
+from typing import BinaryIO, cast
 from urllib.parse import unquote
 
 from kinetix.catalog.releases import CVDF_BASE, Release, encode_url, join_url
 from kinetix.config import TransferConfig
 from kinetix.errors import ArchiveError, DiskSpaceError, ErrorCode, KinetixError, TransferError
-from kinetix.sources.base import TaskResult
+from kinetix.sources.base import ClipSpan, TaskResult
 from kinetix.store.layout import LabelStyle, clip_relpath
 from kinetix.store.manifest import ClipState, ClipUpdate
 from kinetix.transfer.extract import ExtractPlan, extract_stream
@@ -31,17 +31,6 @@ from kinetix.transfer.http import ShardDownload
 log = logging.getLogger(__name__)
 
 _K700_2020_SHARD = re.compile(r"k700_(?:train|val|validate)_(\d+)$")
-
-
-class ClipRef(Protocol):
-    """What planning reads of a manifest row (a ClipRow, or the download job's lean WorkRow)."""
-
-    @property
-    def split(self) -> str: ...
-    @property
-    def key(self) -> str: ...
-    @property
-    def label(self) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -151,7 +140,7 @@ def shard_for_label(
 
 
 def plan_shards(
-    rows: Sequence[ClipRef],
+    rows: Sequence[ClipSpan],
     shards: Sequence[tuple[str, str]],
     *,
     listed: dict[str, str],

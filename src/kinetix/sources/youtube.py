@@ -36,12 +36,12 @@ from kinetix.config import YoutubeConfig
 from kinetix.errors import ConfigError, ErrorCode, FFmpegError, SourceError
 from kinetix.process.ffmpeg import find_ffmpeg
 from kinetix.process.trim import SectionInfo, TrimmedClip, read_section, trim_clip
-from kinetix.sources.base import TaskResult
+from kinetix.sources.base import ClipSpan, TaskResult
 from kinetix.sources.ratelimit import Outcome, RequestGate, shared_gate
 from kinetix.sources.redaction import Redactor, cookie_secrets, path_secrets, proxy_secrets
 from kinetix.sources.youtube_errors import Failure, classify, clean_message
 from kinetix.store.layout import LabelStyle, clip_relpath, partial_dir
-from kinetix.store.manifest import ClipRow, ClipState, ClipUpdate
+from kinetix.store.manifest import ClipState, ClipUpdate
 
 log = logging.getLogger(__name__)
 
@@ -430,7 +430,7 @@ class YoutubeSource:
             self._gate = shared_gate(SOURCE_NAME, self.config.rate, advice=ADVICE)
         return self._gate
 
-    def plan(self, rows: Sequence[ClipRow]) -> list[YoutubeTask]:
+    def plan(self, rows: Sequence[ClipSpan]) -> list[YoutubeTask]:
         """One task per clip, in the order given; a killed run's leftovers are removed first."""
         tasks = [
             YoutubeTask(
