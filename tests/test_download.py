@@ -354,3 +354,12 @@ def test_progress_bars_count_bytes_shards_and_clips() -> None:
     assert [p._bars[k].n for k in ("bytes", "tasks", "clips")] == [60, 1, 2]
     assert p._bars["bytes"].total == 100
     p.close()
+
+
+def test_dask_executor_downloads_the_same_split(tmp_path, mirror, mirror_server):
+    """Shard tasks run on a Dask cluster's workers; the parent alone writes the manifest."""
+    pytest.importorskip("distributed")
+    report = download(config(tmp_path, mirror_server, "k600", executor="dask", parallel=2))
+    assert report.ok and tree(tmp_path) == expected_tree(mirror, "k600", "val")
+    with Manifest(manifest_path(tmp_path), readonly=True) as m:
+        assert all(r.state == "present" for r in m.clips())
