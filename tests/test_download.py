@@ -363,3 +363,12 @@ def test_dask_executor_downloads_the_same_split(tmp_path, mirror, mirror_server)
     assert report.ok and tree(tmp_path) == expected_tree(mirror, "k600", "val")
     with Manifest(manifest_path(tmp_path), readonly=True) as m:
         assert all(r.state == "present" for r in m.clips())
+
+
+def test_a_run_stopped_by_a_bad_flag_does_not_pin_the_layout(tmp_path, mirror_server):
+    with pytest.raises(ConfigError, match="did you mean"):
+        download(
+            config(tmp_path, mirror_server, "k600", selection=Selection(classes=("abseling",)))
+        )
+    report = download(config(tmp_path, mirror_server, "k600", layout=LabelStyle.TORCHVISION))
+    assert report.ok and sum(report.placed.values()) > 0

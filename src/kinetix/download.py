@@ -162,10 +162,14 @@ def prepare_root(root: Path) -> None:
 
 
 def check_meta(manifest: Manifest, config: DownloadConfig) -> None:
-    """A root holds one release in one layout; say so instead of mixing them."""
+    """A root holds one release in one layout; say so instead of mixing them.
+
+    A root with no clip rows yet (an earlier run stopped at a bad flag) takes any.
+    """
+    empty = manifest.execute("SELECT 1 FROM clips LIMIT 1").fetchone() is None
     for key, value in (("release", config.release), ("layout", config.layout.value)):
         have = manifest.get_meta(key)
-        if have is not None and have != value:
+        if have is not None and have != value and not empty:
             flag = "--layout" if key == "layout" else "the release"
             raise ConfigError(
                 f"{config.root} holds {key} {have!r}, not {value!r}; use {flag} {have} "
