@@ -17,6 +17,7 @@ from kinetix.cli.main import main
 from kinetix.config import DownloadConfig, Selection
 from kinetix.download import download
 from kinetix.errors import ConfigError, DiskSpaceError, KinetixError, LockedError
+from kinetix.sources.cvdf import shard_id
 from kinetix.store.layout import LabelStyle, clip_relpath, manifest_path, partial_dir
 from kinetix.store.lock import RootLock
 from kinetix.store.manifest import Manifest
@@ -161,7 +162,7 @@ def test_broken_shard_is_one_line_keeps_the_rest_and_rerun_finishes(
     lines = [line for line in err.splitlines() if line.startswith("kinetix: error:")]
     assert len(lines) == 1 and Path(broken).name in lines[0]
     with Manifest(manifest_path(tmp_path), readonly=True) as m:
-        assert m.shard(mirror_server.url_for(broken))["error_code"] == code
+        assert m.shard(shard_id(broken))["error_code"] == code
     good = {k: v for k, v in expected_tree(mirror, "k600", "val").items()}
     got = tree(tmp_path)
     assert got and all(good[k] == v for k, v in got.items())  # everything placed is good
@@ -191,7 +192,7 @@ def test_corrupt_shard_is_fetched_again_never_half_accepted(tmp_path, mirror, mi
         report = download(config(tmp_path, mirror_server, "k700-2020"))
         assert len(report.errors) == 1 and s.shards[0] in report.errors[0]
         with Manifest(manifest_path(tmp_path), readonly=True) as m:
-            row = m.shard(mirror_server.url_for(s.shards[0]))
+            row = m.shard(shard_id(s.shards[0]))
             assert row["error_code"] == "corrupt_archive" and row["attempts"] == 1
         assert not list(tmp_path.rglob(f"val/{_label_of(s, s.shards[0])}/*.mp4"))
     finally:
@@ -372,3 +373,20 @@ def test_a_run_stopped_by_a_bad_flag_does_not_pin_the_layout(tmp_path, mirror_se
         )
     report = download(config(tmp_path, mirror_server, "k600", layout=LabelStyle.TORCHVISION))
     assert report.ok and sum(report.placed.values()) > 0
+
+
+def test_the_shard_index_holds_across_mirrors(tmp_path, mirror, mirror_server):
+    """Shards are known by their CVDF location, not by the mirror (or port) they came from:
+    after a full run, a lost clip is fetched from the one shard that holds it, even when the
+    mirror moved."""
+    download(config(tmp_path, mirror_server, "k400"))
+    with Manifest(manifest_path(tmp_path), readonly=True) as m:
+        assert all(x["url"].startswith("https://s3.amazonaws.com/kinetics/") for x in m.shards())
+    s = mirror.split("k400", "val")
+    victim = sorted((c for c in s.present if not c.corrupted), key=lambda c: c.key)[0]
+    (tmp_path / clip_relpath("val", victim.clip.label, victim.key, LabelStyle.RAW)).unlink()
+    with MirrorServer(mirror.root) as other:  # the same mirror on another port
+        report = download(config(tmp_path, other, "k400"))
+        fetched = {p for p, n in other.stats.requests.items() if p.endswith((".tar.gz", ".tgz"))}
+    assert fetched == {victim.shard}
+    assert report.ok and tree(tmp_path) == expected_tree(mirror, "k400", "val")

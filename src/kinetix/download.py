@@ -30,6 +30,7 @@ from kinetix.sources.cvdf import (
     finish_part,
     plan_shards,
     read_path_list,
+    shard_id,
     shard_task,
     unplaced,
 )
@@ -238,7 +239,7 @@ def run_cvdf(
     list_path = release.path_list_path(config.split)
     shards = read_path_list(fetch_text(list_path, config), config.mirror, list_path)
     done = {s["url"] for s in manifest.shards(release=release.name) if s["state"] == "done"}
-    listed = manifest.shard_index(url for url, _ in shards if url in done)
+    listed = manifest.shard_index(shard_id(name) for _, name in shards if shard_id(name) in done)
     replacement = replacement_task(config, release, manifest, todo, selected)
     if replacement is not None and not replacement.overwrite:
         # The replacement set was read before and holds these: its copy is the good one.
@@ -272,12 +273,12 @@ def run_cvdf(
         )  # fmt: skip
     done = {s["url"] for s in manifest.shards(release=release.name) if s["state"] == "done"}
     if replacement is not None:
-        rep_listed = set(manifest.shard_index([replacement.url]))
+        rep_listed = set(manifest.shard_index([replacement.shard_id]))
         for key in list(plan.candidates):
             if key in rep_listed:
                 plan.candidates.pop(key)
             else:
-                plan.candidates[key] = plan.candidates[key] | {replacement.url}
+                plan.candidates[key] = plan.candidates[key] | {replacement.shard_id}
     present = {
         r.key for r in work_rows(manifest, release.name, config.split) if r.state == "present"
     }
@@ -314,13 +315,13 @@ def replacement_task(
     url = join_url(config.mirror or _cvdf_base(), release.replacement)
     from kinetix.store.layout import clip_relpath
 
-    state = manifest.shard(url)
+    state = manifest.shard(shard_id(release.replacement))
     if state is None or state["state"] != "done":
         rows = [r for r in work_rows(manifest, release.name, config.split) if r.key in selected]
         wanted = {r.key: clip_relpath(r.split, r.label, r.key, config.layout) for r in rows}
         overwrite = True
     else:
-        members = set(manifest.shard_index([url]))
+        members = set(manifest.shard_index([shard_id(release.replacement)]))
         wanted = {
             r.key: clip_relpath(r.split, r.label, r.key, config.layout)
             for r in todo
@@ -426,11 +427,11 @@ def run_shard_tasks(
         emit=emit if config.progress else None,
     )
     executor, fn = _shard_executor(config, progress)
-    by_url = {t.url: t for t in tasks}
+    by_id = {t.shard_id: t for t in tasks}
     try:
         for result in executor.map_unordered(fn, tasks, kind=TaskKind.IO):
             apply_result(manifest, result, report)
-            task = by_url[result.shard_url or ""]
+            task = by_id[result.shard_url or ""]
             if result.error is None:
                 finish_part(task)
                 report.shards_done += 1

@@ -38,6 +38,7 @@ class ShardTask:
     """One shard to fetch and the clips wanted from it; picklable for any executor."""
 
     url: str  # percent-encoded, on the mirror in use
+    shard_id: str  # where CVDF keeps it: the shard's identity in the manifest, whatever mirror
     name: str  # path under the mirror base, for messages: "400/val/part_3.tar.gz"
     release: str
     split: str
@@ -77,6 +78,12 @@ class ShardPlan:
     tasks: list[ShardTask] = field(default_factory=list)
     candidates: dict[str, set[str]] = field(default_factory=dict)  # key -> shard URLs
     mixed: bool = False  # some clips could be in any shard (class-mixed shards)
+
+
+def shard_id(name: str) -> str:
+    """A shard's identity in the manifest: its CVDF URL, so an index built from one mirror
+    (an internal copy, the synthetic one on a random port) holds for any other."""
+    return join_url(CVDF_BASE, name)
 
 
 def mirror_url(line: str, mirror: str | None) -> tuple[str, str]:
@@ -160,6 +167,8 @@ def plan_shards(
     else (class-mixed shards) to every shard not yet read. Shards already read in full
     (``done``) are never planned for clips they were seen not to hold.
     """
+    fetch_url = {shard_id(name): url for url, name in shards}
+    shards = [(shard_id(name), name) for _, name in shards]  # plan on identities
     label_shard = shard_for_label(shards, labels)
     names = dict(shards)
     unread = frozenset(url for url, _ in shards if url not in done)
@@ -188,10 +197,11 @@ def plan_shards(
             wanted[url] = {**anywhere, **mine} if mine else anywhere
         elif mine and (url in unread or any(listed.get(k) == url for k in mine)):
             wanted[url] = mine
-    for url, clips in wanted.items():
+    for ident, clips in wanted.items():
         plan.tasks.append(
-            shard_task(url, names[url], clips, root=root, partial=partial, transfer=transfer,
-                       release=release.name, split=split, keep_archives=keep_archives)
+            shard_task(fetch_url[ident], names[ident], clips, root=root, partial=partial,
+                       transfer=transfer, release=release.name, split=split,
+                       keep_archives=keep_archives)
         )  # fmt: skip
     plan.tasks.sort(key=lambda t: t.name)
     return plan
@@ -214,6 +224,7 @@ def shard_task(
     safe = name.replace("/", "__")
     return ShardTask(
         url=url,
+        shard_id=shard_id(name),
         name=name,
         release=release,
         split=split,
@@ -283,7 +294,7 @@ def fetch_shard(task: ShardTask, progress: Callable[[int], None] | None = None) 
                 "sha256": sha256,
                 "mtime": path.stat().st_mtime,
                 "source": task.source,
-                "shard": task.url,
+                "shard": task.shard_id,
                 "error_code": None,
                 "error_message": None,
                 "verify": None,
@@ -295,7 +306,7 @@ def fetch_shard(task: ShardTask, progress: Callable[[int], None] | None = None) 
     members: dict[str, int | None] = dict(report.members)
     return TaskResult(
         updates=updates,
-        shard_url=task.url,
+        shard_url=task.shard_id,
         shard_fields={
             "release": task.release,
             "split": task.split,
@@ -340,7 +351,7 @@ def _failed(task: ShardTask, code: ErrorCode, message: str, transferred: int) ->
     if task.name not in message:
         message = f"shard {task.name}: {message}"
     return TaskResult(
-        shard_url=task.url,
+        shard_url=task.shard_id,
         shard_fields={
             "release": task.release,
             "split": task.split,
