@@ -19,6 +19,17 @@ def emit_stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+def add_derive_flags(p: argparse.ArgumentParser) -> None:
+    """How ``process`` and ``frames`` run: clips at once, ffmpeg threads, executor, retries."""
+    p.add_argument("--workers", type=int, metavar="N", help="clips at once (default: cores)")
+    p.add_argument("--threads", type=int, metavar="N", help="ffmpeg threads per clip")
+    p.add_argument("--executor", default="local", help="local, dask, dask://HOST:PORT, slurm")
+    p.add_argument(
+        "--retry-failed", action="store_true", help="retry clips that failed in an earlier run"
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar or lines")
+
+
 def parse_size(text: str) -> int:
     """``4M``, ``64KiB``, ``1GB``, ``1048576`` -> bytes (binary units: shards are sized so)."""
     m = _SIZE.match(text)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from kinetix.cli.common import emit_stderr
+from kinetix.cli.common import add_derive_flags, emit_stderr
 from kinetix.cli.process import human_size, print_failures
 from kinetix.config import AudioConfig, FramesConfig, JpegEncoder
 
@@ -43,15 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--audio", action="store_true", help="also write audio.wav in each folder")
     p.add_argument("--audio-rate", type=int, default=_AUDIO.sample_rate, metavar="HZ")
     p.add_argument("--audio-channels", type=int, default=_AUDIO.channels, choices=(1, 2))
-    p.add_argument("--workers", type=int, metavar="N", help="clips at once (default: cores)")
-    p.add_argument("--threads", type=int, metavar="N", help="ffmpeg threads per clip")
-    p.add_argument(
-        "--executor", default=_DEFAULTS.executor, help="local, dask, dask://HOST:PORT, slurm"
-    )
-    p.add_argument(
-        "--retry-failed", action="store_true", help="retry clips that failed in an earlier run"
-    )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar or lines")
+    add_derive_flags(p)
     p.set_defaults(func=run)
 
 

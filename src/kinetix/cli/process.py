@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from kinetix.cli.common import emit_stderr
+from kinetix.cli.common import add_derive_flags, emit_stderr
 from kinetix.config import X264_PRESETS, ProcessConfig, VideoCodec
 from kinetix.process.derived import DerivedReport
 
@@ -38,15 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--preset", choices=X264_PRESETS, default=_DEFAULTS.preset)
     p.add_argument("--codec", choices=[c.value for c in VideoCodec], default=_DEFAULTS.codec.value)
     p.add_argument("--no-audio", action="store_true", help="drop the audio track")
-    p.add_argument("--workers", type=int, metavar="N", help="clips at once (default: cores)")
-    p.add_argument("--threads", type=int, metavar="N", help="ffmpeg threads per clip")
-    p.add_argument(
-        "--executor", default=_DEFAULTS.executor, help="local, dask, dask://HOST:PORT, slurm"
-    )
-    p.add_argument(
-        "--retry-failed", action="store_true", help="retry clips that failed in an earlier run"
-    )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar or lines")
+    add_derive_flags(p)
     p.set_defaults(func=run)
 
 
