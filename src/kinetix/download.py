@@ -18,7 +18,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from kinetix.catalog.releases import Release, check_split, get_release, join_url
+from kinetix.catalog.releases import CVDF_BASE, Release, check_split, get_release, join_url
 from kinetix.config import DownloadConfig, Selection, SourceKind
 from kinetix.errors import ConfigError, DiskSpaceError, ErrorCode, KinetixError
 from kinetix.executors import Executor, LocalExecutor, TaskKind, make_executor
@@ -34,7 +34,7 @@ from kinetix.sources.cvdf import (
     shard_task,
     unplaced,
 )
-from kinetix.store.layout import LabelStyle, manifest_path, partial_dir, state_dir
+from kinetix.store.layout import LabelStyle, clip_relpath, manifest_path, partial_dir, state_dir
 from kinetix.store.lock import RootLock
 from kinetix.store.manifest import ClipState, ClipUpdate, Manifest
 
@@ -312,9 +312,7 @@ def replacement_task(
     for clips it is known to hold."""
     if release.replacement is None:
         return None
-    url = join_url(config.mirror or _cvdf_base(), release.replacement)
-    from kinetix.store.layout import clip_relpath
-
+    url = join_url(config.mirror or CVDF_BASE, release.replacement)
     state = manifest.shard(shard_id(release.replacement))
     if state is None or state["state"] != "done":
         rows = [r for r in work_rows(manifest, release.name, config.split) if r.key in selected]
@@ -345,12 +343,6 @@ def replacement_task(
     )
 
 
-def _cvdf_base() -> str:
-    from kinetix.catalog.releases import CVDF_BASE
-
-    return CVDF_BASE
-
-
 def fetch_text(path: str, config: DownloadConfig) -> str:
     """A small mirror file (a path list), cached under ``ROOT/.kinetix/lists/``."""
     from kinetix.transfer.http import fetch_file
@@ -359,7 +351,7 @@ def fetch_text(path: str, config: DownloadConfig) -> str:
     if not cached.exists():
         if config.offline:
             raise KinetixError(f"{path} is not cached under {cached.parent} and --offline is set")
-        fetch_file(join_url(config.mirror or _cvdf_base(), path), cached, config.transfer)
+        fetch_file(join_url(config.mirror or CVDF_BASE, path), cached, config.transfer)
     return cached.read_text(encoding="utf-8")
 
 
