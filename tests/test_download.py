@@ -390,3 +390,22 @@ def test_the_shard_index_holds_across_mirrors(tmp_path, mirror, mirror_server):
         fetched = {p for p, n in other.stats.requests.items() if p.endswith((".tar.gz", ".tgz"))}
     assert fetched == {victim.shard}
     assert report.ok and tree(tmp_path) == expected_tree(mirror, "k400", "val")
+
+
+def test_keep_archives_keeps_each_shard_byte_for_byte(tmp_path, mirror, mirror_server):
+    report = download(config(tmp_path, mirror_server, "k600", keep_archives=True))
+    assert report.ok and tree(tmp_path / "val") == {
+        k[len("val/") :]: v for k, v in expected_tree(mirror, "k600", "val").items()
+    }
+    for name in mirror.split("k600", "val").shards:
+        assert (tmp_path / "archives" / name).read_bytes() == mirror.path(name).read_bytes()
+    assert not list(partial_dir(tmp_path).glob("*"))
+
+
+def test_offline_rerun_needs_no_server(tmp_path, mirror, mirror_server):
+    download(config(tmp_path, mirror_server, "k700-2020"))
+    cfg = config(tmp_path, mirror_server, "k700-2020", offline=True)
+    mirror_server.stop()  # annotations and path list come from the caches
+    report = download(cfg)
+    assert report.ok and report.planned == 0
+    assert tree(tmp_path) == expected_tree(mirror, "k700-2020", "val")

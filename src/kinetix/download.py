@@ -148,6 +148,11 @@ def download(
 # --- planning -------------------------------------------------------------------------------
 
 
+def archives_dir(root: Path) -> Path:
+    """``--keep-archives``: ``ROOT/archives/{path under the CVDF base}``, beside the splits."""
+    return Path(root) / "archives"
+
+
 def prepare_root(root: Path) -> None:
     """Create ``ROOT/.kinetix``; a read-only or unusable root is one clear error."""
     try:
@@ -244,7 +249,7 @@ def run_cvdf(
     if replacement is not None and not replacement.overwrite:
         # The replacement set was read before and holds these: its copy is the good one.
         todo = [r for r in todo if r.key not in replacement.wanted]
-    keep = config.root if config.keep_archives else None
+    keep = archives_dir(config.root) if config.keep_archives else None
     plan = plan_shards(
         todo,
         shards,
@@ -337,7 +342,7 @@ def replacement_task(
         transfer=config.transfer,
         release=release.name,
         split=config.split,
-        keep_archives=config.root if config.keep_archives else None,
+        keep_archives=archives_dir(config.root) if config.keep_archives else None,
         source="cvdf_replacement",
         overwrite=overwrite,
     )
