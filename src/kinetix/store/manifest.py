@@ -2,7 +2,8 @@
 
 Only one process writes it (the parent of a run); workers return ``ClipUpdate`` values
 that the parent applies in batches. Readers (status, export, the dataset loader) may
-open it read-only at any time thanks to WAL mode.
+open it read-only at any time, from any host, and on a read-only mount: ``store/database.py``
+chooses how the file is opened for the filesystem it is on.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 from kinetix.catalog.clip import Clip
 from kinetix.errors import ManifestError
+from kinetix.store.database import Writer, open_reader
 
 SCHEMA_VERSION = 1
 
@@ -141,6 +143,7 @@ class Manifest:
     def __init__(self, path: str | Path, *, readonly: bool = False):
         self.path = Path(path)
         self.readonly = readonly
+        self._writer: Writer | None = None
         if readonly:
             if not self.path.exists():
                 raise ManifestError(
@@ -148,20 +151,21 @@ class Manifest:
                     "(or 'kinetix verify --fix') "
                     "on this root first"
                 )
-            uri = f"file:{self.path}?mode=ro"
-            self._db = sqlite3.connect(uri, uri=True, check_same_thread=False)
+            self._db = open_reader(self.path)
         else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._writer = Writer(self.path)
+            self._db = self._writer.db
             self._create()
+            self._writer.ensure_identity()
         self._db.row_factory = sqlite3.Row
         self._check_version()
 
     # -- lifecycle ---------------------------------------------------------------
     def close(self) -> None:
-        self._db.close()
+        if self._writer is not None:
+            self._writer.close()
+        else:
+            self._db.close()
 
     def __enter__(self) -> Manifest:
         return self
@@ -259,6 +263,8 @@ class Manifest:
                     (*cols.values(), u.release, u.split, u.key),
                 )
                 changed += cur.rowcount
+        if self._writer is not None:
+            self._writer.maybe_publish()
         return changed
 
     def update(self, release: str, split: str, key: str, **fields: Any) -> int:
