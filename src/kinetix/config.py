@@ -61,7 +61,10 @@ class TransferConfig:
     retries: int = 8
     backoff_base: float = 0.5
     backoff_max: float = 60.0
-    timeout: float = 60.0
+    # A connection that delivers less than min_rate bytes/s over any ``timeout``-second window
+    # (or nothing at all for that long) is stalled: dropped and retried at most twice more.
+    timeout: float = 30.0
+    min_rate: int = 1024
     chunk_size: int = 1 << 20
     user_agent: str = "kinetix"
     piece_size: int = 4 << 20  # Range piece handed to one connection; resume granularity
@@ -71,6 +74,10 @@ class TransferConfig:
             raise ConfigError(f"--connections must be between 1 and 64, got {self.connections}")
         if self.retries < 0:
             raise ConfigError(f"retries must be >= 0, got {self.retries}")
+        if not 0 < self.timeout <= 3600:
+            raise ConfigError(f"--timeout must be > 0 and <= 3600 seconds, got {self.timeout:g}")
+        if self.min_rate < 0:
+            raise ConfigError(f"--min-rate must be >= 0 bytes/s, got {self.min_rate}")
         if self.chunk_size < 1 or self.piece_size < 1:
             raise ConfigError(
                 f"chunk_size and piece_size must be >= 1 byte, got {self.chunk_size} "

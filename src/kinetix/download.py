@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 
 from kinetix.catalog.releases import CVDF_BASE, Release, check_split, get_release, join_url
 from kinetix.config import DownloadConfig, Selection, SourceKind
-from kinetix.errors import ConfigError, DiskSpaceError, ErrorCode, KinetixError
+from kinetix.errors import ConfigError, ConnectError, DiskSpaceError, ErrorCode, KinetixError
 from kinetix.executors import Executor, LocalExecutor, TaskKind, make_executor
 from kinetix.progress import Progress
 from kinetix.sources.base import TaskResult
@@ -113,6 +113,7 @@ def download(
             mirror=config.mirror,
             offline=config.offline,
             annotations=config.annotations,
+            config=config.transfer,
         )
         selected = catalog.select(config.selection)
         labels = list(catalog.registry.names)
@@ -398,6 +399,8 @@ def _size_or_zero(url: str, config: DownloadConfig) -> int:
 
     try:
         return probe(url, config.transfer).size or 0
+    except ConnectError:
+        raise  # the mirror cannot be reached at all: one line now, not one per shard
     except KinetixError:
         return 0  # the task itself will report the failure with its reason
 

@@ -6,6 +6,8 @@
     ├── ManifestError                   manifest missing, locked or of a newer schema
     │   └── LockedError                 another kinetix process holds the root
     ├── TransferError (OSError)         an HTTP transfer failed
+    │   ├── ConnectError                no connection at all: DNS, refused, unreachable
+    │   ├── StallError                  a connection went silent or slower than the minimum rate
     │   ├── HTTPStatusError             the server answered 4xx/5xx
     │   └── IntegrityError              size / ETag / checksum mismatch, truncated body
     ├── ArchiveError                    corrupt gzip/tar, unsafe member
@@ -113,6 +115,18 @@ class TransferError(KinetixError, OSError):
         self.url = url
         if code is not None:
             self.code = code
+
+
+class ConnectError(TransferError):
+    """The host could not be reached at all (name not resolved, connection refused, no route).
+
+    Retried only briefly: a machine without network or a wrong ``--mirror`` does not heal in
+    a minute, and the user should hear so at once.
+    """
+
+
+class StallError(TransferError):
+    """A connection delivered nothing, or less than the minimum rate, for ``timeout`` seconds."""
 
 
 class HTTPStatusError(TransferError):

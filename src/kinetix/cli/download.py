@@ -63,6 +63,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="SIZE",
         help="Range piece per request, the resume granularity (default 4M)",
     )
+    t.add_argument(
+        "--timeout",
+        type=float,
+        default=TransferConfig.timeout,
+        metavar="SECONDS",
+        help="a connection silent (or below --min-rate) this long is stalled: dropped and "
+        "retried, twice at most (default %(default)g)",
+    )
+    t.add_argument(
+        "--min-rate",
+        type=parse_size,
+        default=TransferConfig.min_rate,
+        metavar="SIZE",
+        help="minimum bytes/s per connection over each --timeout window (default 1K)",
+    )
     t.add_argument("--keep-archives", action="store_true", help="keep the shard archives")
     t.add_argument("--executor", default="local", help="local, dask, dask://HOST:PORT, slurm")
     t.add_argument("--no-progress", action="store_true", help="no bars or progress lines")
@@ -100,7 +115,12 @@ def config_from(args: argparse.Namespace) -> DownloadConfig:
         mirror=args.mirror,
         parallel=args.parallel,
         keep_archives=args.keep_archives,
-        transfer=TransferConfig(connections=args.connections, piece_size=args.piece_size),
+        transfer=TransferConfig(
+            connections=args.connections,
+            piece_size=args.piece_size,
+            timeout=args.timeout,
+            min_rate=args.min_rate,
+        ),
         youtube=YoutubeConfig(
             trim=TrimMode(args.trim),
             short_side=args.short_side,

@@ -36,9 +36,12 @@ FAULT_KINDS = (
     "no_content_length",  # no Content-Length: the body ends when the connection closes
     "html",  # answer 200 text/html with an error page instead of the file (S3/CDN style)
     "etag_change",  # report ``etag`` (default: the real one with "-changed") instead
+    "stall",  # send the headers and ``after_bytes`` (default 0), then hang ``delay`` s (1 hour)
+    "trickle",  # send the body at ``rate`` bytes/s (default 1): never silent long enough to time
+    # out a socket read
 )
 # Faults that cut a body short only make sense for GET; HEAD requests pass them untouched.
-_BODY_FAULTS = frozenset({"reset", "truncate"})
+_BODY_FAULTS = frozenset({"reset", "truncate", "stall", "trickle"})
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 _CAPPED_CHUNK = 64 << 10  # small sends keep a capped stream smooth
 _UNCAPPED_CHUNK = 1 << 20
@@ -488,9 +491,17 @@ class _MirrorHandler(BaseHTTPRequestHandler):
             limit = count
             if kind == "reset":
                 limit = min(count, int(fault.params.get("after_bytes", 0)))  # type: ignore[union-attr]
-            elif kind == "truncate":
-                limit = min(count, int(fault.params.get("after_bytes", count // 2)))  # type: ignore[union-attr]
+            elif kind in ("truncate", "stall"):
+                half = count // 2 if kind == "truncate" else 0
+                limit = min(count, int(fault.params.get("after_bytes", half)))  # type: ignore[union-attr]
+            if kind == "trickle":
+                self._trickle(relpath, file, first, count, float(fault.params.get("rate", 1.0)))  # type: ignore[union-attr]
+                return
             self._send_body(relpath, file, first, limit)
+            if kind == "stall":
+                self.server.mirror.stopping.wait(float(fault.params.get("delay", 3600.0)))  # type: ignore[union-attr]
+                self.close_connection = True
+                return
         if kind == "reset":
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             self.server.resets.add(self.connection)
@@ -524,6 +535,16 @@ class _MirrorHandler(BaseHTTPRequestHandler):
             if sent_now == 0:
                 raise ConnectionAbortedError(f"{relpath} shrank while being sent")
             sent += sent_now
+
+    def _trickle(self, relpath: str, file: Any, offset: int, count: int, rate: float) -> None:
+        """One byte every ``1 / rate`` seconds: each read sees data, the transfer never ends."""
+        mirror = self.server.mirror
+        for position in range(offset, offset + count):
+            if mirror.stopping.wait(1.0 / rate):
+                raise ConnectionAbortedError("mirror stopping")
+            mirror.count_bytes(relpath, 1, 0.0)
+            file.seek(position)
+            self.connection.sendall(file.read(1))
 
     def _connection_bucket(self) -> TokenBucket | None:
         rate = self.server.mirror.per_connection_bps

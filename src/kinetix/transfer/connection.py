@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import time
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from urllib.parse import urlsplit
 
 import urllib3
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    MaxRetryError,
+    NameResolutionError,
+    NewConnectionError,
+)
 from urllib3.exceptions import HTTPError as Urllib3Error
-from urllib3.exceptions import MaxRetryError
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
 from kinetix.config import TransferConfig
-from kinetix.errors import ErrorCode, HTTPStatusError, TransferError
+from kinetix.errors import ConnectError, ErrorCode, HTTPStatusError, StallError, TransferError
 from kinetix.transfer.retry import parse_retry_after
 
 log = logging.getLogger(__name__)
@@ -48,12 +54,50 @@ def proxy_for(url: str) -> str | None:
     return None
 
 
-def describe_network_error(exc: BaseException, timeout: float) -> str:
-    """A short, human sentence for a urllib3/socket failure."""
+def _host_port(exc: BaseException, url: str) -> str:
+    """``host:port`` of the connection that failed (the proxy's, when going through one)."""
+    conn = getattr(exc, "conn", None)
+    if conn is not None and getattr(conn, "host", None):
+        return f"{conn.host}:{conn.port}"
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return f"{parts.hostname}:{port}"
+
+
+def network_error(exc: BaseException, what: str, url: str, config: TransferConfig) -> TransferError:
+    """The ``TransferError`` for a urllib3/socket failure of ``what`` (``"GET URL"``).
+
+    urllib3 2.x makes ``NameResolutionError`` and ``NewConnectionError`` subclasses of
+    ``ConnectTimeoutError``, so they are told apart here before any timeout branch: a host that
+    cannot be resolved or refuses the connection is a ``ConnectError`` (retried only briefly),
+    a silent connection a ``StallError``.
+    """
     if isinstance(exc, MaxRetryError) and exc.reason is not None:
         exc = exc.reason
+    if isinstance(exc, NameResolutionError):
+        host = getattr(exc, "_host", None) or urlsplit(url).hostname
+        return ConnectError(f"{what}: cannot resolve host {host} (no DNS answer)", url=url)
+    if isinstance(exc, NewConnectionError):
+        where = _host_port(exc, url)
+        text = str(exc).lower()
+        if isinstance(exc.__context__, ConnectionRefusedError) or "refused" in text:
+            return ConnectError(f"{what}: connection refused by {where}", url=url)
+        reason = str(exc).split(": ", 1)[-1].removeprefix("Failed to establish a new connection: ")
+        return ConnectError(f"{what}: cannot connect to {where} ({reason})", url=url)
+    if isinstance(exc, ConnectTimeoutError):
+        where, seconds = _host_port(exc, url), connect_timeout(config)
+        return ConnectError(
+            f"{what}: no answer from {where} within {seconds:g}s (connect timed out)", url=url
+        )
     if isinstance(exc, (Urllib3Timeout, TimeoutError)):
-        return f"no data for {timeout:g}s (timed out)"
+        return StallError(f"{what}: stalled: no data for {config.timeout:g}s", url=url)
+    return TransferError(f"{what}: {describe_network_error(exc)}", url=url, code=ErrorCode.NETWORK)
+
+
+def describe_network_error(exc: BaseException) -> str:
+    """A short, human sentence for a urllib3/socket failure that is not a connect or a stall."""
+    if isinstance(exc, MaxRetryError) and exc.reason is not None:
+        exc = exc.reason
     text = str(exc.args[-1] if exc.args else exc)
     if "IncompleteRead" in text or "InvalidChunkLength" in text:
         return f"connection closed before the body ended ({text})"
@@ -62,13 +106,54 @@ def describe_network_error(exc: BaseException, timeout: float) -> str:
     return f"{type(exc).__name__}: {text}"
 
 
+def connect_timeout(config: TransferConfig) -> float:
+    """Seconds to wait for a TCP (and TLS) handshake: a reachable server answers in far less."""
+    return min(config.timeout, 10.0)
+
+
+class RateWatch:
+    """The minimum-throughput rule of one response: fewer than ``config.min_rate`` bytes/s
+    over any ``config.timeout``-second window is a stall (a byte a second never times out a
+    socket read, so reads alone would wait forever)."""
+
+    def __init__(self, config: TransferConfig, clock: Callable[[], float] = time.monotonic):
+        self._window = config.timeout
+        self._floor = config.min_rate * config.timeout
+        self._clock = clock
+        self._start = clock()
+        self._bytes = 0
+
+    def add(self, count: int, what: str, url: str) -> None:
+        """Count ``count`` bytes just read; raise ``StallError`` when the window came up short."""
+        self._bytes += count
+        now = self._clock()
+        if now - self._start < self._window:
+            return
+        if self._bytes < self._floor:
+            raise StallError(
+                f"{what}: stalled: {self._bytes} bytes in {now - self._start:.0f}s "
+                f"(below the minimum of {_rate(self._floor / self._window)})",
+                url=url,
+            )
+        self._start, self._bytes = now, 0
+
+
+def _rate(bytes_per_second: float) -> str:
+    if bytes_per_second >= 1 << 20:
+        return f"{bytes_per_second / (1 << 20):g} MB/s"
+    if bytes_per_second >= 1 << 10:
+        return f"{bytes_per_second / (1 << 10):g} KB/s"
+    return f"{bytes_per_second:g} B/s"
+
+
 class HttpSession:
     """Keep-alive connections to one or more hosts, shared by a download's worker threads."""
 
     def __init__(self, config: TransferConfig, *, maxsize: int = 1):
         self.config = config
         self._maxsize = maxsize
-        self._timeout = urllib3.Timeout(connect=config.timeout, read=config.timeout)
+        # A read that sees nothing for ``timeout`` seconds is a stall; so is a trickle (RateWatch).
+        self._timeout = urllib3.Timeout(connect=connect_timeout(config), read=config.timeout)
         self._managers: dict[str | None, urllib3.PoolManager] = {}
 
     def _manager(self, url: str) -> urllib3.PoolManager:
@@ -111,27 +196,32 @@ class HttpSession:
                 timeout=self._timeout,
             )
         except Urllib3Error as exc:
-            raise TransferError(
-                f"{method} {url}: {describe_network_error(exc, self.config.timeout)}",
-                url=url,
-                code=ErrorCode.NETWORK,
-            ) from exc
+            raise network_error(exc, f"{method} {url}", url, self.config) from exc
         if response.status >= 400:
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
             self.discard(response)
             raise HTTPStatusError(response.status, url, retry_after=retry_after)
         return response
 
-    def read(self, response: urllib3.BaseHTTPResponse, amount: int, url: str) -> bytes:
-        """Up to ``amount`` body bytes (fewer only at the end); network failures raise."""
+    def watch(self) -> RateWatch:
+        """A fresh minimum-throughput rule for one response body."""
+        return RateWatch(self.config)
+
+    def read(
+        self, response: urllib3.BaseHTTPResponse, amount: int, url: str, watch: RateWatch
+    ) -> bytes:
+        """Up to ``amount`` body bytes, as soon as some arrive (``b""`` only at the end).
+
+        Network failures raise ``TransferError``; a body slower than the minimum rate, or
+        silent for ``timeout`` seconds, raises ``StallError``.
+        """
+        what = f"GET {url}"
         try:
-            return response.read(amount)
+            data = response.read1(amount)
         except (Urllib3Error, OSError) as exc:
-            raise TransferError(
-                f"GET {url}: {describe_network_error(exc, self.config.timeout)}",
-                url=url,
-                code=ErrorCode.NETWORK,
-            ) from exc
+            raise network_error(exc, what, url, self.config) from exc
+        watch.add(len(data), what, url)
+        return data
 
     @staticmethod
     def release(response: urllib3.BaseHTTPResponse) -> None:

@@ -173,11 +173,16 @@ class _Source:
             return self._head.pop()
         try:
             data = self._fileobj.read(CHUNK_SIZE)
-        except TransferError:
-            # The transfer's own reason (http_404, truncated, network...) is the right one to
-            # record, and the caller may resume the download; the temps are removed on the way.
+        except (TransferError, DiskSpaceError):
+            # The transfer's own reason (http_404, truncated, network, a full disk...) is the
+            # right one to record, and the caller may resume the download: the partial shard
+            # is not corrupt. The temps are removed on the way.
             raise
         except (OSError, EOFError, ValueError) as exc:
+            if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+                raise DiskSpaceError(
+                    f"no space left while downloading shard {self._name}: {exc}"
+                ) from exc
             raise ArchiveError(
                 f"shard {self._name}: reading the download failed after "
                 f"{self._report.compressed_bytes} bytes: {exc}; nothing was kept"

@@ -28,7 +28,7 @@ from kinetix.errors import (
 )
 from kinetix.transfer.connection import HttpSession
 from kinetix.transfer.resume import ResumeState, write_state
-from kinetix.transfer.retry import Backoff, is_retryable
+from kinetix.transfer.retry import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -104,14 +104,6 @@ def _not_an_archive(url: str, content_type: str | None) -> TransferError:
     )
 
 
-def _gave_up(exc: TransferError, url: str, attempts: int, kept: str) -> TransferError:
-    """The final error after retries: what happened, how often, and what was kept."""
-    # Every message below names the URL already.
-    return TransferError(
-        f"{exc} (gave up after {attempts} attempts); {kept}", url=url, code=exc.code
-    )
-
-
 def _info_from(response: urllib3.BaseHTTPResponse, url: str, *, ranged_probe: bool) -> RemoteInfo:
     size = _int_header(response, "Content-Length")
     accepts = (_header(response, "Accept-Ranges") or "").lower() == "bytes"
@@ -151,11 +143,7 @@ def _probe(session: HttpSession, url: str, config: TransferConfig, backoff: Back
         try:
             return _probe_once(session, url)
         except TransferError as exc:
-            if not is_retryable(exc):
-                raise
-            if attempt == config.retries:
-                raise _gave_up(exc, url, attempt + 1, "nothing was downloaded") from exc
-            backoff.wait(attempt, exc, f"HEAD {url}")
+            backoff.retry(attempt, exc, url=url, kept="nothing was downloaded")
     raise AssertionError("unreachable")
 
 
@@ -194,11 +182,7 @@ def fetch_file(
             try:
                 size, etag, digest = _fetch_once(session, url, part, config, progress, received)
             except TransferError as exc:
-                if not is_retryable(exc):
-                    raise
-                if attempt == config.retries:
-                    raise _gave_up(exc, url, attempt + 1, f"{dest} was not written") from exc
-                backoff.wait(attempt, exc, f"GET {url}")
+                backoff.retry(attempt, exc, url=url, kept=f"{dest} was not written")
                 continue
             os.replace(part, dest)
             return FetchResult(url, dest, size, etag, digest, received[0])
@@ -224,8 +208,9 @@ def _fetch_once(
         expected = _int_header(response, "Content-Length")
         sha = hashlib.sha256()
         size = 0
+        watch = session.watch()
         with open(part, "wb") as out:
-            while data := session.read(response, config.chunk_size, url):
+            while data := session.read(response, config.chunk_size, url, watch):
                 out.write(data)
                 sha.update(data)
                 size += len(data)
@@ -454,6 +439,8 @@ class ShardDownload:
         except _Halted:
             pass  # abort() records its own error
         except BaseException as exc:
+            if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:  # the .state sidecar
+                exc = self._no_space(exc)
             if not isinstance(exc, KinetixError):
                 log.exception("unexpected failure downloading %s", self.url)
             with self._cond:
@@ -601,6 +588,8 @@ class ShardDownload:
         except _Halted:
             pass
         except BaseException as exc:
+            if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:  # the .state sidecar
+                exc = self._no_space(exc)
             with self._cond:
                 if self._worker_error is None:
                     self._worker_error = exc
@@ -620,16 +609,13 @@ class ShardDownload:
                 self._fetch_range(index, offset, end, info)
                 break
             except TransferError as exc:
-                if not is_retryable(exc):
-                    raise
-                if attempt >= self.config.retries:
-                    raise _gave_up(
-                        exc,
-                        self.url,
-                        attempt + 1,
-                        f"partial file kept for resume at {self.part_path}",
-                    ) from exc
-                self._backoff.wait(attempt, exc, f"{self.url} bytes {offset}-{end - 1}")
+                self._backoff.retry(
+                    attempt,
+                    exc,
+                    url=self.url,
+                    kept=f"partial file kept for resume at {self.part_path}",
+                    note=f"bytes {offset}-{end - 1}",
+                )
                 attempt += 1
         with self._state_lock:
             with self._cond:
@@ -694,10 +680,11 @@ class ShardDownload:
     ) -> None:
         chunk = self.config.chunk_size
         position = offset
+        watch = self._session.watch()
         while position < end:
             if self._halt.is_set():
                 raise _Halted
-            data = self._session.read(response, min(chunk, end - position), self.url)
+            data = self._session.read(response, min(chunk, end - position), self.url, watch)
             if not data:
                 raise IntegrityError(
                     f"GET {self.url}: body ended after {position - offset} of {end - offset} "
@@ -723,10 +710,16 @@ class ShardDownload:
                 position += written
         except OSError as exc:
             if exc.errno == errno.ENOSPC:
-                raise DiskSpaceError(
-                    f"no space left writing {self.part_path}; partial file kept for resume"
-                ) from exc
+                raise self._no_space(exc) from exc
             raise
+
+    def _no_space(self, exc: OSError) -> DiskSpaceError:
+        error = DiskSpaceError(
+            f"no space left on the disk of {self.part_path} while downloading {self.url}; "
+            "the partial file is kept: free space, then rerun the same command to resume"
+        )
+        error.__cause__ = exc
+        return error
 
     # --- single-stream mode ---------------------------------------------------------------------
 
@@ -747,16 +740,12 @@ class ShardDownload:
             except _Halted:
                 raise
             except TransferError as exc:
-                if not is_retryable(exc):
-                    raise
-                if attempt >= self.config.retries:
-                    raise _gave_up(
-                        exc,
-                        self.url,
-                        attempt + 1,
-                        "the server does not support resuming, so the next run starts over",
-                    ) from exc
-                self._backoff.wait(attempt, exc, f"GET {self.url}")
+                self._backoff.retry(
+                    attempt,
+                    exc,
+                    url=self.url,
+                    kept="the server does not support resuming, so the next run starts over",
+                )
                 attempt += 1
         os.ftruncate(self._fd, size)
         self._mark_complete(size, info.etag)
@@ -769,10 +758,11 @@ class ShardDownload:
             expected = _int_header(response, "Content-Length")
             position = 0
             chunk = self.config.chunk_size
+            watch = self._session.watch()
             while True:
                 if self._halt.is_set():
                     raise _Halted
-                data = self._session.read(response, chunk, self.url)
+                data = self._session.read(response, chunk, self.url, watch)
                 if not data:
                     break
                 self._write(data, position)

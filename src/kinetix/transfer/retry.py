@@ -9,12 +9,21 @@ import time
 from email.utils import parsedate_to_datetime
 
 from kinetix.config import TransferConfig
-from kinetix.errors import ErrorCode, HTTPStatusError, TransferError
+from kinetix.errors import ConnectError, ErrorCode, HTTPStatusError, StallError, TransferError
 
 log = logging.getLogger(__name__)
 
 # Statuses worth asking again: the server or something in front of it is busy or broken.
 _RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+# A host that cannot be reached (no DNS, refused) or a stalled connection is tried twice more,
+# not ``retries`` times: neither heals in the minutes the full budget would take.
+CONNECT_RETRIES = 2
+STALL_RETRIES = 2
+_CONNECT_DELAY_CAP = 1.0
+OFFLINE_HINT = (
+    "check the network and the URL; --mirror URL fetches from a reachable mirror, --offline "
+    "uses cached annotations, and 'kinetix demo' runs the whole pipeline offline"
+)
 
 
 def sleep(seconds: float, cancel: threading.Event | None = None) -> None:
@@ -36,6 +45,26 @@ def is_retryable(exc: BaseException) -> bool:
     if isinstance(exc, TransferError):
         return exc.code in (ErrorCode.NETWORK, ErrorCode.TRUNCATED)
     return False
+
+
+def retry_limit(exc: BaseException, retries: int) -> int:
+    """How many retries ``exc``'s kind gets out of the configured ``retries``."""
+    if isinstance(exc, ConnectError):
+        return min(retries, CONNECT_RETRIES)
+    if isinstance(exc, StallError):
+        return min(retries, STALL_RETRIES)
+    return retries
+
+
+def gave_up(exc: TransferError, url: str, attempts: int, kept: str) -> TransferError:
+    """The final error after retries: what happened, how often, what was kept, what to do."""
+    # Every message names the URL already.
+    message = f"{exc} (gave up after {attempts} attempts); {kept}"
+    if isinstance(exc, ConnectError):
+        return ConnectError(f"{message}; {OFFLINE_HINT}", url=url)
+    if isinstance(exc, StallError):
+        return StallError(message, url=url)
+    return TransferError(message, url=url, code=exc.code)
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -60,6 +89,7 @@ class Backoff:
     def __init__(self, config: TransferConfig, cancel: threading.Event | None = None):
         self.base = config.backoff_base
         self.cap = config.backoff_max
+        self.retries = config.retries
         self.cancel = cancel
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
@@ -70,9 +100,35 @@ class Backoff:
             return min(retry_after, self.cap)
         return random.uniform(0.0, min(self.cap, self.base * 2.0**attempt))
 
-    def wait(self, attempt: int, exc: BaseException, what: str) -> None:
+    def retry(
+        self, attempt: int, exc: TransferError, *, url: str, kept: str, note: str = ""
+    ) -> None:
+        """After failed attempt ``attempt`` (from 0): sleep before the next, or raise the end.
+
+        Permanent failures re-raise ``exc``; exhausted retries raise ``gave_up``. ``note`` adds
+        detail the message lacks (a byte range).
+        """
+        if not is_retryable(exc):
+            raise exc
+        limit = retry_limit(exc, self.retries)
+        if attempt >= limit:
+            raise gave_up(exc, url, attempt + 1, kept) from exc
+        self.wait(attempt, exc, note, limit=limit)
+
+    def wait(self, attempt: int, exc: BaseException, note: str = "", *, limit: int = 0) -> None:
         """Log the failure and sleep before the next attempt."""
         retry_after = exc.retry_after if isinstance(exc, HTTPStatusError) else None
         seconds = self.delay(attempt, retry_after)
-        log.info("%s: %s; retry %d in %.1fs", what, exc, attempt + 1, seconds)
+        if isinstance(exc, ConnectError):
+            seconds = min(seconds, _CONNECT_DELAY_CAP)
+        detail = f" [{note}]" if note else ""
+        of = f" of {limit}" if limit else ""
+        if isinstance(exc, StallError):
+            # Visible at the default level (and with --no-progress): a stall costs real time.
+            log.warning(
+                "%s%s; dropped the connection, retry %d%s in %.1fs",
+                exc, detail, attempt + 1, of, seconds,
+            )  # fmt: skip
+        else:
+            log.info("%s%s; retry %d%s in %.1fs", exc, detail, attempt + 1, of, seconds)
         sleep(seconds, self.cancel)
