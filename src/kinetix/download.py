@@ -40,8 +40,7 @@ from kinetix.store.manifest import ClipState, ClipUpdate, Manifest
 
 log = logging.getLogger(__name__)
 
-# A clip whose last CVDF attempt found it in no shard: with --source auto it goes to YouTube.
-_CVDF_GAPS = frozenset({ErrorCode.NOT_IN_SHARD.value})
+_CVDF_SOURCES = frozenset({"cvdf", "cvdf_replacement"})
 
 
 class WorkRow(NamedTuple):
@@ -71,6 +70,8 @@ class DownloadReport:
     planned: int = 0
     placed_keys: dict[str, str] = field(default_factory=dict)  # clip key -> source
     failed: Counter[str] = field(default_factory=Counter)  # error code -> clips
+    # clips a source served that failed the inline check (set aside, not placed): key -> code
+    quarantined_keys: dict[str, str] = field(default_factory=dict)
     shards_done: int = 0
     shards_failed: int = 0
     bytes_transferred: int = 0
@@ -81,6 +82,11 @@ class DownloadReport:
     @property
     def ok(self) -> bool:
         return not self.errors
+
+    @property
+    def quarantined(self) -> Counter[str]:
+        """Clips set aside by the inline check and not placed since, by error code."""
+        return Counter(self.quarantined_keys.values())
 
     @property
     def placed(self) -> Counter[str]:
@@ -200,12 +206,17 @@ def work_rows(manifest: Manifest, release: str, split: str) -> list[WorkRow]:
 
 
 def needs_work(row: WorkRow, retry: tuple[str, ...] | None, *, cvdf_gaps: bool = False) -> bool:
-    """Missing and quarantined clips are work; failed ones when asked (and CVDF gaps for auto)."""
+    """Missing and quarantined clips are work; failed ones when asked (and CVDF gaps for auto).
+
+    A clip CVDF failed to give (no shard holds it, or the copy it holds is broken) is a gap
+    YouTube can fill under ``--source auto``.
+    """
     if row.state in (ClipState.MISSING.value, ClipState.QUARANTINED.value):
         return True
     if row.state != ClipState.FAILED.value:
         return False
-    if cvdf_gaps and row.error_code in _CVDF_GAPS:
+    if cvdf_gaps and row.source in _CVDF_SOURCES:
+        # no shard held it (not_in_shard), or the copy one held failed the inline check
         return True
     if retry is None:
         return False
@@ -288,7 +299,8 @@ def run_cvdf(
     present = {
         r.key for r in work_rows(manifest, release.name, config.split) if r.state == "present"
     }
-    gaps = unplaced(plan, present, done)
+    # a clip whose copy failed the inline check was found: it keeps that reason
+    gaps = unplaced(plan, present | set(report.quarantined_keys), done)
     if gaps:
         manifest.apply(
             ClipUpdate(
@@ -435,7 +447,8 @@ def run_shard_tasks(
             if result.error is None:
                 finish_part(task)
                 report.shards_done += 1
-                progress.add_clips(len(result.updates))
+                ok = sum(u.fields.get("state") == ClipState.PRESENT.value for u in result.updates)
+                progress.add_clips(ok, failed=len(result.updates) - ok)
             else:
                 report.shards_failed += 1
                 report.errors.append(result.error)
@@ -466,8 +479,12 @@ def apply_result(manifest: Manifest, result: TaskResult, report: DownloadReport)
             manifest.set_shard_members(result.shard_url, result.shard_members)
     report.bytes_transferred += result.bytes_transferred
     for u in result.updates:
-        if u.fields.get("state") == ClipState.PRESENT.value:
+        state = u.fields.get("state")
+        if state == ClipState.PRESENT.value:
             report.placed_keys[u.key] = str(u.fields.get("source"))
+            report.quarantined_keys.pop(u.key, None)  # the replacement set's good copy
+        elif state == ClipState.FAILED.value and u.fields.get("verify") == "bad":
+            report.quarantined_keys[u.key] = str(u.fields.get("error_code"))
 
 
 # --- YouTube --------------------------------------------------------------------------------

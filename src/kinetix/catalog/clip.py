@@ -10,6 +10,16 @@ def clip_key(youtube_id: str, time_start: int, time_end: int) -> str:
     return f"{youtube_id}_{time_start:06d}_{time_end:06d}"
 
 
+def key_span(key: str) -> float:
+    """Seconds a clip key annotates (``time_end - time_start``); 0 when it is not a clip key."""
+    head, _, end = key.rpartition("_")
+    _, _, start = head.rpartition("_")
+    try:
+        return float(int(end) - int(start))
+    except ValueError:
+        return 0.0
+
+
 class Clip(NamedTuple):
     """One annotated clip of one release and split.
 

@@ -152,6 +152,11 @@ def run(args: argparse.Namespace) -> int:
         + (f" ({sources})" if sources else "")
         + f", {report.bytes_transferred / 1e6:.1f} MB transferred in {report.seconds:.1f} s"
     )
+    if report.quarantined:
+        print(
+            "quarantined (the source's copy failed the check, kept in .kinetix/quarantine/): "
+            + ", ".join(f"{code} {n}" for code, n in report.quarantined.most_common())
+        )
     if report.failed:
         print("failed: " + ", ".join(f"{code} {n}" for code, n in report.failed.most_common()))
     for error in report.errors:

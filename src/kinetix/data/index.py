@@ -234,7 +234,10 @@ class ClipIndex:
                    left_out.get("not verified") else "")
             )  # fmt: skip
         if left_out:
-            log.info("%s/%s: left out %s", root, split, describe_left_out(left_out))
+            log.warning(
+                "%s/%s: left out %d clips: %s", root, split, sum(left_out.values()),
+                describe_left_out(left_out),
+            )  # fmt: skip
         return cls(
             root, cols["key"], cols["path"], cols["label"], cols["n"], cols["fps"], cols["size"],
             cols["fast"], left_out, cols["lead"],

@@ -111,7 +111,10 @@ def export_root(root: str | Path, config: ExportConfig) -> ExportReport:
                 output = Path(own.pattern)
             report.splits.append(SplitReport(release, split, written, left_out, output))
             if left_out:
-                log.info("%s/%s: left out %s", release, split, describe_left_out(left_out))
+                log.warning(
+                    "%s/%s: left out %d clips: %s", release, split, sum(left_out.values()),
+                    describe_left_out(left_out),
+                )  # fmt: skip
     report.hints = _hints(report, config, info.kind)
     return report
 

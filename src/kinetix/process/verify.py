@@ -195,18 +195,25 @@ class VerifyTask:
     config: VerifyConfig
 
 
-def verify_clip(task: VerifyTask) -> ClipUpdate:
-    """Worker: check one clip; the update says ``verify`` good or bad (with code and message)."""
-    fields: dict[str, Any] = {
-        "verify_level": task.config.level.value,
-        "verified_at": time.time(),
-    }
+def inspect_clip(
+    path: str | os.PathLike[str],
+    span: float,
+    start_offset: float = 0.0,
+    config: VerifyConfig = VerifyConfig(),  # noqa: B008 - frozen, never mutated
+) -> dict[str, Any]:
+    """Check one clip file; the manifest fields saying what it is and ``verify`` good or bad.
+
+    The one check every stage runs: ``verify`` on a root's clips, and each stage that writes
+    a clip on its temp file before renaming it into place (inline verification), so a clip
+    recorded ``good`` is usable by every reader with no further read.
+    """
+    fields: dict[str, Any] = {"verify_level": config.level.value, "verified_at": time.time()}
     try:
-        st = os.stat(task.path)
+        st = os.stat(path)
         fields.update(bytes=st.st_size, mtime=st.st_mtime)
-        info = check_video(task.path, task.config.level)
+        info = check_video(path, config.level)
         fields.update(info.manifest_fields())
-        check_span(task.path, info, task.span, task.start_offset, task.config)
+        check_span(str(path), info, span, start_offset, config)
     except MediaError as exc:
         # the row names the clip; the message says only what is wrong with it
         fields.update(verify="bad", error_code=exc.code.value, error_message=exc.reason[:500])
@@ -218,6 +225,12 @@ def verify_clip(task: VerifyTask) -> ClipUpdate:
         )
     else:
         fields.update(verify="good", error_code=None, error_message=None)
+    return fields
+
+
+def verify_clip(task: VerifyTask) -> ClipUpdate:
+    """Worker: check one clip; the update says ``verify`` good or bad (with code and message)."""
+    fields = inspect_clip(task.path, task.span, task.start_offset, task.config)
     return ClipUpdate(task.release, task.split, task.key, fields)
 
 

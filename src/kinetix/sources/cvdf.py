@@ -19,13 +19,14 @@ from pathlib import Path, PurePosixPath
 from typing import BinaryIO, cast
 from urllib.parse import unquote
 
+from kinetix.catalog.clip import key_span
 from kinetix.catalog.releases import CVDF_BASE, Release, encode_url, join_url
-from kinetix.config import TransferConfig
+from kinetix.config import TransferConfig, VerifyConfig
 from kinetix.errors import ArchiveError, DiskSpaceError, ErrorCode, KinetixError, TransferError
 from kinetix.sources.base import ClipSpan, TaskResult
-from kinetix.store.layout import LabelStyle, clip_relpath
+from kinetix.store.layout import LabelStyle, clip_relpath, quarantine_dir
 from kinetix.store.manifest import ClipState, ClipUpdate
-from kinetix.transfer.extract import ExtractPlan, extract_stream
+from kinetix.transfer.extract import ExtractedClip, ExtractPlan, MemberVerdict, extract_stream
 from kinetix.transfer.http import ShardDownload
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ class ShardTask:
     source: str = "cvdf"  # cvdf | cvdf_replacement
     overwrite: bool = False  # the K400 replacement set replaces clips already placed
     archive_path: str | None = None  # --keep-archives: where the finished shard goes
+    verify: VerifyConfig | None = field(default_factory=VerifyConfig)  # inline check; None: off
 
 
 class RootedPaths(Mapping[str, Path]):
@@ -220,6 +222,7 @@ def shard_task(
     keep_archives: Path | None = None,
     source: str = "cvdf",
     overwrite: bool = False,
+    verify: VerifyConfig | None = VerifyConfig(),  # noqa: B008 - frozen
 ) -> ShardTask:
     safe = name.replace("/", "__")
     return ShardTask(
@@ -235,7 +238,19 @@ def shard_task(
         source=source,
         overwrite=overwrite,
         archive_path=None if keep_archives is None else str(keep_archives / name),
+        verify=verify,
     )
+
+
+def inline_check(config: VerifyConfig) -> Callable[[str, Path], MemberVerdict]:
+    """The check each extracted clip passes before it is placed: ``verify``'s, on its temp."""
+    from kinetix.process.verify import inspect_clip  # PyAV: only workers that extract need it
+
+    def check(key: str, path: Path) -> MemberVerdict:
+        fields = inspect_clip(path, key_span(key), 0.0, config)
+        return MemberVerdict(fields["verify"] == "good", fields)
+
+    return check
 
 
 def fetch_shard(task: ShardTask, progress: Callable[[int], None] | None = None) -> TaskResult:
@@ -247,13 +262,16 @@ def fetch_shard(task: ShardTask, progress: Callable[[int], None] | None = None) 
     root = Path(task.root)
     part = Path(task.part_path)
     transferred = 0
+    check = None if task.verify is None else inline_check(task.verify)
+    quarantine = quarantine_dir(root)
     for attempt in (1, 2):
         download = ShardDownload(task.url, part, task.transfer, progress=progress)
         try:
             with download:
                 plan = ExtractPlan(
-                    root=root, wanted=RootedPaths(root, task.wanted), overwrite=task.overwrite
-                )
+                    root=root, wanted=RootedPaths(root, task.wanted), overwrite=task.overwrite,
+                    check=check, quarantine=quarantine,
+                )  # fmt: skip
                 reader = cast(BinaryIO, download.reader())  # a RawIOBase: read()/readinto()
                 report = extract_stream(reader, plan, name=task.name)
                 result = download.finish()
@@ -277,32 +295,37 @@ def fetch_shard(task: ShardTask, progress: Callable[[int], None] | None = None) 
             if code is ErrorCode.NO_SPACE:
                 message += "; the disk is full: free space and rerun (partial shard kept)"
             return _failed(task, code, message, transferred + download.bytes_transferred)
-    placed = {key: (clip.path, clip.size, clip.sha256) for key, clip in report.written.items()}
+    placed = dict(report.written)
     for key in report.kept_existing:
         # Placed by a run that died before recording it: files only ever appear complete.
         path = root / task.wanted[key]
-        placed[key] = (path, path.stat().st_size, file_sha256(path))
-    updates = [
-        ClipUpdate(
-            task.release,
-            task.split,
-            key,
-            {
-                "state": ClipState.PRESENT.value,
-                "path": task.wanted[key],
-                "bytes": size,
-                "sha256": sha256,
-                "mtime": path.stat().st_mtime,
-                "source": task.source,
-                "shard": task.shard_id,
-                "error_code": None,
-                "error_message": None,
-                "verify": None,
-            },
-            count_attempt=True,
-        )
-        for key, (path, size, sha256) in placed.items()
-    ]
+        verdict = None if check is None else check(key, path)
+        clip = ExtractedClip(path, path.stat().st_size, file_sha256(path), verdict)
+        if verdict is not None and not verdict.good:
+            aside = quarantine / task.wanted[key]
+            aside.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, aside)
+            report.quarantined[key] = ExtractedClip(aside, clip.size, clip.sha256, verdict)
+        else:
+            placed[key] = clip
+    updates = [_placed_update(task, key, clip) for key, clip in placed.items()]
+    for key in report.written:  # a copy an earlier check set aside is stale now
+        (quarantine / task.wanted[key]).unlink(missing_ok=True)
+    for key, clip in report.quarantined.items():
+        assert clip.verdict is not None
+        rel = clip.path.relative_to(root).as_posix()
+        fields = dict(clip.verdict.fields)
+        log.warning(
+            "%s (shard %s): %s: %s; set aside in %s", task.wanted[key], task.name,
+            fields["error_code"], fields["error_message"], rel,
+        )  # fmt: skip
+        # failed, not quarantined: the shard would serve the same bytes again, so a rerun
+        # does not fetch it for this clip (--retry-failed does; --source auto asks YouTube)
+        fields.update(
+            state=ClipState.FAILED.value, path=rel, bytes=clip.size, sha256=clip.sha256,
+            source=task.source, shard=task.shard_id,
+        )  # fmt: skip
+        updates.append(ClipUpdate(task.release, task.split, key, fields, count_attempt=True))
     members: dict[str, int | None] = dict(report.members)
     return TaskResult(
         updates=updates,
@@ -322,6 +345,19 @@ def fetch_shard(task: ShardTask, progress: Callable[[int], None] | None = None) 
         shard_members=tuple(members.items()),
         bytes_transferred=transferred,
     )
+
+
+def _placed_update(task: ShardTask, key: str, clip: ExtractedClip) -> ClipUpdate:
+    """The row of a clip placed at ``task.wanted[key]``, with what the inline check found."""
+    fields: dict[str, object] = {
+        "state": ClipState.PRESENT.value, "path": task.wanted[key], "bytes": clip.size,
+        "sha256": clip.sha256, "mtime": clip.path.stat().st_mtime, "source": task.source,
+        "shard": task.shard_id, "error_code": None, "error_message": None, "verify": None,
+    }  # fmt: skip
+    if clip.verdict is not None:
+        fields.update(clip.verdict.fields)
+        fields.update(bytes=clip.size, error_code=None, error_message=None)
+    return ClipUpdate(task.release, task.split, key, fields, count_attempt=True)
 
 
 def file_sha256(path: Path) -> str:

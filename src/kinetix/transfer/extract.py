@@ -7,7 +7,7 @@ import hashlib
 import logging
 import os
 import tarfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, cast
@@ -73,18 +73,32 @@ def _inside(path: str, root: str) -> bool:
 
 
 @dataclass(frozen=True)
+class MemberVerdict:
+    """What ``ExtractPlan.check`` found in one member: usable or not, and the facts it read."""
+
+    good: bool
+    fields: Mapping[str, Any] = field(default_factory=dict)  # e.g. manifest columns
+
+
+@dataclass(frozen=True)
 class ExtractPlan:
     """Which members to keep: clip key (member file stem) -> destination path under ``root``.
 
     Destinations are ordinary paths (build them as ``root / relpath``); one that does not lie
     under ``root`` is refused. ``overwrite`` replaces files that already exist (the K400
     replacement set); otherwise an existing file is kept as it is.
+
+    ``check`` (key, temp file) runs on each member as soon as its bytes are written, while the
+    rest of the shard streams in; a member it finds bad goes to the same relative path under
+    ``quarantine`` at commit (discarded when that is None) instead of into place.
     """
 
     root: Path
     wanted: Mapping[str, Path]
     overwrite: bool = False
     suffixes: tuple[str, ...] = (".mp4",)
+    check: Callable[[str, Path], MemberVerdict] | None = None
+    quarantine: Path | None = None
 
     def __post_init__(self) -> None:
         # Destinations are resolved and checked one member at a time (``destination``): a
@@ -113,6 +127,7 @@ class ExtractedClip:
     path: Path
     size: int
     sha256: str
+    verdict: MemberVerdict | None = None  # what ``ExtractPlan.check`` found
 
 
 @dataclass
@@ -124,6 +139,7 @@ class ExtractReport:
     entries: int = 0  # member headers seen (pax / GNU long-name headers not counted)
     members: dict[str, int] = field(default_factory=dict)  # every clip (key -> bytes) it holds
     written: dict[str, ExtractedClip] = field(default_factory=dict)
+    quarantined: dict[str, ExtractedClip] = field(default_factory=dict)  # check found them bad
     kept_existing: list[str] = field(default_factory=list)  # wanted, already there, no overwrite
     not_found: list[str] = field(default_factory=list)  # wanted keys the shard does not hold
     skipped_unwanted: list[str] = field(default_factory=list)
@@ -289,6 +305,7 @@ class _MemberWriter:
         self.destination = destination
         self.temp = temp_path(destination)
         self.size = 0
+        self.verdict: MemberVerdict | None = None
         self._hash = hashlib.sha256()
         destination.parent.mkdir(parents=True, exist_ok=True)
         self.temp.unlink(missing_ok=True)  # a killed run's leftover, or a planted symlink
@@ -312,7 +329,7 @@ class _MemberWriter:
             finally:
                 os.close(self._fd)
                 self._fd = None
-        return ExtractedClip(self.destination, self.size, self._hash.hexdigest())
+        return ExtractedClip(self.destination, self.size, self._hash.hexdigest(), self.verdict)
 
     def discard(self) -> None:
         if self._fd is not None:
@@ -438,8 +455,11 @@ class _TarStream:
 
     def _end_member(self) -> None:
         if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+            writer, self._writer = self._writer, None
+            writer.close()
+            if self._plan.check is not None:
+                # while its bytes are in the page cache, and the transfer threads keep fetching
+                writer.verdict = self._plan.check(writer.key, writer.temp)
         elif self._extended is not None:
             data = bytes(self._extended)
             self._extended = None
@@ -498,11 +518,23 @@ def _unsafe_name(name: str) -> str | None:
     return None
 
 
-def _commit(stream: _TarStream, report: ExtractReport) -> None:
-    """Rename every verified (already fsynced) temp into place, then fsync the folders."""
+def _commit(stream: _TarStream, plan: ExtractPlan, report: ExtractReport) -> None:
+    """Rename every (already fsynced) temp into place, then fsync the folders.
+
+    A member ``plan.check`` found bad goes under ``plan.quarantine`` instead (or is dropped).
+    """
     folders: set[Path] = set()
     for key, writer in stream.temps.items():
         clip = writer.close()
+        if clip.verdict is not None and not clip.verdict.good:
+            if plan.quarantine is None:
+                writer.discard()
+                continue
+            dest = plan.quarantine / writer.destination.relative_to(plan.root)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(writer.temp, dest)
+            report.quarantined[key] = ExtractedClip(dest, clip.size, clip.sha256, clip.verdict)
+            continue
         os.replace(writer.temp, writer.destination)
         report.written[key] = clip
         folders.add(writer.destination.parent)
@@ -557,7 +589,7 @@ def extract_stream(fileobj: BinaryIO, plan: ExtractPlan, *, name: str) -> Extrac
             stream.feed(data)
         stream.finish()
         report.tar_bytes = stream.offset
-        _commit(stream, report)
+        _commit(stream, plan, report)
     except BaseException as exc:
         stream.discard()
         if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
@@ -566,14 +598,15 @@ def extract_stream(fileobj: BinaryIO, plan: ExtractPlan, *, name: str) -> Extrac
                 "its partial members were removed"
             ) from exc
         raise
-    found = set(report.written) | set(report.kept_existing)
+    found = set(report.written) | set(report.kept_existing) | set(report.quarantined)
     report.not_found = [key for key in plan.wanted if key not in found]
     log.info(
-        "shard %s (%s): %d clips, %d written, %d kept, %d unwanted, %d not found",
+        "shard %s (%s): %d clips, %d written, %d quarantined, %d kept, %d unwanted, %d not found",
         name,
         kind,
         len(report.members),
         len(report.written),
+        len(report.quarantined),
         len(report.kept_existing),
         len(report.skipped_unwanted),
         len(report.not_found),
