@@ -60,52 +60,49 @@ class RootStatus:
         return d
 
 
-def root_status(root: str | Path, *, by_class: bool = False) -> RootStatus:
-    """Counts by state and failure reason; ``by_class`` lists the least complete classes first."""
+def root_status(root: str | Path, *, by_class: bool = False, recount: bool = False) -> RootStatus:
+    """Counts by state and failure reason; ``by_class`` lists the least complete classes first.
+
+    Read from the manifest's maintained counters (``recount``: from every row).
+    """
     with Manifest(manifest_path(root), readonly=True) as m:
-        splits: dict[tuple[str, str], SplitStatus] = {}
-        failed: dict[tuple[str, str], Counter[str]] = {}
-        sources: dict[tuple[str, str], Counter[str]] = {}
-        for release, split, state, code, verify, source, count, size in m.execute(
-            "SELECT release, split, state, error_code, verify, source, COUNT(*), "
-            "COALESCE(SUM(bytes), 0) FROM clips GROUP BY 1, 2, 3, 4, 5, 6"
-        ):
-            s = splits.setdefault((release, split), SplitStatus(release, split))
-            s.annotated += count
-            if state == "present":
-                s.present += count
-                s.bytes += size
-                sources.setdefault((release, split), Counter())[source or "unknown"] += count
-            elif state == "missing":
-                s.missing += count
-            elif state == "quarantined":
-                s.quarantined += count
-            elif state == "failed":
-                failed.setdefault((release, split), Counter())[code or "unknown"] += count
-            if verify == "good":
-                s.verified_good += count
-            elif verify == "bad":
-                s.verified_bad += count
-        for k, s in splits.items():
-            s.failed = dict(failed.get(k, Counter()).most_common())
-            s.sources = dict(sources.get(k, Counter()).most_common())
+        counts = m.clip_counts(recount=recount)
         shards = Counter(
             {state: n for state, n in m.execute("SELECT state, COUNT(*) FROM shards GROUP BY 1")}
         )
-        classes = None
-        if by_class:
-            classes = [
-                ClassStatus(release, split, label, annotated, present)
-                for release, split, label, annotated, present in m.execute(
-                    "SELECT release, split, label, COUNT(*), SUM(state='present') FROM clips "
-                    "GROUP BY 1, 2, 3"
-                )
-            ]
-            classes.sort(key=lambda c: (c.complete, -c.annotated, c.label or ""))
-        return RootStatus(
-            str(root),
-            m.get_meta("kind"),
-            [splits[k] for k in sorted(splits)],
-            dict(shards),
-            classes,
-        )
+        kind = m.get_meta("kind")
+    splits: dict[tuple[str, str], SplitStatus] = {}
+    failed: dict[tuple[str, str], Counter[str]] = {}
+    sources: dict[tuple[str, str], Counter[str]] = {}
+    per_class: dict[tuple[str, str, str | None], list[int]] = {}
+    for release, split, label, state, code, verify, source, count, size in counts:
+        s = splits.setdefault((release, split), SplitStatus(release, split))
+        s.annotated += count
+        cls = per_class.setdefault((release, split, label), [0, 0])
+        cls[0] += count
+        if state == "present":
+            cls[1] += count
+            s.present += count
+            s.bytes += size
+            sources.setdefault((release, split), Counter())[source or "unknown"] += count
+        elif state == "missing":
+            s.missing += count
+        elif state == "quarantined":
+            s.quarantined += count
+        elif state == "failed":
+            failed.setdefault((release, split), Counter())[code or "unknown"] += count
+        if verify == "good":
+            s.verified_good += count
+        elif verify == "bad":
+            s.verified_bad += count
+    for k, s in splits.items():
+        s.failed = dict(failed.get(k, Counter()).most_common())
+        s.sources = dict(sources.get(k, Counter()).most_common())
+    classes = None
+    if by_class:
+        classes = [
+            ClassStatus(release, split, label, annotated, present)
+            for (release, split, label), (annotated, present) in per_class.items()
+        ]
+        classes.sort(key=lambda c: (c.complete, -c.annotated, c.label or ""))
+    return RootStatus(str(root), kind, [splits[k] for k in sorted(splits)], dict(shards), classes)
