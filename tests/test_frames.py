@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
 import wave
 from collections import namedtuple
 from pathlib import Path
@@ -20,10 +22,16 @@ from kinetix.errors import ConfigError, DiskSpaceError
 from kinetix.process.audio import extract_audio
 from kinetix.process.ffmpeg import run_ffmpeg
 from kinetix.process.frames import FRAME_PATTERN, count_frames, frame_args
-from kinetix.process.jpeg import jpeg_quality, resolve_encoder, write_frames
+from kinetix.process.jpeg import (
+    ffmpeg_qtable,
+    jpeg_quality,
+    libjpeg_qtables,
+    resolve_encoder,
+    write_frames,
+)
 from kinetix.store.layout import manifest_path, partial_dir
 from kinetix.store.manifest import Manifest
-from kinetix.testing.media import frame_index
+from kinetix.testing.media import frame_index, jpeg_quantisation
 
 A, B, SILENT, HTML, EMPTY = range(5)
 CLIPS = clips("val", ["abseiling", "massaging person's head", "air drumming", "abseiling", None])
@@ -253,15 +261,90 @@ def test_turbo_handles_odd_sizes_and_quality(tmp_path, pix_fmt) -> None:
     low.mkdir()
     write_frames(str(src), low, FramesConfig(quality=31), 1, FRAME_PATTERN)
     assert count_frames(low)[1] < count_frames(turbo)[1] / 2
-    assert [jpeg_quality(q) for q in (2, 5, 20, 31)] == [95, 88, 50, 32]
 
 
-def test_auto_picks_turbo_when_simplejpeg_imports(monkeypatch) -> None:
+def _first_jpeg(folder: Path) -> bytes:
+    return (folder / (FRAME_PATTERN % 1)).read_bytes()
+
+
+@pytest.mark.parametrize("quality", [2, 5])
+def test_the_default_jpegs_are_ffmpegs_own(root, tmp_path, quality) -> None:
+    from kinetix.process.ffmpeg import find_ffmpeg
+    from kinetix.process.frames import extract_dataset
+
+    out = tmp_path / "frames"
+    extract_dataset(root, out, FramesConfig(workers=0, quality=quality))
+    row = rows(out)[KEYS[A]]
+    folder = out / row["path"]
+    q = jpeg_quantisation(_first_jpeg(folder))
+    # ffmpeg's mjpeg quantisation: MPEG-1's intra matrix x q / 8, one table for Y, Cb and Cr
+    assert q.sampling == ((2, 2), (1, 1), (1, 1))
+    assert q.tables == (ffmpeg_qtable(quality),) * 3
+    assert q.tables[0][:3] == (8, 16 * quality >> 3, 19 * quality >> 3)
+    # and byte for byte what the plain command writes, every frame
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    src = root / rows(root)[KEYS[A]]["path"]
+    subprocess.run(
+        [find_ffmpeg().path, "-nostdin", "-loglevel", "error", "-i", str(src),
+         "-q:v", str(quality), str(plain / FRAME_PATTERN)],
+        check=True,
+    )  # fmt: skip
+    names = sorted(os.listdir(plain))
+    assert len(names) == row["num_frames"] == 50
+    assert all((folder / n).read_bytes() == (plain / n).read_bytes() for n in names)
+
+
+@pytest.mark.parametrize("quality", [2, 5, 31])
+def test_turbo_quantises_with_libjpegs_tables_at_the_equal_distortion_quality(
+    root, tmp_path, quality
+) -> None:
+    turbo = tmp_path / "turbo"
+    turbo.mkdir()
+    src = root / rows(root)[KEYS[A]]["path"]
+    write_frames(str(src), turbo, FramesConfig(quality=quality), 1, FRAME_PATTERN)
+    q = jpeg_quantisation(_first_jpeg(turbo))
+    luma, chroma = libjpeg_qtables(jpeg_quality(quality))
+    assert q.sampling == ((2, 2), (1, 1), (1, 1)) and q.tables == (luma, chroma, chroma)
+
+
+def test_jpeg_quality_matches_ffmpegs_mean_squared_step() -> None:
+    def msq(luma, chroma):  # a 4:2:0 MCU: four luma blocks, two chroma
+        return (4 * np.square(luma).sum() + 2 * np.square(chroma).sum()) / 6
+
+    for qscale in range(2, 32):
+        table = np.array(ffmpeg_qtable(qscale))
+        wanted = np.log(msq(table, table))
+        err = {Q: abs(np.log(msq(*map(np.array, libjpeg_qtables(Q)))) - wanted)
+               for Q in range(1, 101)}  # fmt: skip
+        assert err[jpeg_quality(qscale)] == min(err.values()), qscale
+    assert jpeg_quality(2) < 95  # libjpeg 95 is much finer than -q:v 2 (steps 1-12 vs 4-20)
+    # libjpeg's own scaling: quality 50 is Annex K as printed, 100 is all ones
+    assert libjpeg_qtables(50)[0][:3] == (16, 11, 10) and set(libjpeg_qtables(100)[1]) == {1}
+
+
+def test_a_frames_root_records_its_encoder_and_refuses_another(root, tmp_path) -> None:
+    from kinetix.process.frames import extract_dataset
+
+    out = tmp_path / "frames"
+    extract_dataset(root, out, FramesConfig(workers=0, encoder="turbo"))
+    settings = json.loads(meta(out, "settings"))
+    assert (settings["encoder"], settings["quality"]) == ("turbo", 2)
+    assert settings["libjpeg_quality"] == jpeg_quality(2)
+    with pytest.raises(ConfigError, match=r"encoder 'turbo' \(now 'ffmpeg'\)"):
+        extract_dataset(root, out, FramesConfig(workers=0))
+    other = tmp_path / "default"
+    extract_dataset(root, other, FramesConfig(workers=0, encoder="auto"))
+    assert json.loads(meta(other, "settings"))["encoder"] == "ffmpeg"
+    assert "libjpeg_quality" not in json.loads(meta(other, "settings"))
+
+
+def test_auto_is_ffmpeg_and_turbo_needs_simplejpeg(monkeypatch) -> None:
     import kinetix.process.jpeg as jpeg
 
-    assert FramesConfig().encoder is JpegEncoder.AUTO
-    assert resolve_encoder(JpegEncoder.AUTO) is JpegEncoder.TURBO
-    assert resolve_encoder(JpegEncoder.FFMPEG) is JpegEncoder.FFMPEG
+    assert FramesConfig().encoder is JpegEncoder.FFMPEG
+    assert resolve_encoder(JpegEncoder.AUTO) is JpegEncoder.FFMPEG
+    assert resolve_encoder(JpegEncoder.TURBO) is JpegEncoder.TURBO
     monkeypatch.setattr(jpeg, "simplejpeg", None)
     assert resolve_encoder(JpegEncoder.AUTO) is JpegEncoder.FFMPEG
     with pytest.raises(ConfigError, match=r"pip install 'simplejpeg>=1\.7'"):

@@ -25,7 +25,7 @@ from kinetix.process.derived import (
 )
 from kinetix.process.ffmpeg import error_code, error_tail, file_arg, run_ffmpeg, threads_per_job
 from kinetix.process.filters import video_filters
-from kinetix.process.jpeg import resolve_encoder, write_frames
+from kinetix.process.jpeg import jpeg_quality, resolve_encoder, write_frames
 from kinetix.process.probe import open_video, probe_video
 from kinetix.process.writer import ManifestWriter
 from kinetix.store.manifest import ClipState, ClipUpdate
@@ -46,9 +46,8 @@ def frame_args(
     vf = video_filters(fps=config.fps, short_side=config.short_side, upscale=config.upscale)
     if vf:
         args += ["-vf", vf]
-    # default Huffman tables: the same pixels, files ~5% larger, encoding ~15% faster
-    # (libjpeg, what OpenCV's imwrite uses, does not optimise them either)
-    args += ["-q:v", str(config.quality), "-huffman", "default", "-threads", t]
+    # ffmpeg's own defaults (optimal Huffman tables): the JPEGs `ffmpeg -q:v N` writes
+    args += ["-q:v", str(config.quality), "-threads", t]
     # passthrough: one image per decoded (or fps-filtered) frame, never duplicated or dropped
     args += ["-fps_mode", "passthrough", "-start_number", "1", "-f", "image2", "-y"]
     args += [file_arg(pattern)]
@@ -185,11 +184,15 @@ def extract_dataset(
 ) -> DerivedReport:
     """Run ``kinetix frames``: a frame folder for every present, not-bad clip of ``root``."""
     audio = config.audio
-    settings = {
+    # in ``settings``: the encoders quantise differently, so one root never mixes them
+    encoder = resolve_encoder(config.encoder)
+    settings: dict[str, Any] = {
         "fps": config.fps, "short_side": config.short_side, "upscale": config.upscale,
-        "quality": config.quality,
+        "quality": config.quality, "encoder": encoder.value,
         "audio": None if audio is None else {"rate": audio.sample_rate, "channels": audio.channels},
     }  # fmt: skip
+    if encoder is JpegEncoder.TURBO:  # what its quality means may change: a rerun must agree
+        settings["libjpeg_quality"] = jpeg_quality(config.quality)
     started = time.monotonic()
     with DerivedDataset(Path(root), Path(out), kind="frames", settings=settings) as ds:
         report = DerivedReport(ds.source, ds.out)
@@ -198,8 +201,6 @@ def extract_dataset(
             retry_failed=config.retry_failed,
         )  # fmt: skip
         threads = config.threads or threads_per_job(config.workers)
-        # not in ``settings``: both encoders make the same folders, so a run may switch
-        encoder = resolve_encoder(config.encoder)
         tasks = [
             FramesTask(
                 w.row.release, w.row.split, w.row.key, w.relpath, str(w.src), str(w.dest),
