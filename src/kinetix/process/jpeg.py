@@ -88,7 +88,7 @@ def jpeg_quality(qscale: int) -> int:
 
     (2 -> 94, 5 -> 86, 20 -> 43, 31 -> 28.) Annex K's tables are finer at low frequencies
     and coarser at high ones than ffmpeg's flat MPEG-1 table, so equal distortion (equal
-    PSNR: 34.4 dB for both at q 2 on ``scene`` clips) costs libjpeg ~20-25% more bytes;
+    PSNR: 34.4 dB for both at q 2 on ``scene`` clips) costs libjpeg ~25% more bytes;
     matching the size instead costs ~0.8 dB. That is why ``turbo`` is not the default.
     """
     table = ffmpeg_qtable(qscale)
