@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import (
     FIRST_COMPLETED,
@@ -15,6 +16,7 @@ from concurrent.futures import Executor as _PoolExecutor
 from typing import TypeVar
 
 from kinetix.executors.base import TaskKind
+from kinetix.executors.orphans import init_pool_worker
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -31,7 +33,12 @@ class LocalExecutor:
     def _pool(self, kind: TaskKind) -> _PoolExecutor:
         if kind not in self._pools:
             if kind is TaskKind.CPU:
-                self._pools[kind] = ProcessPoolExecutor(max_workers=max(self.workers, 1))
+                # Workers die with this process, even on kill -9 (see init_pool_worker).
+                self._pools[kind] = ProcessPoolExecutor(
+                    max_workers=max(self.workers, 1),
+                    initializer=init_pool_worker,
+                    initargs=(os.getpid(), threading.current_thread() is threading.main_thread()),
+                )
             else:
                 self._pools[kind] = ThreadPoolExecutor(
                     max_workers=self.io_workers, thread_name_prefix="kinetix-io"

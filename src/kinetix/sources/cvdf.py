@@ -88,17 +88,32 @@ def shard_id(name: str) -> str:
     return join_url(CVDF_BASE, name)
 
 
-def mirror_url(line: str, mirror: str | None) -> tuple[str, str]:
-    """A path-list line -> (encoded URL on the mirror in use, path under the base)."""
+def mirror_url(line: str, mirror: str | None, top: str | None = None) -> tuple[str, str]:
+    """A path-list line -> (encoded URL on the mirror in use, path under the CVDF base).
+
+    A line is keyed by where CVDF keeps the shard, whatever host it names: the official base,
+    or any mirror (one that rewrote its lists with its own, maybe dead, address) when its path
+    holds the release folder ``top`` (``"400/"``). The mirror in use is applied only here, when
+    the URL is built, so a rerun with another ``--mirror`` never asks the old host.
+    """
     line = line.strip()
     if line.startswith(CVDF_BASE):
         name = unquote(line[len(CVDF_BASE) :])
         return join_url(mirror or CVDF_BASE, name), name
-    return encode_url(line), unquote(line.split("://", 1)[-1].split("/", 1)[-1])
+    path = unquote(line.split("://", 1)[-1].partition("/")[2])
+    if top and (path.startswith(top) or f"/{top}" in path):
+        name = path if path.startswith(top) else path[path.index(f"/{top}") + 1 :]
+        return join_url(mirror or CVDF_BASE, name), name
+    return encode_url(line), path
 
 
 def read_path_list(text: str, mirror: str | None, where: str) -> list[tuple[str, str]]:
-    """Parse a CVDF ``k*_path.txt`` (one URL a line) into (url, name) pairs."""
+    """Parse a CVDF ``k*_path.txt`` (one URL a line) into (url, name) pairs.
+
+    ``where`` is the list's own path under the base (``400/val/k400_val_path.txt``); its first
+    folder is the release folder every shard of the list lives under.
+    """
+    top = where.split("/", 1)[0] + "/" if "/" in where else None
     pairs = []
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
@@ -108,7 +123,7 @@ def read_path_list(text: str, mirror: str | None, where: str) -> list[tuple[str,
                 f"{where}:{number}: expected a shard URL, got {line.strip()[:80]!r}; "
                 "the path list is damaged: delete it and rerun to fetch it again"
             )
-        pairs.append(mirror_url(line, mirror))
+        pairs.append(mirror_url(line, mirror, top))
     return pairs
 
 

@@ -59,7 +59,8 @@ def retry_limit(exc: BaseException, retries: int) -> int:
 def gave_up(exc: TransferError, url: str, attempts: int, kept: str) -> TransferError:
     """The final error after retries: what happened, how often, what was kept, what to do."""
     # Every message names the URL already.
-    message = f"{exc} (gave up after {attempts} attempts); {kept}"
+    tries = f"{attempts} attempt" + ("s" if attempts != 1 else "")
+    message = f"{exc} (gave up after {tries}); {kept}"
     if isinstance(exc, ConnectError):
         return ConnectError(f"{message}; {OFFLINE_HINT}", url=url)
     if isinstance(exc, StallError):
