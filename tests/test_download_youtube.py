@@ -13,6 +13,7 @@ import av
 import pytest
 
 from kinetix.cli.main import main
+from kinetix.data import KineticsDataset
 from kinetix.store.layout import manifest_path
 from kinetix.store.manifest import Manifest
 from kinetix.testing.media import frame_index
@@ -78,6 +79,9 @@ def test_auto_fills_the_cvdf_gaps_from_youtube(tmp_path, gappy_mirror):
             assert first == round(clip.time_start * fps)  # the frame at time_start, exactly
             assert abs(count - (clip.time_end - clip.time_start) * fps) <= 1
         assert {rows[k].source for k in rows if k not in s.missing} == {"cvdf"}
+        # every clip, from either source, was checked as it landed: loadable with no verify
+        assert all(r.verify == "good" and r.verify_level == "quick" for r in rows.values())
+        assert len(KineticsDataset(tmp_path, "val", output="numpy")) == len(rows)
 
         before = server.stats.total_requests
         assert main(youtube_argv("k400", tmp_path, server, "--source", "auto")) == 0

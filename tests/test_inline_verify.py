@@ -176,3 +176,66 @@ def test_a_shard_with_broken_clips_quarantines_them_counts_them_and_goes_on(
             assert row is not None and row.state == "present" and row.verify == "good"
             assert row.source == "cvdf_replacement"
             assert not (quarantine_dir(root) / row.path).exists()  # the stale copy is gone
+
+
+@pytest.fixture
+def downloaded(tmp_path, mirror_server) -> Path:
+    """A K600 val root as `kinetix download` leaves it (torchvision layout: no spaces)."""
+    root = tmp_path / "k600"
+    argv = ["download", "k600", "--split", "val", "--root", str(root), "--layout", "torchvision"]
+    assert main([*argv, "--mirror", mirror_server.url, "--no-progress"]) == 0
+    return root
+
+
+def _present(root: Path) -> list:
+    with Manifest(manifest_path(root), readonly=True) as m:
+        return list(m.clips(states=["present"]))
+
+
+def test_process_root_exports_every_clip_with_no_verify_step(downloaded, tmp_path, capsys):
+    out = tmp_path / "k600_32"
+    assert main(["process", str(downloaded), "--out", str(out), "--short-side", "32",
+                 "--no-progress", "--workers", "2"]) == 0  # fmt: skip
+    rows = _present(out)
+    assert len(rows) == len(_present(downloaded))
+    for row in rows:
+        assert row.verify == "good" and row.num_frames and min(row.width, row.height) == 32
+    capsys.readouterr()
+    assert main(["export", str(out), "--format", "mmaction", "--out", str(tmp_path / "l")]) == 0
+    printed = capsys.readouterr().out
+    assert f"exported {len(rows)} clips" in printed and "left out" not in printed
+    ds = KineticsDataset(out, "val", frames_per_clip=2, output="numpy", short_side=None)
+    assert len(ds) == len(rows) and ds[0][0].shape[1:3] == (40, 32)
+
+
+def test_frames_root_exports_loads_and_verifies_with_no_verify_step(downloaded, tmp_path, capsys):
+    from kinetix.data import RawFramesDataset
+
+    frames = tmp_path / "frames"
+    assert main(["frames", str(downloaded), "--out", str(frames), "--no-progress",
+                 "--workers", "2"]) == 0  # fmt: skip
+    rows = _present(frames)
+    assert len(rows) == len(_present(downloaded))
+    assert all(r.verify == "good" and r.num_frames and r.width == 64 for r in rows)
+    capsys.readouterr()
+    assert main(["export", str(frames), "--format", "mmaction", "--out", str(tmp_path / "l")]) == 0
+    printed = capsys.readouterr().out
+    assert f"exported {len(rows)} clips" in printed and "left out" not in printed
+    ds = RawFramesDataset(frames, "val", frames_per_clip=2, output="numpy")
+    assert len(ds) == len(rows)
+
+    # `verify` checks a frames root later: untouched folders are skipped, damage is caught
+    assert main(["verify", str(frames), "--no-progress"]) == 0
+    assert f"{len(rows)} skipped" in capsys.readouterr().out
+    hole, cut = rows[0], rows[1]
+    (frames / hole.path / "img_00003.jpg").unlink()
+    last = frames / cut.path / f"img_{cut.num_frames:05d}.jpg"
+    last.write_bytes(last.read_bytes()[:200])
+    assert main(["verify", str(frames), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "2 checked" in out and "2 bad" in out and "missing_frames 1" in out
+    with Manifest(manifest_path(frames), readonly=True) as m:
+        for row in (hole, cut):
+            now = m.get(row.release, row.split, row.key)
+            assert now is not None and now.state == "quarantined" and now.verify == "bad"
+            assert (frames / now.path).is_dir() and not (frames / row.path).exists()

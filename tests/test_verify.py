@@ -160,11 +160,11 @@ def test_refuses_locked_and_non_video_roots(root, tmp_path) -> None:
 
     with RootLock(root), pytest.raises(LockedError):
         verify_dataset(root, VerifyConfig(workers=0))
-    frames = tmp_path / "frames"
-    with Manifest(manifest_path(frames)) as m:
-        m.set_meta("kind", "frames")
-    with pytest.raises(ConfigError, match="frames dataset"):
-        verify_dataset(frames, VerifyConfig(workers=0))
+    other = tmp_path / "other"
+    with Manifest(manifest_path(other)) as m:
+        m.set_meta("kind", "audio")
+    with pytest.raises(ConfigError, match="audio dataset; verify checks video and frames"):
+        verify_dataset(other, VerifyConfig(workers=0))
     assert meta(root, "kind") == "videos"
 
 

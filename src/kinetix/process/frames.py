@@ -26,14 +26,14 @@ from kinetix.process.derived import (
 from kinetix.process.ffmpeg import error_code, error_tail, file_arg, run_ffmpeg, threads_per_job
 from kinetix.process.filters import video_filters
 from kinetix.process.jpeg import jpeg_quality, resolve_encoder, write_frames
-from kinetix.process.probe import open_video, probe_video
+from kinetix.process.probe import probe_video
+from kinetix.process.verify import frame_files, inspect_frames
 from kinetix.process.writer import ManifestWriter
 from kinetix.store.manifest import ClipState, ClipUpdate
 
 log = logging.getLogger(__name__)
 
 FRAME_PATTERN = "img_%05d.jpg"  # 1-based, as mmaction2's rawframe datasets and PaddleVideo expect
-_PREFIX, _SUFFIX = "img_", ".jpg"
 
 
 def frame_args(
@@ -58,15 +58,8 @@ def frame_args(
 
 def count_frames(folder: Path) -> tuple[int, int]:
     """(number of ``img_*.jpg`` files, bytes of everything) in a clip folder."""
-    count = size = 0
-    with os.scandir(folder) as entries:
-        for entry in entries:
-            if not entry.is_file():
-                continue
-            size += entry.stat().st_size
-            if entry.name.startswith(_PREFIX) and entry.name.endswith(_SUFFIX):
-                count += 1
-    return count, size
+    names, size = frame_files(folder)
+    return len(names), size
 
 
 @dataclass(frozen=True)
@@ -115,8 +108,11 @@ def extract_frames(task: FramesTask) -> ClipUpdate:
             )
         if audio and not (tmp / WAV_NAME).is_file():
             return failed_update(task, ErrorCode.FFMPEG_FAILED, f"ffmpeg wrote no {WAV_NAME}")
-        with open_video(tmp / (FRAME_PATTERN % 1)) as image:
-            width, height = image.streams.video[0].width, image.streams.video[0].height
+        # verified by construction: every frame numbered in order, the ends decode, one size
+        checked = inspect_frames(tmp, count)
+        if checked["verify"] != "good":
+            code = ErrorCode(checked["error_code"])
+            return failed_update(task, code, f"{who} a bad folder: {checked['error_message']}")
         fps = task.config.fps or info.fps
         dest = Path(task.dest)
         if dest.exists():  # an incomplete folder from an earlier run: replaced whole
@@ -133,10 +129,9 @@ def extract_frames(task: FramesTask) -> ClipUpdate:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     fields: dict[str, Any] = {
-        "state": ClipState.PRESENT.value, "path": task.relpath, "num_frames": count,
-        "bytes": size, "fps": round(fps, 4), "width": width, "height": height,
-        "has_audio": int(audio), "origin": task.src, "source": "derived",
-        "error_code": None, "error_message": None,
+        **checked, "state": ClipState.PRESENT.value, "path": task.relpath, "num_frames": count,
+        "bytes": size, "fps": round(fps, 4), "has_audio": int(audio), "origin": task.src,
+        "source": "derived", "error_code": None, "error_message": None,
     }  # fmt: skip
     return ClipUpdate(task.release, task.split, task.key, fields, count_attempt=True)
 

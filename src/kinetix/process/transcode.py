@@ -18,6 +18,7 @@ from kinetix.process.derived import DerivedDataset, DerivedReport, DoneRow, fail
 from kinetix.process.ffmpeg import error_code, error_tail, file_arg, run_ffmpeg, threads_per_job
 from kinetix.process.filters import video_filters
 from kinetix.process.probe import probe_video
+from kinetix.process.verify import inspect_clip
 from kinetix.store.manifest import ClipState, ClipUpdate
 
 log = logging.getLogger(__name__)
@@ -69,23 +70,25 @@ def transcode_clip(task: TranscodeTask) -> ClipUpdate:
         return failed_update(task, exc.code, exc.reason)
     try:
         run_ffmpeg(encode_args(task.src, task.tmp, task.config, task.threads))
-        info = probe_video(tmp)
+        # verified before it is placed, like a downloaded clip; the source's span was checked
+        # when it landed, so only what ffmpeg wrote is checked here (span 0: no span check)
+        checked = inspect_clip(tmp, 0.0)
+        if checked["verify"] != "good":
+            code, reason = ErrorCode(checked["error_code"]), checked["error_message"]
+            return failed_update(task, code, f"ffmpeg wrote an unusable file: {reason}")
         Path(task.dest).parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp, task.dest)
         size = os.path.getsize(task.dest)
     except FFmpegError as exc:
         return failed_update(task, error_code(exc), error_tail(exc))
-    except MediaError as exc:
-        return failed_update(task, ErrorCode.FFMPEG_FAILED, f"ffmpeg wrote an unusable file: {exc}")
     except OSError as exc:
         code = ErrorCode.NO_SPACE if exc.errno == errno.ENOSPC else ErrorCode.UNKNOWN
         return failed_update(task, code, f"{task.dest}: {exc.strerror or exc}")
     finally:
         tmp.unlink(missing_ok=True)
     fields: dict[str, Any] = {
-        "state": ClipState.PRESENT.value, "path": task.relpath, "bytes": size,
-        "origin": task.src, "source": "derived", "error_code": None, "error_message": None,
-        "verify": None, "verify_level": None, **info.manifest_fields(),
+        **checked, "state": ClipState.PRESENT.value, "path": task.relpath, "bytes": size,
+        "origin": task.src, "source": "derived",
     }  # fmt: skip
     return ClipUpdate(task.release, task.split, task.key, fields, count_attempt=True)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -234,6 +235,84 @@ def verify_clip(task: VerifyTask) -> ClipUpdate:
     return ClipUpdate(task.release, task.split, task.key, fields)
 
 
+# --- one frame folder ------------------------------------------------------------------------
+
+FRAME_PREFIX, FRAME_SUFFIX = "img_", ".jpg"
+
+
+def frame_files(folder: Path) -> tuple[list[str], int]:
+    """(sorted ``img_*.jpg`` names, bytes of every file) of a clip's frame folder."""
+    names: list[str] = []
+    size = 0
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if not entry.is_file():
+                continue
+            size += entry.stat().st_size
+            if entry.name.startswith(FRAME_PREFIX) and entry.name.endswith(FRAME_SUFFIX):
+                names.append(entry.name)
+    names.sort()
+    return names, size
+
+
+def _decode_image(path: Path) -> tuple[int, int]:
+    """Decode one JPEG; its (width, height). A broken one raises ``MediaError``."""
+    with open_video(path) as container:
+        try:
+            frame = next(container.decode(video=0), None)
+        except av.FFmpegError as exc:
+            reason = f"{path.name} does not decode ({libav_reason(exc)})"
+            raise MediaError(str(path), reason, code=ErrorCode.UNREADABLE) from None
+        if frame is None:
+            raise MediaError(str(path), f"{path.name} holds no image", code=ErrorCode.UNREADABLE)
+        return frame.width, frame.height
+
+
+def inspect_frames(
+    folder: str | os.PathLike[str],
+    expected: int | None = None,
+    level: VerifyLevel = VerifyLevel.QUICK,
+) -> dict[str, Any]:
+    """Check one frame folder: ``img_00001.jpg`` .. ``img_{n}.jpg`` all there (``expected`` of
+    them when given), the first and last (``deep``: every one) decode, at one size.
+
+    Returns manifest fields like ``inspect_clip``: ``verify`` good or bad with the reason.
+    """
+    folder = Path(folder)
+    fields: dict[str, Any] = {"verify_level": level.value, "verified_at": time.time()}
+    try:
+        names, size = frame_files(folder)
+        fields["bytes"] = size
+        if not names:
+            raise MediaError(str(folder), "holds no img_*.jpg frame", code=ErrorCode.ZERO_FRAMES)
+        count = len(names)
+        if names[-1] != f"{FRAME_PREFIX}{count:05d}{FRAME_SUFFIX}":
+            reason = f"{count} frames but the last is {names[-1]}: frames are missing"
+            raise MediaError(str(folder), reason, code=ErrorCode.MISSING_FRAMES)
+        if expected is not None and count != expected:
+            reason = f"{count} frames on disk, {expected} expected"
+            raise MediaError(str(folder), reason, code=ErrorCode.MISSING_FRAMES)
+        check = names if level is VerifyLevel.DEEP else [names[0], names[-1]]
+        sizes = {_decode_image(folder / name) for name in check}
+        if len(sizes) > 1:
+            seen = ", ".join(f"{w}x{h}" for w, h in sorted(sizes))
+            reason = f"frames of different sizes ({seen})"
+            raise MediaError(str(folder), reason, code=ErrorCode.UNREADABLE)
+        ((width, height),) = sizes
+        fields.update(num_frames=count, width=width, height=height)
+    except MediaError as exc:
+        fields.update(verify="bad", error_code=exc.code.value, error_message=exc.reason[:500])
+    except OSError as exc:
+        fields.update(
+            verify="bad",
+            error_code=ErrorCode.UNREADABLE.value,
+            error_message=f"cannot read: {exc.strerror or exc}",
+        )
+    else:
+        fields.update(verify="good", error_code=None, error_message=None)
+    return fields
+
+
 # --- the job ----------------------------------------------------------------------------------
 
 
@@ -289,17 +368,22 @@ def verify_dataset(
     report = VerifyReport(root, config.level)
     with Manifest(manifest_path(root), readonly=True) as check:
         kind = check.get_meta("kind")
-    if kind not in (None, "videos"):
-        raise ConfigError(f"{root} is a {kind} dataset; verify checks video datasets")
+    if kind not in (None, "videos", "frames"):
+        raise ConfigError(f"{root} is a {kind} dataset; verify checks video and frames datasets")
+    frames = kind == "frames"
     with RootLock(root), Manifest(manifest_path(root)) as manifest:
-        rec = scan_root(root, manifest)
+        rec = scan_frames(root, manifest) if frames else scan_root(root, manifest)
         _note_reconciliation(report, rec)
         if config.fix:
             fixes = fix_root(root, manifest, rec)
             report.added, report.marked_missing = fixes.added, fixes.marked_missing
-        tasks = _plan(root, manifest, rec, config, report)
+        tasks: list[Any]
+        if frames:
+            tasks = _plan_frames(root, manifest, rec, config, report)
+        else:
+            tasks = _plan(root, manifest, rec, config, report)
         started = time.monotonic()
-        _run(root, manifest, tasks, config, report, emit)
+        _run(root, manifest, tasks, config, report, emit, verify_folder if frames else verify_clip)
         report.seconds = time.monotonic() - started
     if refetch is not None:
         with Manifest(manifest_path(root), readonly=True) as manifest:
@@ -361,13 +445,73 @@ def _plan(
     return tasks
 
 
-def _already_verified(row: ClipRow, stat: Any, level: VerifyLevel) -> bool:
-    if row.values.get("verify") != "good" or stat is None:
+@dataclass(frozen=True)
+class FolderTask:
+    """One frame folder to check (a frames root's clip)."""
+
+    release: str
+    split: str
+    key: str
+    path: str  # absolute
+    expected: int | None  # frames recorded when it was made
+    level: VerifyLevel
+
+
+def verify_folder(task: FolderTask) -> ClipUpdate:
+    """Worker: check one frame folder (see ``inspect_frames``)."""
+    fields = inspect_frames(task.path, task.expected, task.level)
+    return ClipUpdate(task.release, task.split, task.key, fields)
+
+
+def scan_frames(root: Path, manifest: Manifest) -> Reconciliation:
+    """A frames root's present rows whose folder is gone (frames roots hold no clip files)."""
+    layout = root_layout(manifest)
+    rec = Reconciliation()
+    for row in manifest.clips(states=[ClipState.PRESENT]):
+        if not (root / row_relpath(row, layout)).is_dir():
+            rec.vanished.append(row)
+    return rec
+
+
+def _plan_frames(
+    root: Path,
+    manifest: Manifest,
+    rec: Reconciliation,
+    config: VerifyConfig,
+    report: VerifyReport,
+) -> list[FolderTask]:
+    """Every present folder, but those verified at this level whose frames and bytes still
+    match what was recorded (listing a folder is what it costs to know)."""
+    layout = root_layout(manifest)
+    vanished = {(r.release, r.split, r.key) for r in rec.vanished}
+    tasks = []
+    for row in manifest.clips(states=[ClipState.PRESENT]):
+        if (row.release, row.split, row.key) in vanished:
+            continue
+        folder = root / row_relpath(row, layout)
+        expected = row.values.get("num_frames")
+        if _already_verified(row, None, config.level, check_stat=False):
+            names, size = frame_files(folder)
+            if len(names) == expected and size == row.values.get("bytes"):
+                report.skipped += 1
+                continue
+        tasks.append(
+            FolderTask(row.release, row.split, row.key, str(folder), expected, config.level)
+        )
+    return tasks
+
+
+def _already_verified(
+    row: ClipRow, stat: Any, level: VerifyLevel, *, check_stat: bool = True
+) -> bool:
+    if row.values.get("verify") != "good" or (check_stat and stat is None):
         return False
     try:
         done = VerifyLevel(row.values.get("verify_level"))
     except ValueError:
         return False
+    if not check_stat:
+        return done.rank >= level.rank
     return (
         done.rank >= level.rank
         and row.values.get("bytes") == stat.size
@@ -378,10 +522,11 @@ def _already_verified(row: ClipRow, stat: Any, level: VerifyLevel) -> bool:
 def _run(
     root: Path,
     manifest: Manifest,
-    tasks: list[VerifyTask],
+    tasks: list[Any],
     config: VerifyConfig,
     report: VerifyReport,
     emit: Callable[[str], None] | None,
+    check: Callable[[Any], ClipUpdate],
 ) -> None:
     if not tasks:
         return
@@ -390,7 +535,7 @@ def _run(
     executor = make_executor(config.executor, config.workers)
     try:
         with ManifestWriter(manifest) as writer:
-            for update in executor.map_unordered(verify_clip, tasks, kind=TaskKind.CPU):
+            for update in executor.map_unordered(check, tasks, kind=TaskKind.CPU):
                 report.checked += 1
                 if update.fields["verify"] == "good":
                     report.good += 1
@@ -422,6 +567,8 @@ def _quarantine(root: Path, path: Path, update: ClipUpdate, report: VerifyReport
     log.warning("%s: %s: %s; quarantined", rel, code, message)
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
+        if dest.is_dir():  # a frame folder set aside before: the newer one replaces it
+            shutil.rmtree(dest)
         os.replace(path, dest)
     except OSError as exc:
         message = f"{rel}: bad ({update.fields['error_code']}) but could not be quarantined: {exc}"

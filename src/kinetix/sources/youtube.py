@@ -36,6 +36,7 @@ from kinetix.config import YoutubeConfig
 from kinetix.errors import ConfigError, ErrorCode, FFmpegError, SourceError
 from kinetix.process.ffmpeg import find_ffmpeg
 from kinetix.process.trim import SectionInfo, TrimmedClip, read_section, trim_clip
+from kinetix.process.verify import inspect_clip
 from kinetix.sources.base import ClipSpan, TaskResult
 from kinetix.sources.ratelimit import Outcome, RequestGate, shared_gate
 from kinetix.sources.redaction import Redactor, cookie_secrets, path_secrets, proxy_secrets
@@ -529,7 +530,7 @@ class YoutubeSource:
             try:
                 info = read_section(section)
                 self._check_section(task, info, duration)
-                clip, path = self._trim_into_place(task, section, info, work)
+                clip, checked, path = self._trim_into_place(task, section, info, work)
             except SourceError as exc:
                 raise _Fetched(classify(exc, self.redact), size) from exc
             except FFmpegError as exc:
@@ -542,9 +543,8 @@ class YoutubeSource:
                 "bytes": nbytes,
                 "sha256": digest,
                 "mtime": path.stat().st_mtime,
-                "error_code": None,
-                "error_message": None,
                 **clip.manifest_fields(),
+                **checked,  # verify good, and the facts as a player (and `verify`) sees them
             }
             return fields, size
         finally:
@@ -705,7 +705,7 @@ class YoutubeSource:
 
     def _trim_into_place(
         self, task: YoutubeTask, section: Path, info: SectionInfo, work: Path
-    ) -> tuple[TrimmedClip, Path]:
+    ) -> tuple[TrimmedClip, dict[str, Any], Path]:
         dest = self.root / task.relpath
         dest.parent.mkdir(parents=True, exist_ok=True)
         # Same folder as the clip, so the rename is atomic; dot-named so no lister takes it
@@ -717,11 +717,18 @@ class YoutubeSource:
                 audio=self.config.audio, info=info,
             )  # fmt: skip
             _fsync(tmp)
+            # checked like `verify` before it is placed: a recorded clip is a usable one
+            checked = inspect_clip(tmp, task.time_end - task.time_start, clip.start_offset)
+            if checked["verify"] != "good":
+                raise SourceError(
+                    f"the trimmed clip is unusable: {checked['error_message']}",
+                    code=ErrorCode(checked["error_code"]),
+                )
             os.replace(tmp, dest)
             _fsync_dir(dest.parent)
         finally:
             tmp.unlink(missing_ok=True)
-        return clip, dest
+        return clip, checked, dest
 
 
 class _Fetched(Exception):
