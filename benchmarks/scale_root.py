@@ -3,7 +3,8 @@
 Rows are real annotation rows (K400 val, 400 classes; K700-2020 val, 700 classes) repeated
 with their segments shifted so every key is unique, written as a CSV of the given split. The
 manifest is filled by kinetix's own ``add_clips`` and then one SQL ``UPDATE`` marks every row
-present and verified good at ``{split}/{label}/{key}.mp4`` (layout ``raw``); each file is an
+present and verified good at ``{split}/{label_folder}/{key}.mp4`` (layout ``underscore``, so
+list exports need no ``--link-dir``); each file is an
 empty file made with ``os.open``. Everything a rerun, ``status``, ``export`` or
 ``KineticsDataset`` reads is there, so they have nothing to do but read.
 
@@ -69,20 +70,21 @@ def build_root(root: Path, count: int, *, release: str = "k400", split: str = "t
     with Manifest(manifest_path(root)) as m:
         m.set_meta("kind", "videos")
         m.set_meta("release", release)
-        m.set_meta("layout", "raw")
+        m.set_meta("layout", "underscore")
         m.add_clips(clips, registry.indices)
     now = time.time()
     db = sqlite3.connect(manifest_path(root))
     with db:
         db.execute(
-            "UPDATE clips SET state='present', source='cvdf', path=split || '/' || label || '/' "
-            "|| key || '.mp4', bytes=0, mtime=?, verify='good', verify_level='quick', "
+            "UPDATE clips SET state='present', source='cvdf', "
+            "path=split || '/' || replace(label, ' ', '_') || '/' || key || '.mp4', bytes=0, "
+            "mtime=?, verify='good', verify_level='quick', "
             "verified_at=?, duration=10.0, fps=25.0, width=340, height=256, num_frames=250, "
             "codec='h264', has_audio=1, trim=NULL, updated_at=?",
             (now, now, now),
         )
     for label in {c.label for c in clips}:
-        (root / split / str(label)).mkdir(parents=True, exist_ok=True)
+        (root / split / str(label).replace(" ", "_")).mkdir(parents=True, exist_ok=True)
     flags = os.O_WRONLY | os.O_CREAT
     base = str(root) + "/"
     for (path,) in db.execute("SELECT path FROM clips"):

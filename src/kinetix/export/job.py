@@ -17,13 +17,14 @@ from kinetix.data.index import (
     count_left_out,
     describe_left_out,
     iter_usable,
+    usable_rows,
 )
 from kinetix.errors import ConfigError
 from kinetix.export.config import ExportConfig, ExportFormat
 from kinetix.export.links import LinkTreeWriter
-from kinetix.export.lists import ListWriter, list_format
+from kinetix.export.lists import WHITESPACE, ListWriter, list_format
 from kinetix.export.records import ExportRecord, WriterBase
-from kinetix.export.tables import CsvWriter, ParquetWriter
+from kinetix.export.tables import COLUMNS, CsvWriter, ParquetWriter
 from kinetix.export.webdataset import ShardWriter
 from kinetix.store.layout import LabelStyle, manifest_path
 from kinetix.store.manifest import Manifest
@@ -98,11 +99,15 @@ def export_root(root: str | Path, config: ExportConfig) -> ExportReport:
             with own if own is not None else contextlib.nullcontext():
                 writer = own or shared
                 assert writer is not None
-                for record in _records(manifest, root, info.kind, release, split, config, indexer):
-                    if links is not None:
-                        record = links.link(record)
-                    writer.write(record)
-                    written += 1
+                if links is None and isinstance(writer, (ListWriter, CsvWriter, ParquetWriter)):
+                    written = _write_batches(manifest, root, writer, release, split, config)
+                else:
+                    records = _records(manifest, root, info.kind, release, split, config, indexer)
+                    for record in records:
+                        if links is not None:
+                            record = links.link(record)
+                        writer.write(record)
+                        written += 1
             left_out = count_left_out(
                 manifest, split=split, release=release, include_unverified=config.include_unverified
             )
@@ -153,12 +158,15 @@ def _refuse_whitespace(
     if config.link_dir is not None:
         return
     fmt = list_format(config.format.value, kind)
+    base = str(root).rstrip("/") + "/" if config.absolute else ""
     for release, split in pairs:
-        for row in iter_usable(
-            manifest, split=split, release=release, include_unverified=config.include_unverified
-        ):
-            path = str(root / str(row.path)) if config.absolute else str(row.path)
-            if any(c.isspace() for c in path):
+        for rows in usable_rows(
+            manifest, ["path"], split=split, release=release,
+            include_unverified=config.include_unverified,
+        ):  # fmt: skip
+            paths = [base + path for (path,) in rows]
+            if WHITESPACE.search("\0".join(paths)):
+                path = next(p for p in paths if WHITESPACE.search(p))
                 raise ConfigError(
                     f"{path!r} contains whitespace, which {fmt.name} splits lines on; nothing was "
                     "written. Pass --link-dir DIR to list links named without spaces"
@@ -174,6 +182,40 @@ def _split_writer(
     if config.format is ExportFormat.WEBDATASET:
         return ShardWriter(out, split, config.shard_size)
     return None
+
+
+def _write_batches(
+    manifest: Manifest,
+    root: Path,
+    writer: ListWriter | CsvWriter | ParquetWriter,
+    release: str,
+    split: str,
+    config: ExportConfig,
+) -> int:
+    """Stream one split's usable rows to a list or table writer in batches of plain tuples."""
+    is_list = isinstance(writer, ListWriter)
+    columns = ["path", "label", "label_index", "num_frames"] if is_list else list(COLUMNS)
+    at_label, at_index = columns.index("label"), columns.index("label_index")
+    indexer = LabelIndexer()
+    written = 0
+    for rows in usable_rows(
+        manifest, columns, split=split, release=release,
+        include_unverified=config.include_unverified,
+    ):  # fmt: skip
+        # the class index is the stored one except for unlabelled rows and rows without one
+        fixed = [
+            row
+            if row[at_label] is not None and row[at_index] is not None
+            else (*row[:at_index], indexer(release, row[at_label], row[at_index]),
+                  *row[at_index + 1 :])
+            for row in rows
+        ]  # fmt: skip
+        if isinstance(writer, ListWriter):
+            writer.write_batch(root, split, [(p, index, n) for p, _, index, n in fixed])
+        else:
+            writer.write_batch(fixed)
+        written += len(fixed)
+    return written
 
 
 def _records(

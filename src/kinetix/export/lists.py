@@ -7,6 +7,8 @@ spaces are refused with a way out (``--link-dir``) rather than written broken.
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,8 @@ from typing import Any
 from kinetix.errors import ConfigError
 from kinetix.export.atomic import AtomicFile
 from kinetix.export.records import ExportRecord, WriterBase
+
+WHITESPACE = re.compile(r"\s")  # what str.split() splits on
 
 
 @dataclass(frozen=True)
@@ -83,43 +87,55 @@ class ListWriter(WriterBase):
         self._file = AtomicFile(path, "w", encoding="utf-8", newline="\n")
         self._items: list[dict[str, Any]] = []
 
-    def entry_path(self, record: ExportRecord) -> str:
+    def _entry_paths(self, tree: Path, split: str, relpaths: Sequence[str]) -> list[str]:
         if self.absolute:
-            path = str(record.media)
+            base = str(tree).rstrip("/") + "/"
+            paths = [base + rel for rel in relpaths]
         elif self.format.base == "split":
-            path = record.under_split()
+            prefix = split + "/"  # what under_split strips
+            paths = [rel[len(prefix) :] if rel.startswith(prefix) else rel for rel in relpaths]
         else:
-            path = record.relpath
-        if self.format.dir_suffix and not path.endswith(self.format.dir_suffix):
-            path += self.format.dir_suffix
-        return path
+            paths = list(relpaths)
+        suffix = self.format.dir_suffix
+        if suffix:
+            paths = [p if p.endswith(suffix) else p + suffix for p in paths]
+        return paths
 
     def write(self, record: ExportRecord) -> None:
-        path = self.entry_path(record)
-        label = record.label_index
-        if self.format.frames and record.num_frames is None:
+        self.write_batch(record.tree, record.split, [(record.relpath, record.label_index,
+                                                      record.num_frames)])  # fmt: skip
+
+    def write_batch(
+        self, tree: Path, split: str, entries: Sequence[tuple[str, int, int | None]]
+    ) -> None:
+        """Write (relpath under ``tree``, class index, num_frames) entries of one split."""
+        if self.format.frames and any(n is None for _, _, n in entries):
+            relpath = next(rel for rel, _, n in entries if n is None)
             raise ConfigError(
-                f"{record.relpath} has no num_frames in the frames manifest; "
-                "rerun 'kinetix frames' on it"
+                f"{relpath} has no num_frames in the frames manifest; rerun 'kinetix frames' on it"
             )
+        paths = self._entry_paths(tree, split, [rel for rel, _, _ in entries])
         if self.format.json:
-            if self.format.frames:
-                item = {"frame_dir": path, "total_frames": record.num_frames, "label": [label]}
-            else:
-                item = {"filename": path, "label": [label]}
-            self._items.append(item)
+            for path, (_, label, n) in zip(paths, entries):
+                if self.format.frames:
+                    item = {"frame_dir": path, "total_frames": n, "label": [label]}
+                else:
+                    item = {"filename": path, "label": [label]}
+                self._items.append(item)
         else:
-            if any(c.isspace() for c in path):
+            if WHITESPACE.search("\0".join(paths)):
+                path = next(p for p in paths if WHITESPACE.search(p))
                 raise ConfigError(
-                    f"{path!r} contains whitespace, which {self.format.name} splits lines on; "
-                    "pass --link-dir DIR to list links named without spaces, or use a root "
-                    "downloaded with --layout underscore"
+                    f"{path!r} contains whitespace, which {self.format.name} splits lines "
+                    "on; pass --link-dir DIR to list links named without spaces, or use a "
+                    "root downloaded with --layout underscore"
                 )
-            fields = [path, str(label)]
             if self.format.frames:
-                fields.insert(1, str(record.num_frames))
-            self._file.file.write(" ".join(fields) + "\n")
-        self.count += 1
+                lines = [f"{p} {n} {label}\n" for p, (_, label, n) in zip(paths, entries)]
+            else:
+                lines = [f"{p} {label}\n" for p, (_, label, _) in zip(paths, entries)]
+            self._file.file.writelines(lines)
+        self.count += len(entries)
 
     def close(self) -> None:
         if self.format.json:

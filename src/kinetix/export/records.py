@@ -42,8 +42,7 @@ class ExportRecord:
 
     def under_split(self) -> str:
         """The path relative to the split folder (what mmaction2/PaddleVideo's prefix points at)."""
-        head, sep, tail = self.relpath.partition("/")
-        return tail if sep and head == self.split else self.relpath
+        return under_split(self.split, self.relpath)
 
     def moved(self, tree: Path, relpath: str) -> ExportRecord:
         return replace(self, tree=tree, relpath=relpath)
@@ -64,6 +63,12 @@ class ExportRecord:
         if "has_audio" in meta:
             meta["has_audio"] = bool(meta["has_audio"])
         return meta
+
+
+def under_split(split: str, relpath: str) -> str:
+    """``relpath`` without its leading ``{split}/`` (kept whole when it has none)."""
+    head, sep, tail = relpath.partition("/")
+    return tail if sep and head == split else relpath
 
 
 class Writer(Protocol):

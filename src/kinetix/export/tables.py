@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from kinetix.errors import MissingDependencyError
 from kinetix.export.atomic import AtomicFile
 from kinetix.export.records import ExportRecord, WriterBase
-from kinetix.store.manifest import CLIP_COLUMNS
+from kinetix.store.manifest import CLIP_COLUMNS, ID_COLUMNS
 
-ID_COLUMNS = {
-    "release": "TEXT", "split": "TEXT", "key": "TEXT", "youtube_id": "TEXT",
-    "time_start": "INTEGER", "time_end": "INTEGER", "label": "TEXT",
-}  # fmt: skip
 COLUMNS = {**ID_COLUMNS, **{k: v.split()[0] for k, v in CLIP_COLUMNS.items()}}
 
 
@@ -35,8 +32,12 @@ class CsvWriter(WriterBase):
         self._csv.writerow(COLUMNS)
 
     def write(self, record: ExportRecord) -> None:
-        self._csv.writerow(["" if v is None else v for v in table_row(record).values()])
-        self.count += 1
+        self.write_batch([tuple(table_row(record).values())])
+
+    def write_batch(self, rows: Sequence[Sequence[Any]]) -> None:
+        """Rows of values in ``COLUMNS`` order (None is an empty cell)."""
+        self._csv.writerows(rows)
+        self.count += len(rows)
 
     def close(self) -> None:
         self._file.commit()
@@ -63,17 +64,27 @@ class ParquetWriter(WriterBase):
         self.count = 0
         self._file = AtomicFile(path, "wb")
         self._writer = pq.ParquetWriter(self._file.file, self.schema)
-        self._batch: list[dict[str, Any]] = []
+        self._batch: list[Sequence[Any]] = []
 
     def write(self, record: ExportRecord) -> None:
-        self._batch.append(table_row(record))
-        self.count += 1
+        self._batch.append(tuple(table_row(record).values()))
         if len(self._batch) >= self.BATCH:
             self._flush()
 
+    def write_batch(self, rows: Sequence[Sequence[Any]]) -> None:
+        """Rows of values in ``COLUMNS`` order, written as one row group."""
+        self._flush()
+        self._batch = list(rows)
+        self._flush()
+
     def _flush(self) -> None:
         if self._batch:
-            self._writer.write_table(self._pa.Table.from_pylist(self._batch, schema=self.schema))
+            columns = [
+                self._pa.array(values, type=field.type)
+                for values, field in zip(zip(*self._batch), self.schema)
+            ]
+            self._writer.write_table(self._pa.Table.from_arrays(columns, schema=self.schema))
+            self.count += len(self._batch)
             self._batch = []
 
     def close(self) -> None:

@@ -107,6 +107,12 @@ _COUNT_TRIGGERS = (
         ON CONFLICT DO UPDATE SET clips=clips+1, bytes=bytes+excluded.bytes; END""",
 )
 
+# The identity columns every row has (types as exported); CLIP_COLUMNS are the rest.
+ID_COLUMNS: dict[str, str] = {
+    "release": "TEXT", "split": "TEXT", "key": "TEXT", "youtube_id": "TEXT",
+    "time_start": "INTEGER", "time_end": "INTEGER", "label": "TEXT",
+}  # fmt: skip
+
 _ID_COLUMNS = (
     "release TEXT NOT NULL, split TEXT NOT NULL, key TEXT NOT NULL, "
     "youtube_id TEXT NOT NULL, time_start INTEGER NOT NULL, time_end INTEGER NOT NULL, label TEXT"
