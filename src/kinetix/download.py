@@ -22,9 +22,11 @@ from kinetix.catalog.releases import CVDF_BASE, Release, check_split, get_releas
 from kinetix.config import DownloadConfig, Selection, SourceKind
 from kinetix.errors import ConfigError, ConnectError, DiskSpaceError, ErrorCode, KinetixError
 from kinetix.executors import Executor, LocalExecutor, TaskKind, make_executor
+from kinetix.interrupts import StopToken, stop_on_signals
 from kinetix.progress import Progress
 from kinetix.sources.base import TaskResult
 from kinetix.sources.cvdf import (
+    INTERRUPTED,
     ShardTask,
     fetch_shard,
     finish_part,
@@ -109,7 +111,11 @@ def download(
         )
     prepare_root(config.root)
     report = DownloadReport(release.name, split)
-    with RootLock(config.root), Manifest(manifest_path(config.root)) as manifest:
+    with (
+        stop_on_signals() as stop,
+        RootLock(config.root),
+        Manifest(manifest_path(config.root)) as manifest,
+    ):
         check_meta(manifest, config)
         from kinetix.catalog.fetch import load_catalog
 
@@ -135,14 +141,15 @@ def download(
         report.planned = len(todo)
         if todo and config.source in (SourceKind.CVDF, SourceKind.AUTO) and release.cvdf_dir:
             run_cvdf(
-                config, release, manifest, todo, labels, keys, len(catalog.clips), report, emit
-            )
+                config, release, manifest, todo, labels, keys, len(catalog.clips), report, emit,
+                stop=stop,
+            )  # fmt: skip
         if config.source in (SourceKind.YOUTUBE, SourceKind.AUTO):
             rows = [r for r in work_rows(manifest, release.name, split) if r.key in keys]
             auto = config.source is SourceKind.AUTO
             yt = [r for r in rows if needs_work(r, retry, cvdf_gaps=auto)]
-            if yt:
-                run_youtube(config, manifest, yt, report, emit)
+            if yt and not report.fatal:
+                run_youtube(config, manifest, yt, report, emit, stop=stop)
         report.failed = Counter(
             r.error_code or "unknown"
             for r in work_rows(manifest, release.name, split)
@@ -252,6 +259,8 @@ def run_cvdf(
     catalog_size: int,
     report: DownloadReport,
     emit: Callable[[str], None] | None,
+    *,
+    stop: StopToken | None = None,
 ) -> None:
     list_path = release.path_list_path(config.split)
     shards = read_path_list(fetch_text(list_path, config), config.mirror, list_path)
@@ -281,12 +290,13 @@ def run_cvdf(
     )
     run_shard_tasks(
         config, manifest, plan.tasks, report, emit, "shards",
-        total_bytes=fetch_bytes, total_clips=len(todo),
+        total_bytes=fetch_bytes, total_clips=len(todo), stop=stop,
     )  # fmt: skip
     if replacement is not None and not report.fatal:
         run_shard_tasks(
             config, manifest, [replacement], report, emit, "replacement set",
             total_clips=len(replacement.wanted) if not replacement.overwrite else None,
+            stop=stop,
         )  # fmt: skip
     done = {s["url"] for s in manifest.shards(release=release.name) if s["state"] == "done"}
     if replacement is not None:
@@ -427,9 +437,17 @@ def run_shard_tasks(
     *,
     total_bytes: int | None = None,
     total_clips: int | None = None,
+    stop: StopToken | None = None,
 ) -> None:
+    """Run shard tasks and record each result as it comes.
+
+    Ctrl-C / SIGTERM (or a full disk) sets ``stop``: transfers in flight are aborted with their
+    partial files kept, nothing new starts, and every task already running is waited for, so
+    each clip a shard placed before the stop is recorded; then ``Interrupted`` is raised.
+    """
     if not tasks:
         return
+    stop = stop or StopToken()
     progress = Progress(
         what,
         total_bytes=total_bytes or None,
@@ -438,35 +456,52 @@ def run_shard_tasks(
         bars=None if config.progress else False,
         emit=emit if config.progress else None,
     )
-    executor, fn = _shard_executor(config, progress)
+    executor, fn = _shard_executor(config, progress, stop)
     by_id = {t.shard_id: t for t in tasks}
     try:
-        for result in executor.map_unordered(fn, tasks, kind=TaskKind.IO):
-            apply_result(manifest, result, report)
-            task = by_id[result.shard_url or ""]
-            if result.error is None:
-                finish_part(task)
-                report.shards_done += 1
-                ok = sum(u.fields.get("state") == ClipState.PRESENT.value for u in result.updates)
-                progress.add_clips(ok, failed=len(result.updates) - ok)
-            else:
-                report.shards_failed += 1
-                report.errors.append(result.error)
-                if result.error_code == ErrorCode.NO_SPACE.value:
-                    report.fatal = True
-                    break
-            progress.task_done()
+        with stop.running():
+            results = executor.map_unordered(fn, stop.guard(tasks), kind=TaskKind.IO)
+            for result in results:
+                if result.error_code == INTERRUPTED or (result.error and stop.is_set()):
+                    continue  # stopped part way: the partial stays, nothing to record
+                _record_shard(manifest, result, by_id, report, progress, stop)
     finally:
         executor.close()
         progress.close()
+    stop.raise_if_signalled()
+
+
+def _record_shard(
+    manifest: Manifest,
+    result: TaskResult,
+    by_id: dict[str, ShardTask],
+    report: DownloadReport,
+    progress: Progress,
+    stop: StopToken,
+) -> None:
+    apply_result(manifest, result, report)
+    task = by_id[result.shard_url or ""]
+    if result.error is None:
+        finish_part(task)
+        report.shards_done += 1
+        ok = sum(_placed(u) for u in result.updates)
+        progress.add_clips(ok, failed=len(result.updates) - ok)
+    else:
+        report.shards_failed += 1
+        report.errors.append(result.error)
+        if result.error_code == ErrorCode.NO_SPACE.value:
+            # Every other shard would fail the same way: stop them, keep their partials.
+            report.fatal = True
+            stop.set()
+    progress.task_done()
 
 
 def _shard_executor(
-    config: DownloadConfig, progress: Progress
+    config: DownloadConfig, progress: Progress, stop: StopToken
 ) -> tuple[Executor, Callable[[ShardTask], TaskResult]]:
     if config.executor == "local":
         return LocalExecutor(config.parallel, io_workers=config.parallel), partial(
-            fetch_shard, progress=progress.add_bytes
+            fetch_shard, progress=progress.add_bytes, stop=stop
         )
     return make_executor(config.executor, config.parallel), fetch_shard
 
@@ -496,9 +531,12 @@ def run_youtube(
     rows: Sequence[WorkRow],
     report: DownloadReport,
     emit: Callable[[str], None] | None,
+    *,
+    stop: StopToken | None = None,
 ) -> None:
     from kinetix.sources.youtube import YoutubeSource
 
+    stop = stop or StopToken()
     source = YoutubeSource(config.root, config.youtube, config.layout)
     tasks = source.plan(rows)
     progress = Progress(
@@ -513,13 +551,21 @@ def run_youtube(
     else:
         executor = make_executor(config.executor, config.parallel)
     try:
-        for result in executor.map_unordered(source.run, tasks, kind=TaskKind.IO):
-            apply_result(manifest, result, report)
-            ok = sum(u.fields.get("state") == ClipState.PRESENT.value for u in result.updates)
-            progress.add_clips(ok, failed=len(result.updates) - ok)
+        with stop.running():
+            for result in executor.map_unordered(source.run, stop.guard(tasks), kind=TaskKind.IO):
+                if stop.is_set():  # a clip that failed now may have failed from the stop itself
+                    result = replace(result, updates=[u for u in result.updates if _placed(u)])
+                apply_result(manifest, result, report)
+                ok = sum(_placed(u) for u in result.updates)
+                progress.add_clips(ok, failed=len(result.updates) - ok)
     finally:
         executor.close()
         progress.close()
+    stop.raise_if_signalled()
+
+
+def _placed(update: ClipUpdate) -> bool:
+    return update.fields.get("state") == ClipState.PRESENT.value
 
 
 # --- verify --refetch -----------------------------------------------------------------------

@@ -43,9 +43,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KinetixError as exc:
         print(f"kinetix: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        # Interrupted: the run stopped cleanly on SIGINT/SIGTERM; exit 128 + the signal number.
+        signum = getattr(exc, "signum", 2)
         print("kinetix: interrupted; rerun the same command to resume", file=sys.stderr)
-        return 130
+        return 128 + signum
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -7,6 +7,7 @@ and hands back a ``TaskResult``: one ``ClipUpdate`` per clip placed, the shard's
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import logging
@@ -23,6 +24,7 @@ from kinetix.catalog.clip import key_span
 from kinetix.catalog.releases import CVDF_BASE, Release, encode_url, join_url
 from kinetix.config import TransferConfig, VerifyConfig
 from kinetix.errors import ArchiveError, DiskSpaceError, ErrorCode, KinetixError, TransferError
+from kinetix.interrupts import StopToken
 from kinetix.sources.base import ClipSpan, TaskResult
 from kinetix.store.layout import LabelStyle, clip_relpath, quarantine_dir
 from kinetix.store.manifest import ClipState, ClipUpdate
@@ -31,6 +33,7 @@ from kinetix.transfer.http import ShardDownload
 
 log = logging.getLogger(__name__)
 
+INTERRUPTED = "interrupted"  # a task result's error_code when a stop cut it short; never recorded
 _K700_2020_SHARD = re.compile(r"k700_(?:train|val|validate)_(\d+)$")
 
 
@@ -268,12 +271,43 @@ def inline_check(config: VerifyConfig) -> Callable[[str, Path], MemberVerdict]:
     return check
 
 
-def fetch_shard(task: ShardTask, progress: Callable[[int], None] | None = None) -> TaskResult:
+def fetch_shard(
+    task: ShardTask,
+    progress: Callable[[int], None] | None = None,
+    stop: StopToken | None = None,
+) -> TaskResult:
     """Download one shard and extract the wanted clips while the bytes arrive (in a worker).
 
     A corrupt archive is fetched again from scratch once before the shard is reported failed;
     nothing from a corrupt pass is ever placed. Expected failures become a failed result.
+    When ``stop`` is set the transfer is aborted (its partial kept for resume) and the result
+    says ``interrupted``; a shard that already committed its clips still reports them.
     """
+    if stop is None:
+        return _fetch_shard(task, progress)
+    if stop.is_set():
+        return interrupted(task)
+    result = _fetch_shard(task, progress, stop)
+    if result.error is not None and stop.is_set():
+        return interrupted(task, result.bytes_transferred)  # the failure is the abort's doing
+    return result
+
+
+def interrupted(task: ShardTask, transferred: int = 0) -> TaskResult:
+    """The result of a shard task stopped before it placed anything: nothing to record."""
+    return TaskResult(
+        shard_url=task.shard_id,
+        bytes_transferred=transferred,
+        error=f"shard {task.name}: interrupted",
+        error_code=INTERRUPTED,
+    )
+
+
+def _fetch_shard(
+    task: ShardTask,
+    progress: Callable[[int], None] | None = None,
+    stop: StopToken | None = None,
+) -> TaskResult:
     root = Path(task.root)
     part = Path(task.part_path)
     transferred = 0
@@ -282,7 +316,7 @@ def fetch_shard(task: ShardTask, progress: Callable[[int], None] | None = None) 
     for attempt in (1, 2):
         download = ShardDownload(task.url, part, task.transfer, progress=progress)
         try:
-            with download:
+            with download, stop.on_stop(download.cancel) if stop else contextlib.nullcontext():
                 plan = ExtractPlan(
                     root=root, wanted=RootedPaths(root, task.wanted), overwrite=task.overwrite,
                     check=check, quarantine=quarantine,

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import io
 import logging
 import os
 import re
+import socket
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
@@ -78,6 +80,14 @@ class ShardResult:
 
 
 # --- small helpers over responses -------------------------------------------------------------
+
+
+def _shut(response: urllib3.BaseHTTPResponse) -> None:
+    """Shut down the socket under ``response``: a thread blocked reading it returns at once."""
+    sock = getattr(getattr(response, "connection", None), "sock", None)
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
 
 
 def _header(response: urllib3.BaseHTTPResponse, name: str) -> str | None:
@@ -304,6 +314,7 @@ class ShardDownload:
         self._queue: deque[int] = deque()
         self._head = 0
         self._worker_error: BaseException | None = None
+        self._live: set[urllib3.BaseHTTPResponse] = set()  # bodies being read, for cancel()
 
     # --- public ---------------------------------------------------------------------------------
 
@@ -362,14 +373,16 @@ class ShardDownload:
         )
         return self._result
 
-    def abort(self) -> None:
-        """Stop all transfer threads; keep the ``.part`` and ``.state`` files for resume."""
+    def cancel(self) -> None:
+        """Start stopping without waiting: safe from any thread, returns at once.
+
+        Transfer threads stop at their next chunk, sockets blocked in a read are shut down,
+        and a reader waiting for bytes raises the abort error. ``abort()`` then joins them.
+        """
         if self._result is not None:
             return
         self._cancel.set()
         self._halt.set()
-        if self._thread is not None:
-            self._thread.join()
         with self._cond:
             if not self._complete and self._error is None:
                 self._error = TransferError(
@@ -377,7 +390,18 @@ class ShardDownload:
                     f"{self.part_path}",
                     url=self.url,
                 )
+            live = list(self._live)
             self._cond.notify_all()
+        for response in live:
+            _shut(response)
+
+    def abort(self) -> None:
+        """Stop all transfer threads; keep the ``.part`` and ``.state`` files for resume."""
+        if self._result is not None:
+            return
+        self.cancel()
+        if self._thread is not None:
+            self._thread.join()
         self._close()
 
     @property
@@ -669,11 +693,26 @@ class ShardDownload:
                 raise _RemoteChanged(
                     f"{self.url} changed on the server (size {info.size} → {match.group(3)})"
                 )
-            self._stream_into(response, offset, end, index)
+            with self._reading(response):
+                self._stream_into(response, offset, end, index)
             self._session.release(response)
         except BaseException:
             self._session.discard(response)
             raise
+
+    @contextlib.contextmanager
+    def _reading(self, response: urllib3.BaseHTTPResponse) -> Iterator[None]:
+        """While a body is read, ``cancel()`` may shut its socket to unblock the read."""
+        with self._cond:
+            self._live.add(response)
+            cancelled = self._cancel.is_set()
+        try:
+            if cancelled:
+                raise _Halted
+            yield
+        finally:
+            with self._cond:
+                self._live.discard(response)
 
     def _stream_into(
         self, response: urllib3.BaseHTTPResponse, offset: int, end: int, index: int
@@ -755,35 +794,39 @@ class ShardDownload:
         response = self._session.request("GET", self.url)
         try:
             self._check_identity(response, info)
-            expected = _int_header(response, "Content-Length")
-            position = 0
-            chunk = self.config.chunk_size
-            watch = self._session.watch()
-            while True:
-                if self._halt.is_set():
-                    raise _Halted
-                data = self._session.read(response, chunk, self.url, watch)
-                if not data:
-                    break
-                self._write(data, position)
-                position += len(data)
-                with self._cond:
-                    self._transferred += len(data)
-                    fresh = max(0, position - self._watermark)
-                    self._watermark += fresh
-                    if fresh:
-                        self._cond.notify_all()
-                self._report(fresh)  # bytes rewritten by a retry were already reported
-            if expected is not None and position != expected:
-                raise IntegrityError(
-                    f"GET {self.url}: body ended after {position} of {expected} bytes (truncated)",
-                    url=self.url,
-                )
-            self._session.release(response)
-            return position
+            with self._reading(response):
+                return self._read_whole(response)
         except BaseException:
             self._session.discard(response)
             raise
+
+    def _read_whole(self, response: urllib3.BaseHTTPResponse) -> int:
+        expected = _int_header(response, "Content-Length")
+        position = 0
+        chunk = self.config.chunk_size
+        watch = self._session.watch()
+        while True:
+            if self._halt.is_set():
+                raise _Halted
+            data = self._session.read(response, chunk, self.url, watch)
+            if not data:
+                break
+            self._write(data, position)
+            position += len(data)
+            with self._cond:
+                self._transferred += len(data)
+                fresh = max(0, position - self._watermark)
+                self._watermark += fresh
+                if fresh:
+                    self._cond.notify_all()
+            self._report(fresh)  # bytes rewritten by a retry were already reported
+        if expected is not None and position != expected:
+            raise IntegrityError(
+                f"GET {self.url}: body ended after {position} of {expected} bytes (truncated)",
+                url=self.url,
+            )
+        self._session.release(response)
+        return position
 
     # --- teardown -------------------------------------------------------------------------------
 

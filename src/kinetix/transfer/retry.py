@@ -109,8 +109,8 @@ class Backoff:
         Permanent failures re-raise ``exc``; exhausted retries raise ``gave_up``. ``note`` adds
         detail the message lacks (a byte range).
         """
-        if not is_retryable(exc):
-            raise exc
+        if not is_retryable(exc) or (self.cancel is not None and self.cancel.is_set()):
+            raise exc  # permanent, or the download is being stopped: no further attempt
         limit = retry_limit(exc, self.retries)
         if attempt >= limit:
             raise gave_up(exc, url, attempt + 1, kept) from exc
