@@ -16,7 +16,14 @@ if TYPE_CHECKING:
 
 # The session mirror. Tests treat it as read-only: copy a file before damaging it.
 MIRROR_SPEC = MirrorSpec(
-    releases={"k400": ("val",), "k600": ("val",), "k700-2020": ("val",), "k700": ("val",)},
+    # K400 train (one real row per class) is where CVDF's corrupted clips and their
+    # replacement set are.
+    releases={
+        "k400": ("val", "train"),
+        "k600": ("val",),
+        "k700-2020": ("val",),
+        "k700": ("val",),
+    },
     classes=3,
     # K400 val gets 5 classes (15 clips, 3 parts); the others 3 awkward-name classes: the
     # apostrophe, upper case and parentheses (K600 also its lower-case "american"). In

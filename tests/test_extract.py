@@ -9,6 +9,7 @@ import itertools
 import os
 import tarfile
 import tracemalloc
+import zlib
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from kinetix.transfer.extract import (
     remove_stale_temps,
     temp_path,
 )
+from kinetix.transfer.integrity import Integrity, md5_from_etag
 
 KEY_A = "-abcdefghij_000010_000020"  # starts with "-": never an option to anything
 KEY_B = "xyzXYZ01234_000000_000010"
@@ -80,10 +82,8 @@ def make_tar(
     return gzip.compress(raw, mtime=0) if compress else raw
 
 
-def plan_for(root: Path, *keys: str, overwrite: bool = False) -> ExtractPlan:
-    return ExtractPlan(
-        root, {k: root / "val" / "cls" / f"{k}.mp4" for k in keys}, overwrite=overwrite
-    )
+def plan_for(root: Path, *keys: str) -> ExtractPlan:
+    return ExtractPlan(root, {k: root / "val" / "cls" / f"{k}.mp4" for k in keys})
 
 
 def files_under(root: Path) -> list[str]:
@@ -126,25 +126,40 @@ def test_k400_parts_every_anomaly(mirror: MirrorIndex, tmp_path: Path) -> None:
     assert len(files_under(tmp_path)) == len(wanted)  # no temps, no AppleDouble, no extras
 
 
-def test_replacement_set_overwrites_only_when_asked(mirror: MirrorIndex, tmp_path: Path) -> None:
-    split = mirror.split("k400", "val")
+def test_corrupted_train_members_are_refused_never_placed(mirror: MirrorIndex, tmp_path: Path):
+    """K400 train's truncated copies are not whole MP4s: refused (truncated), never written."""
+    split = mirror.split("k400", "train")
+    assert split.corrupted, "the fixture plants corrupted train clips"
+    plan = ExtractPlan(tmp_path, {c.key: tmp_path / f"{c.key}.mp4" for c in split.present})
+    reports = [extract_stream(mirror.path(s).open("rb"), plan, name=s) for s in split.shards]
+    refused = {k: v for r in reports for k, v in r.refused.items()}
+    written = {k: v for r in reports for k, v in r.written.items()}
+    assert set(refused) == set(split.corrupted)
+    assert {code for code, _ in refused.values()} == {ErrorCode.TRUNCATED}
+    assert all("truncated" in reason for _, reason in refused.values())
+    assert set(written) == {c.key for c in split.present if not c.corrupted}
+    assert all(written[k].sha256 == split.clips[k].sha256 for k in written)
+    assert len(files_under(tmp_path)) == len(written)  # no temp of a refused member is left
+
+
+def test_replacement_copies_replace_a_different_file_and_keep_an_identical_one(
+    mirror: MirrorIndex, tmp_path: Path
+) -> None:
+    split = mirror.split("k400", "train")
     corrupted = [split.clips[k] for k in split.corrupted]
-    dest = {c.key: tmp_path / "val" / f"{c.key}.mp4" for c in corrupted}
-    for c in corrupted:
-        extract_stream(
-            mirror.path(c.shard or "").open("rb"),
-            ExtractPlan(tmp_path, {c.key: dest[c.key]}),
-            name="part",
-        )
+    dest = {c.key: tmp_path / "train" / f"{c.key}.mp4" for c in corrupted}
+    bad, good = corrupted
+    dest[bad.key].parent.mkdir(parents=True)
+    dest[bad.key].write_bytes(b"what an older kinetix placed from the part")
     replacement = mirror.path(mirror.replacement["k400"])
-    kept = extract_stream(replacement.open("rb"), ExtractPlan(tmp_path, dest), name="repl")
-    assert sorted(kept.kept_existing) == sorted(dest) and not kept.written
-    report = extract_stream(
-        replacement.open("rb"), ExtractPlan(tmp_path, dest, overwrite=True), name="repl"
-    )
-    assert set(report.written) == set(dest)
+    first = extract_stream(replacement.open("rb"), ExtractPlan(tmp_path, dest), name="repl")
+    assert set(first.written) == set(dest) and not first.kept_existing
     for c in corrupted:
         assert hashlib.sha256(dest[c.key].read_bytes()).hexdigest() == c.sha256
+    again = extract_stream(replacement.open("rb"), ExtractPlan(tmp_path, dest), name="repl")
+    assert set(again.kept_existing) == set(dest) and not again.written
+    assert again.kept_existing[good.key].sha256 == good.sha256
+    assert len(files_under(tmp_path)) == 2
 
 
 def test_k600_and_k700_class_tars_map_by_file_stem(mirror: MirrorIndex, tmp_path: Path) -> None:
@@ -256,7 +271,11 @@ def test_unsafe_members_are_refused(tmp_path: Path) -> None:
         "absolute path", "'..' in path", "symlink", "hard link",
         "character device", "block device", "fifo",
     }  # fmt: skip
-    assert set(report.written) == {KEY_A} and sorted(report.not_found) == sorted(keys)
+    assert set(report.written) == {KEY_A} and not report.not_found
+    # recorded as refused for being unsafe, not as absent from the shard
+    assert set(report.refused) == set(keys)
+    assert {code for code, _ in report.refused.values()} == {ErrorCode.UNSAFE_MEMBER}
+    assert "'..' in path" in report.refused[keys[1]][1]
     assert files_under(root) == [f"val/cls/{KEY_A}.mp4"]
     assert files_under(outside) == ["victim.txt"] and victim.read_text() == "untouched"
 
@@ -297,11 +316,105 @@ def test_a_relative_root_and_destinations_built_from_it(
     assert files_under(tmp_path) == [f"data/val/{KEY_A}.mp4"]
 
 
-def test_duplicates_keep_the_later_copy(tmp_path: Path) -> None:
-    data = make_tar([(f"./{KEY_A}.mp4", b"first"), (f"x/{KEY_A}.mp4", b"second")])
-    report = run(data, plan_for(tmp_path, KEY_A))
-    assert report.duplicates == [KEY_A] and report.written[KEY_A].size == len(b"second")
-    assert (tmp_path / "val/cls" / f"{KEY_A}.mp4").read_bytes() == b"second"
+def test_a_key_twice_in_one_shard_keeps_neither_copy(tmp_path: Path) -> None:
+    data = make_tar(
+        [(f"./{KEY_A}.mp4", payload(KEY_A)), (f"x/{KEY_A}.mp4", b"second, truncated"),
+         (f"./{KEY_B}.mp4", payload(KEY_B)), (f"./{KEY_C}.mp4", payload(KEY_C)),
+         (f"y/{KEY_C}.mp4", payload(KEY_C))]
+    )  # fmt: skip
+    report = run(data, plan_for(tmp_path, KEY_A, KEY_B))
+    assert report.duplicates == [KEY_A, KEY_C]
+    assert set(report.refused) == {KEY_A}  # KEY_C is not wanted
+    code, reason = report.refused[KEY_A]
+    assert code is ErrorCode.DUPLICATE_MEMBER and "twice" in reason
+    assert set(report.written) == {KEY_B} and not report.not_found
+    assert files_under(tmp_path) == [f"val/cls/{KEY_B}.mp4"]
+
+
+def test_a_member_larger_than_the_per_clip_maximum_is_refused_unwritten(tmp_path: Path) -> None:
+    data = make_tar(
+        [(f"./{KEY_A}.mp4", payload(KEY_A, 50_000)), (f"./{KEY_B}.mp4", payload(KEY_B))]
+    )
+    plan = ExtractPlan(
+        tmp_path, {k: tmp_path / f"{k}.mp4" for k in (KEY_A, KEY_B)}, max_member_bytes=10_000
+    )
+    report = run(data, plan)
+    code, reason = report.refused[KEY_A]
+    assert code is ErrorCode.OVERSIZED_MEMBER and "--max-clip-size" in reason
+    assert files_under(tmp_path) == [f"{KEY_B}.mp4"]
+    with pytest.raises(ConfigError, match="at least 1 byte"):
+        ExtractPlan(tmp_path, {}, max_member_bytes=0)
+
+
+def bomb(members: int, size: int) -> bytes:
+    """A tar.gz of ``members`` members of ``size`` zero bytes, built without holding them."""
+    deflate = zlib.compressobj(9, zlib.DEFLATED, 16 + 15)
+    parts = []
+    zeros = bytes(1 << 20)
+    for i in range(members):
+        info = tarfile.TarInfo(f"./bomb{i:04d}_000000_000010.mp4")
+        info.size = size
+        parts.append(deflate.compress(info.tobuf(tarfile.GNU_FORMAT)))
+        for start in range(0, size, len(zeros)):
+            parts.append(deflate.compress(zeros[: min(len(zeros), size - start)]))
+        parts.append(deflate.compress(bytes(-size % 512)))
+    parts.append(deflate.compress(bytes(1024)))
+    parts.append(deflate.flush())
+    return b"".join(parts)
+
+
+def test_a_gzip_bomb_is_stopped_before_it_fills_the_disk(tmp_path: Path) -> None:
+    data = bomb(200, 1 << 20)  # 200 MiB of "clips" in ~200 KB
+    keys = [f"bomb{i:04d}_000000_000010" for i in range(200)]
+    reader = ChunkedReader(data, (64 << 10,))
+    with pytest.raises(ArchiveError, match="decompression bomb") as info:
+        extract_stream(reader, plan_for(tmp_path, *keys), name="evil.tar.gz")
+    assert info.value.code is ErrorCode.UNSAFE_ARCHIVE
+    inflated = int(str(info.value).split("(")[1].split(" bytes")[0].replace(",", ""))
+    assert inflated < (65 << 20) + 20 * len(data)  # stopped at the bound, not at 200 MiB
+    assert_nothing_placed(tmp_path / "val")
+
+
+@pytest.mark.parametrize("compress", [True, False])
+def test_the_servers_md5_is_checked_and_recorded(tmp_path: Path, compress: bool) -> None:
+    data = make_tar([(f"./{k}.mp4", payload(k, 20_000)) for k in (KEY_A, KEY_B)], compress=compress)
+    md5 = hashlib.md5(data).hexdigest()
+    report = extract_stream(
+        ChunkedReader(data), plan_for(tmp_path, KEY_A), name="s", expected_md5=lambda: md5
+    )
+    assert report.integrity is Integrity.ETAG_MD5 and set(report.written) == {KEY_A}
+    plain = run(data, plan_for(tmp_path / "no-md5", KEY_A))
+    assert plain.integrity is (Integrity.GZIP_CRC if compress else Integrity.NONE)
+
+
+def test_a_flipped_byte_in_a_plain_tar_is_caught_by_the_md5(tmp_path: Path) -> None:
+    data = make_tar([(f"./{k}.mp4", payload(k, 20_000)) for k in (KEY_A, KEY_B)], compress=False)
+    md5 = hashlib.md5(data).hexdigest()
+    flipped = bytearray(data)
+    flipped[512 + 10_000] ^= 0x01  # inside KEY_A's data: the tar structure cannot tell
+    assert run(bytes(flipped), plan_for(tmp_path / "unchecked", KEY_A)).written  # no CRC here
+    with pytest.raises(ArchiveError, match="MD5") as info:
+        extract_stream(
+            ChunkedReader(bytes(flipped)), plan_for(tmp_path / "checked", KEY_A), name="s",
+            expected_md5=lambda: md5,
+        )  # fmt: skip
+    assert info.value.code is ErrorCode.CORRUPT_ARCHIVE
+    assert_nothing_placed(tmp_path / "checked")
+
+
+@pytest.mark.parametrize(
+    ("etag", "md5"),
+    [
+        ('"0123456789abcdef0123456789ABCDEF"', "0123456789abcdef0123456789abcdef"),
+        ("0123456789abcdef0123456789abcdef", "0123456789abcdef0123456789abcdef"),
+        ('"0123456789abcdef0123456789abcdef-3"', None),  # S3 multipart: not the body's MD5
+        ('W/"0123456789abcdef0123456789abcdef"', None),  # weak
+        ('"5f1a-61c0"', None),  # nginx size-mtime
+        (None, None),
+    ],
+)
+def test_which_etags_are_an_md5(etag: str | None, md5: str | None) -> None:
+    assert md5_from_etag(etag) == md5
 
 
 # --- all or nothing -----------------------------------------------------------------------------

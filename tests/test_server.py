@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import os
 import threading
@@ -282,11 +283,32 @@ def test_etag_change_fault_reports_another_etag(server: MirrorServer) -> None:
     assert request(server, "/data.bin").headers["etag"] == '"v2"'
 
 
+def test_etags_are_the_md5_of_the_body_like_s3(server: MirrorServer, root: Path) -> None:
+    digest = hashlib.md5((root / "data.bin").read_bytes()).hexdigest()
+    assert request(server, "/data.bin", method="HEAD").headers["etag"] == f'"{digest}"'
+    assert request(server, "/data.bin", {"Range": "bytes=0-9"}).headers["etag"] == f'"{digest}"'
+    with MirrorServer(root, md5_etags=False) as nginx_like:
+        assert "-" in request(nginx_like, "/data.bin").headers["etag"]
+
+
+def test_flip_byte_fault_damages_one_byte_and_keeps_the_etag(server: MirrorServer, root: Path):
+    good = (root / "data.bin").read_bytes()
+    etag = request(server, "/data.bin", method="HEAD").headers["etag"]
+    server.add_fault("data.bin", "flip_byte", offset=1234, times=2)
+    whole = request(server, "/data.bin")
+    assert whole.headers["etag"] == etag and len(whole.body) == len(good)
+    assert [i for i in range(len(good)) if whole.body[i] != good[i]] == [1234]
+    ranged = request(server, "/data.bin", {"Range": "bytes=1000-1999"})
+    assert ranged.body[234] == good[1234] ^ 0xFF and ranged.body[:234] == good[1000:1234]
+    assert request(server, "/data.bin").body == good  # healed
+
+
 def test_unknown_fault_kind_lists_valid_ones(server: MirrorServer) -> None:
     with pytest.raises(ValueError, match="valid kinds are reset"):
         server.add_fault("*", "explode")
     for kind in FAULT_KINDS:  # every documented kind is accepted
         server.add_fault("never-requested", kind)
+    assert len(FAULT_KINDS) == 12
 
 
 def test_serve_forever_blocks_until_stopped(root: Path) -> None:

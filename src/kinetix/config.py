@@ -136,9 +136,13 @@ class DownloadConfig:
     executor: str = "local"
     annotations: Path | None = None  # a local annotation file instead of the fetched one
     offline: bool = False  # use cached annotation files only
+    # --max-clip-size: a shard member declaring more is refused (oversized_member), unwritten
+    max_clip_bytes: int = 1 << 30
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root))
+        if self.max_clip_bytes < 1:
+            raise ConfigError(f"--max-clip-size must be at least 1 byte, got {self.max_clip_bytes}")
         object.__setattr__(self, "source", _enum(SourceKind, self.source, "--source"))
         if not isinstance(self.layout, LabelStyle):
             object.__setattr__(self, "layout", LabelStyle.parse(str(self.layout)))

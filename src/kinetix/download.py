@@ -27,6 +27,7 @@ from kinetix.progress import Progress
 from kinetix.sources.base import TaskResult
 from kinetix.sources.cvdf import (
     INTERRUPTED,
+    ShardPlan,
     ShardTask,
     fetch_shard,
     finish_part,
@@ -43,6 +44,17 @@ from kinetix.store.manifest import ClipState, ClipUpdate, Manifest
 log = logging.getLogger(__name__)
 
 _CVDF_SOURCES = frozenset({"cvdf", "cvdf_replacement"})
+# A clip's copy in a shard refused for what it is (not for how the transfer went).
+_REFUSED = frozenset(
+    code.value
+    for code in (
+        ErrorCode.UNSAFE_MEMBER,
+        ErrorCode.OVERSIZED_MEMBER,
+        ErrorCode.DUPLICATE_MEMBER,
+    )
+)
+# A replacement set that is not on the mirror at all.
+_ABSENT = frozenset({ErrorCode.HTTP_404.value, ErrorCode.NOT_AN_ARCHIVE.value})
 
 
 class WorkRow(NamedTuple):
@@ -74,6 +86,9 @@ class DownloadReport:
     failed: Counter[str] = field(default_factory=Counter)  # error code -> clips
     # clips a source served that failed the inline check (set aside, not placed): key -> code
     quarantined_keys: dict[str, str] = field(default_factory=dict)
+    # clips a shard held whose copy was refused (unsafe, oversized, twice, not a whole MP4) or,
+    # in K400 train, set aside: key -> code; they are not "in no shard"
+    refused_keys: dict[str, str] = field(default_factory=dict)
     shards_done: int = 0
     shards_failed: int = 0
     bytes_transferred: int = 0
@@ -89,6 +104,11 @@ class DownloadReport:
     def quarantined(self) -> Counter[str]:
         """Clips set aside by the inline check and not placed since, by error code."""
         return Counter(self.quarantined_keys.values())
+
+    @property
+    def held_keys(self) -> set[str]:
+        """Clips a shard held but whose copy was not placed (refused or set aside)."""
+        return set(self.quarantined_keys) | set(self.refused_keys)
 
     @property
     def placed(self) -> Counter[str]:
@@ -139,7 +159,12 @@ def download(
         retry = config.retry_failed
         todo = [r for r in rows if needs_work(r, retry)]
         report.planned = len(todo)
-        if todo and config.source in (SourceKind.CVDF, SourceKind.AUTO) and release.cvdf_dir:
+        pending = replacement_pending(manifest, release, split)
+        if (
+            (todo or pending)
+            and config.source in (SourceKind.CVDF, SourceKind.AUTO)
+            and release.cvdf_dir
+        ):
             run_cvdf(
                 config, release, manifest, todo, labels, keys, len(catalog.clips), report, emit,
                 stop=stop,
@@ -266,13 +291,16 @@ def run_cvdf(
     shards = read_path_list(fetch_text(list_path, config), config.mirror, list_path)
     done = {s["url"] for s in manifest.shards(release=release.name) if s["state"] == "done"}
     listed = manifest.shard_index(shard_id(name) for _, name in shards if shard_id(name) in done)
-    replacement = replacement_task(config, release, manifest, todo, selected)
-    if replacement is not None and not replacement.overwrite:
-        # The replacement set was read before and holds these: its copy is the good one.
-        todo = [r for r in todo if r.key not in replacement.wanted]
+    replacement = release.replacement_for(config.split)
+    part_todo = list(todo)
+    if replacement is not None:
+        # Clips whose part copy was refused wait for the replacement set, and clips a fully
+        # read replacement set holds come from it: never (again) from the parts.
+        held = set(manifest.shard_index([shard_id(replacement)]))
+        part_todo = [r for r in todo if r.key not in held and not part_copy_refused(r)]
     keep = archives_dir(config.root) if config.keep_archives else None
     plan = plan_shards(
-        todo,
+        part_todo,
         shards,
         listed=listed,
         done=done,
@@ -284,33 +312,26 @@ def run_cvdf(
         release=release,
         split=config.split,
         keep_archives=keep,
+        max_member_bytes=config.max_clip_bytes,
+        refused_state=(ClipState.MISSING if replacement else ClipState.FAILED).value,
     )
     fetch_bytes = check_disk_space(
         config, plan.tasks, mixed=plan.mixed, catalog_size=catalog_size, shards=len(shards)
     )
     run_shard_tasks(
         config, manifest, plan.tasks, report, emit, "shards",
-        total_bytes=fetch_bytes, total_clips=len(todo), stop=stop,
+        total_bytes=fetch_bytes, total_clips=len(part_todo), stop=stop,
     )  # fmt: skip
     if replacement is not None and not report.fatal:
-        run_shard_tasks(
-            config, manifest, [replacement], report, emit, "replacement set",
-            total_clips=len(replacement.wanted) if not replacement.overwrite else None,
-            stop=stop,
-        )  # fmt: skip
+        run_replacement(
+            config, release, replacement, manifest, plan, todo, selected, report, emit, stop
+        )
     done = {s["url"] for s in manifest.shards(release=release.name) if s["state"] == "done"}
-    if replacement is not None:
-        rep_listed = set(manifest.shard_index([replacement.shard_id]))
-        for key in list(plan.candidates):
-            if key in rep_listed:
-                plan.candidates.pop(key)
-            else:
-                plan.candidates[key] = plan.candidates[key] | {replacement.shard_id}
     present = {
         r.key for r in work_rows(manifest, release.name, config.split) if r.state == "present"
     }
     # a clip whose copy failed the inline check was found: it keeps that reason
-    gaps = unplaced(plan, present | set(report.quarantined_keys), done)
+    gaps = unplaced(plan, present | report.held_keys, done)
     if gaps:
         manifest.apply(
             ClipUpdate(
@@ -329,46 +350,128 @@ def run_cvdf(
         )
 
 
-def replacement_task(
+def part_copy_refused(row: WorkRow) -> bool:
+    """A clip whose copy in a part was refused or set aside: the parts cannot give it."""
+    return row.source == "cvdf" and row.error_code not in (None, ErrorCode.NOT_IN_SHARD.value)
+
+
+def run_replacement(
     config: DownloadConfig,
     release: Release,
+    replacement: str,
     manifest: Manifest,
+    plan: ShardPlan,
     todo: Sequence[WorkRow],
     selected: set[str],
-) -> ShardTask | None:
-    """The K400 replacement set: read in full once (it overwrites corrupted clips), then only
-    for clips it is known to hold."""
-    if release.replacement is None:
-        return None
-    url = join_url(config.mirror or CVDF_BASE, release.replacement)
-    state = manifest.shard(shard_id(release.replacement))
-    if state is None or state["state"] != "done":
-        rows = [r for r in work_rows(manifest, release.name, config.split) if r.key in selected]
-        wanted = {r.key: clip_relpath(r.split, r.label, r.key, config.layout) for r in rows}
-        overwrite = True
+    report: DownloadReport,
+    emit: Callable[[str], None] | None,
+    stop: StopToken | None = None,
+) -> None:
+    """The K400 replacement set, for train only and only when a selected clip needs it.
+
+    A clip needs it when its copy in the parts was refused (damaged, unsafe, twice) or no part
+    holds it. The set is read in full once (its good copies replace the parts' ones, as CVDF's
+    own flow does), then only for the clips it is known to hold. The decision to read it is
+    recorded before the fetch (shard state ``pending``), so a run killed during it reads it
+    again. A mirror without it leaves a gap for exactly the clips that needed it, not a
+    failed run.
+    """
+    ident = shard_id(replacement)
+    rows = [r for r in work_rows(manifest, release.name, config.split) if r.key in selected]
+    done = {s["url"] for s in manifest.shards(release=release.name) if s["state"] == "done"}
+    present = {r.key for r in rows if r.state == ClipState.PRESENT.value}
+    not_in_parts = set(unplaced(plan, present | report.held_keys, done))
+    work = {r.key for r in todo}
+    needy = {r.key for r in rows if r.key in work and part_copy_refused(r)} | not_in_parts
+    state = manifest.shard(ident)
+    if state is not None and state["state"] == "done":
+        members = set(manifest.shard_index([ident]))
+        wanted = [r for r in rows if r.key in members and takes_replacement(r)]
+    elif needy or (state is not None and state["state"] == "pending"):
+        wanted = [r for r in rows if takes_replacement(r)]
+        manifest.set_shard(
+            ident, release=release.name, split=config.split, name=replacement, state="pending"
+        )
     else:
-        members = set(manifest.shard_index([shard_id(release.replacement)]))
-        wanted = {
-            r.key: clip_relpath(r.split, r.label, r.key, config.layout)
-            for r in todo
-            if r.key in members
-        }
-        overwrite = False
-        if not wanted:
-            return None
-    return shard_task(
-        url,
-        release.replacement,
-        wanted,
-        root=config.root,
-        partial=partial_dir(config.root),
-        transfer=config.transfer,
-        release=release.name,
-        split=config.split,
-        keep_archives=archives_dir(config.root) if config.keep_archives else None,
-        source="cvdf_replacement",
-        overwrite=overwrite,
+        return
+    failures = len(report.errors)
+    if wanted:
+        task = shard_task(
+            join_url(config.mirror or CVDF_BASE, replacement),
+            replacement,
+            {r.key: clip_relpath(r.split, r.label, r.key, config.layout) for r in wanted},
+            root=config.root,
+            partial=partial_dir(config.root),
+            transfer=config.transfer,
+            release=release.name,
+            split=config.split,
+            keep_archives=archives_dir(config.root) if config.keep_archives else None,
+            source="cvdf_replacement",
+            max_member_bytes=config.max_clip_bytes,
+        )
+        run_shard_tasks(
+            config, manifest, [task], report, emit, "replacement set",
+            total_clips=len(needy & set(task.wanted)) or None, stop=stop,
+        )  # fmt: skip
+    result = manifest.shard(ident) or {}
+    if result.get("state") == "done":
+        reason = f"the replacement set {replacement} does not hold it either"
+    elif result.get("error_code") in _ABSENT:
+        # Not on this mirror: a gap for the clips that needed it, not a failed run.
+        del report.errors[failures:]
+        report.shards_failed -= 1
+        reason = f"the replacement set is not on this mirror ({result.get('error_message')})"
+        log.warning(
+            "%s is not on this mirror (%s): the %d selected clip(s) that needed it are recorded "
+            "as gaps (see 'kinetix status'); --source auto takes them from YouTube",
+            replacement,
+            result.get("error_code"),
+            len(needy),
+        )
+    else:
+        for key in not_in_parts:  # they wait for the replacement set: a rerun reads it
+            plan.candidates.pop(key, None)
+        return
+    gaps = [r for r in work_rows(manifest, release.name, config.split) if r.key in needy]
+    gaps = [r for r in gaps if r.state != ClipState.PRESENT.value]
+    manifest.apply(
+        ClipUpdate(
+            release.name,
+            config.split,
+            r.key,
+            {
+                "state": ClipState.FAILED.value,
+                "source": "cvdf",
+                "error_code": r.error_code or ErrorCode.NOT_IN_SHARD.value,
+                "error_message": f"{message_of(manifest, r) or 'no CVDF part holds this clip'}; "
+                f"{reason}",
+            },
+            count_attempt=True,
+        )
+        for r in gaps
     )
+    for r in gaps:
+        plan.candidates.pop(r.key, None)
+        code = report.refused_keys.pop(r.key, None)
+        if code is not None and code not in _REFUSED:  # set aside by the check, for good now
+            report.quarantined_keys[r.key] = code
+
+
+def takes_replacement(row: WorkRow) -> bool:
+    """Every selected clip not yet present, and those placed from a part, take its copy."""
+    return row.state != ClipState.PRESENT.value or row.source == "cvdf"
+
+
+def replacement_pending(manifest: Manifest, release: Release, split: str) -> bool:
+    """A run decided to read the replacement set and did not finish (killed, say)."""
+    replacement = release.replacement_for(split)
+    state = None if replacement is None else manifest.shard(shard_id(replacement))
+    return state is not None and state["state"] == "pending"
+
+
+def message_of(manifest: Manifest, row: WorkRow) -> str | None:
+    clip = manifest.get(row.release, row.split, row.key)
+    return None if clip is None or row.error_code is None else clip.error_message
 
 
 def fetch_text(path: str, config: DownloadConfig) -> str:
@@ -507,19 +610,36 @@ def _shard_executor(
 
 
 def apply_result(manifest: Manifest, result: TaskResult, report: DownloadReport) -> None:
-    manifest.apply(result.updates)
+    updates = [u for u in result.updates if not _unpresents(manifest, u, report)]
+    manifest.apply(updates)
     if result.shard_url is not None:
         manifest.set_shard(result.shard_url, count_attempt=True, **result.shard_fields)
         if result.error is None:
             manifest.set_shard_members(result.shard_url, result.shard_members)
     report.bytes_transferred += result.bytes_transferred
-    for u in result.updates:
+    for u in updates:
         state = u.fields.get("state")
         if state == ClipState.PRESENT.value:
             report.placed_keys[u.key] = str(u.fields.get("source"))
             report.quarantined_keys.pop(u.key, None)  # the replacement set's good copy
+            report.refused_keys.pop(u.key, None)
         elif state == ClipState.FAILED.value and u.fields.get("verify") == "bad":
             report.quarantined_keys[u.key] = str(u.fields.get("error_code"))
+        elif u.fields.get("error_code") in _REFUSED or u.fields.get("verify") == "bad":
+            report.refused_keys[u.key] = str(u.fields.get("error_code"))
+
+
+def _unpresents(manifest: Manifest, update: ClipUpdate, report: DownloadReport) -> bool:
+    """A shard's refused copy of a clip that another copy already placed: not recorded."""
+    fields = update.fields
+    if fields.get("state") == ClipState.PRESENT.value:
+        return False
+    if fields.get("error_code") not in _REFUSED and fields.get("verify") != "bad":
+        return False
+    if update.key in report.placed_keys:
+        return True
+    row = manifest.get(update.release, update.split, update.key)
+    return row is not None and row.state == ClipState.PRESENT.value
 
 
 # --- YouTube --------------------------------------------------------------------------------

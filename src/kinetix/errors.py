@@ -39,6 +39,12 @@ class ErrorCode(str, Enum):
     NETWORK = "network"
     NO_SPACE = "no_space"
     NOT_IN_SHARD = "not_in_shard"
+    # a shard's copy of a clip refused (the clip may still come from the K400 replacement set);
+    # a copy that is not a whole MP4 gets verify's codes (truncated, empty_file, unreadable)
+    UNSAFE_MEMBER = "unsafe_member"  # absolute path, '..', link, device
+    OVERSIZED_MEMBER = "oversized_member"  # declares more than the per-clip maximum
+    DUPLICATE_MEMBER = "duplicate_member"  # the shard holds the clip twice
+    UNSAFE_ARCHIVE = "unsafe_archive"  # inflates far beyond its size (a decompression bomb)
     # youtube
     UNAVAILABLE = "unavailable"
     PRIVATE = "private"

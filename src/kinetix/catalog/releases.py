@@ -37,9 +37,16 @@ class Release:
     cvdf_annotations: dict[str, str] = field(default_factory=dict)
     label_map: str = ""  # packaged mmaction2 label map file name
     replacement: str | None = None  # K400 replacement_for_corrupted_k400.tgz
+    # Splits whose shards hold the corrupted clips the replacement set replaces: CVDF's own
+    # arrange_by_classes.py counts 1,392 for K400 train and none for val or test.
+    replacement_splits: tuple[str, ...] = ()
 
     def has_split(self, split: str) -> bool:
         return split in self.splits
+
+    def replacement_for(self, split: str) -> str | None:
+        """The replacement set that applies to ``split`` (path under the mirror base), if any."""
+        return self.replacement if split in self.replacement_splits else None
 
     def path_list_path(self, split: str) -> str:
         """Path (relative to the mirror base) of the CVDF list of shard URLs."""
@@ -72,6 +79,7 @@ RELEASES: dict[str, Release] = {
             cvdf_annotations={s: f"400/annotations/{s}.csv" for s in ("train", "val", "test")},
             label_map="label_map_k400.txt",
             replacement="400/replacement_for_corrupted_k400.tgz",
+            replacement_splits=("train",),
         ),
         Release(
             name="k600",

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import logging
 import os
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, cast
 from urllib.parse import unquote
@@ -28,8 +28,15 @@ from kinetix.interrupts import StopToken
 from kinetix.sources.base import ClipSpan, TaskResult
 from kinetix.store.layout import LabelStyle, clip_relpath, quarantine_dir
 from kinetix.store.manifest import ClipState, ClipUpdate
-from kinetix.transfer.extract import ExtractedClip, ExtractPlan, MemberVerdict, extract_stream
+from kinetix.transfer.extract import (
+    DEFAULT_MAX_CLIP_BYTES,
+    ExtractedClip,
+    ExtractPlan,
+    MemberVerdict,
+    extract_stream,
+)
 from kinetix.transfer.http import ShardDownload
+from kinetix.transfer.integrity import Integrity, md5_from_etag
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +58,14 @@ class ShardTask:
     part_path: str
     transfer: TransferConfig
     source: str = "cvdf"  # cvdf | cvdf_replacement
-    overwrite: bool = False  # the K400 replacement set replaces clips already placed
     archive_path: str | None = None  # --keep-archives: where the finished shard goes
     verify: VerifyConfig | None = field(default_factory=VerifyConfig)  # inline check; None: off
+    max_member_bytes: int = DEFAULT_MAX_CLIP_BYTES  # --max-clip-size
+    # State of a clip whose copy here is refused (unsafe, oversized, twice) or set aside (not a
+    # whole MP4, or failing the inline check): "missing"
+    # when the K400 replacement set may still provide it (the decision is in the manifest with
+    # the shard's own record, so it survives a kill), else "failed".
+    refused_state: str = ClipState.FAILED.value
 
 
 class RootedPaths(Mapping[str, Path]):
@@ -180,6 +192,8 @@ def plan_shards(
     release: Release,
     split: str,
     keep_archives: Path | None = None,
+    max_member_bytes: int = DEFAULT_MAX_CLIP_BYTES,
+    refused_state: str = ClipState.FAILED.value,
 ) -> ShardPlan:
     """Group missing clips into shard tasks.
 
@@ -221,7 +235,8 @@ def plan_shards(
         plan.tasks.append(
             shard_task(fetch_url[ident], names[ident], clips, root=root, partial=partial,
                        transfer=transfer, release=release.name, split=split,
-                       keep_archives=keep_archives)
+                       keep_archives=keep_archives, max_member_bytes=max_member_bytes,
+                       refused_state=refused_state)
         )  # fmt: skip
     plan.tasks.sort(key=lambda t: t.name)
     return plan
@@ -239,8 +254,9 @@ def shard_task(
     split: str,
     keep_archives: Path | None = None,
     source: str = "cvdf",
-    overwrite: bool = False,
     verify: VerifyConfig | None = VerifyConfig(),  # noqa: B008 - frozen
+    max_member_bytes: int = DEFAULT_MAX_CLIP_BYTES,
+    refused_state: str = ClipState.FAILED.value,
 ) -> ShardTask:
     safe = name.replace("/", "__")
     return ShardTask(
@@ -254,9 +270,10 @@ def shard_task(
         part_path=str(partial / (safe + ".part")),
         transfer=transfer,
         source=source,
-        overwrite=overwrite,
         archive_path=None if keep_archives is None else str(keep_archives / name),
         verify=verify,
+        max_member_bytes=max_member_bytes,
+        refused_state=refused_state,
     )
 
 
@@ -318,17 +335,23 @@ def _fetch_shard(
         try:
             with download, stop.on_stop(download.cancel) if stop else contextlib.nullcontext():
                 plan = ExtractPlan(
-                    root=root, wanted=RootedPaths(root, task.wanted), overwrite=task.overwrite,
-                    check=check, quarantine=quarantine,
+                    root=root, wanted=RootedPaths(root, task.wanted), check=check,
+                    quarantine=quarantine, max_member_bytes=task.max_member_bytes,
                 )  # fmt: skip
                 reader = cast(BinaryIO, download.reader())  # a RawIOBase: read()/readinto()
-                report = extract_stream(reader, plan, name=task.name)
+                report = extract_stream(
+                    reader,
+                    plan,
+                    name=task.name,
+                    expected_md5=partial(_etag_md5, download),
+                )
                 result = download.finish()
             transferred += result.bytes_transferred
             break
         except ArchiveError as exc:
             transferred += download.bytes_transferred
             if exc.code is ErrorCode.CORRUPT_ARCHIVE and attempt == 1:
+                # A bad CRC or MD5 may be one damaged piece of the partial file: start over.
                 log.warning("%s; fetching it again from scratch", exc)
                 discard_partial(part)
                 continue
@@ -344,21 +367,11 @@ def _fetch_shard(
             if code is ErrorCode.NO_SPACE:
                 message += "; the disk is full: free space and rerun (partial shard kept)"
             return _failed(task, code, message, transferred + download.bytes_transferred)
-    placed = dict(report.written)
-    for key in report.kept_existing:
-        # Placed by a run that died before recording it: files only ever appear complete.
-        path = root / task.wanted[key]
-        verdict = None if check is None else check(key, path)
-        clip = ExtractedClip(path, path.stat().st_size, file_sha256(path), verdict)
-        if verdict is not None and not verdict.good:
-            aside = quarantine / task.wanted[key]
-            aside.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(path, aside)
-            report.quarantined[key] = ExtractedClip(aside, clip.size, clip.sha256, verdict)
-        else:
-            placed[key] = clip
-    updates = [_placed_update(task, key, clip) for key, clip in placed.items()]
-    for key in report.written:  # a copy an earlier check set aside is stale now
+    # Kept files hold the shard's very bytes, checked like the rest (placed by a run killed
+    # before it recorded them).
+    placed = {**report.written, **report.kept_existing}
+    updates = [_placed_update(task, key, clip, report.integrity) for key, clip in placed.items()]
+    for key in placed:  # a copy an earlier check set aside is stale now
         (quarantine / task.wanted[key]).unlink(missing_ok=True)
     for key, clip in report.quarantined.items():
         assert clip.verdict is not None
@@ -369,12 +382,29 @@ def _fetch_shard(
             fields["error_code"], fields["error_message"], rel,
         )  # fmt: skip
         # failed, not quarantined: the shard would serve the same bytes again, so a rerun
-        # does not fetch it for this clip (--retry-failed does; --source auto asks YouTube)
+        # does not fetch it for this clip (--retry-failed does; --source auto asks YouTube).
+        # In K400 train it waits (missing) for the replacement set instead.
         fields.update(
-            state=ClipState.FAILED.value, path=rel, bytes=clip.size, sha256=clip.sha256,
+            state=task.refused_state, path=rel, bytes=clip.size, sha256=clip.sha256,
             source=task.source, shard=task.shard_id,
         )  # fmt: skip
         updates.append(ClipUpdate(task.release, task.split, key, fields, count_attempt=True))
+    updates += [
+        ClipUpdate(
+            task.release,
+            task.split,
+            key,
+            {
+                "state": task.refused_state,
+                "source": task.source,
+                "shard": task.shard_id,
+                "error_code": code.value,
+                "error_message": reason,
+            },
+            count_attempt=True,
+        )
+        for key, (code, reason) in report.refused.items()
+    ]
     members: dict[str, int | None] = dict(report.members)
     return TaskResult(
         updates=updates,
@@ -396,12 +426,15 @@ def _fetch_shard(
     )
 
 
-def _placed_update(task: ShardTask, key: str, clip: ExtractedClip) -> ClipUpdate:
+def _placed_update(
+    task: ShardTask, key: str, clip: ExtractedClip, integrity: Integrity
+) -> ClipUpdate:
     """The row of a clip placed at ``task.wanted[key]``, with what the inline check found."""
     fields: dict[str, object] = {
         "state": ClipState.PRESENT.value, "path": task.wanted[key], "bytes": clip.size,
         "sha256": clip.sha256, "mtime": clip.path.stat().st_mtime, "source": task.source,
-        "shard": task.shard_id, "error_code": None, "error_message": None, "verify": None,
+        "shard": task.shard_id, "integrity": integrity.value, "error_code": None,
+        "error_message": None, "verify": None,
     }  # fmt: skip
     if clip.verdict is not None:
         fields.update(clip.verdict.fields)
@@ -409,12 +442,8 @@ def _placed_update(task: ShardTask, key: str, clip: ExtractedClip) -> ClipUpdate
     return ClipUpdate(task.release, task.split, key, fields, count_attempt=True)
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+def _etag_md5(download: ShardDownload) -> str | None:
+    return md5_from_etag(download.etag)
 
 
 def finish_part(task: ShardTask) -> None:

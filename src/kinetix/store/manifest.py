@@ -20,7 +20,9 @@ from kinetix.catalog.clip import Clip
 from kinetix.errors import ManifestError
 from kinetix.store.database import Writer, open_reader
 
-SCHEMA_VERSION = 1
+# 2: ``clips.integrity``. Older roots are migrated when opened for writing (columns a version
+# adds are added to the tables); read-only openers read them as they are.
+SCHEMA_VERSION = 2
 
 
 class ClipState(str, Enum):
@@ -41,6 +43,9 @@ CLIP_COLUMNS: dict[str, str] = {
     "bytes": "INTEGER",
     "sha256": "TEXT",
     "mtime": "REAL",
+    # the check a CVDF clip's bytes passed: etag_md5 | gzip_crc | none (NULL: not from a shard,
+    # or placed by a kinetix older than schema 2)
+    "integrity": "TEXT",
     "error_code": "TEXT",
     "error_message": "TEXT",
     "attempts": "INTEGER NOT NULL DEFAULT 0",
@@ -233,6 +238,7 @@ class Manifest:
             self._db.execute(
                 "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
             )
+        self._migrate()
         self._create_counts()
 
     def _create_counts(self) -> None:
@@ -268,6 +274,25 @@ class Manifest:
             "SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)
         ).fetchone()
         return row is not None
+
+    def _migrate(self) -> None:
+        """Bring a root written by an older kinetix to this schema: add the columns it lacks."""
+        try:
+            row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            version = int(row[0]) if row is not None else SCHEMA_VERSION
+        except (sqlite3.DatabaseError, ValueError):
+            return  # _check_version says what is wrong with it
+        if version >= SCHEMA_VERSION:
+            return
+        with self._db:
+            for table, columns in (("clips", CLIP_COLUMNS), ("shards", SHARD_COLUMNS)):
+                have = {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
+                for name, kind in columns.items():
+                    if name not in have:
+                        self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+            self._db.execute(
+                "UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),)
+            )
 
     def _check_version(self) -> None:
         try:

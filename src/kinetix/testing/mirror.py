@@ -60,8 +60,9 @@ class MirrorSpec:
     picked (``class_names`` first, then awkward names: the apostrophe, upper case,
     parentheses) with ``clips_per_class`` clips each; unlabelled test splits take
     ``classes * clips_per_class`` clips. ``missing`` more annotated clips are left out of
-    every shard (CVDF lacks ~8% of K400). In K400, ``corrupted`` clips are truncated inside
-    the parts and their good copies go into the replacement archive; ``plain_tar_shard``
+    every shard (CVDF lacks ~8% of K400). In K400 train (the only split CVDF's replacement set
+    covers), ``corrupted`` clips are truncated inside the parts and their good copies go into
+    the replacement archive, written when K400 train is in the spec; ``plain_tar_shard``
     makes the last part a plain tar under a deep path prefix despite its ``.tar.gz`` name and
     ``appledouble`` adds macOS ``._`` members to the first part. ``source_videos`` makes up
     to that many full-length ``youtube/{id}.mp4`` per release/split (clips ending by
@@ -415,6 +416,9 @@ def _select(release: str, split: str, spec: MirrorSpec, data_dir: Path | None) -
             pos = spec.clips_per_class + i // len(classes)
             if pos < len(rows):
                 missing.append(rows[pos])
+        if len(missing) < missing_count:  # K400's train sample has one row per class
+            others = [r for r in table.rows if r.clip.label not in ranked]
+            missing += rank_rows(others, spec.seed, short)[: missing_count - len(missing)]
     else:
         ranked_all = rank_rows(table.rows, spec.seed, short)
         count = spec.classes * spec.clips_per_class
@@ -423,7 +427,7 @@ def _select(release: str, split: str, spec: MirrorSpec, data_dir: Path | None) -
     if len(missing) < missing_count:
         log.warning("%s %s: only %d clips could be left missing", release, split, len(missing))
     selection = _Selection(release, split, table, present, missing)
-    if release == "k400" and spec.corrupted:
+    if release == "k400" and split == "train" and spec.corrupted:  # as CVDF: train only
         order = sorted(present, key=lambda r: _rank(spec.seed, "corrupt", r.clip.key))
         selection.corrupted = {r.clip.key for r in order[: spec.corrupted]}
     if short is not None:
@@ -726,7 +730,7 @@ def build_mirror(root: str | os.PathLike[str], spec: MirrorSpec | None = None) -
                     _Member(f"{REPLACEMENT_DIR}/{key}.mp4", key, media[key].path)
                 )
         all_shards = [s for plan in shards.values() for s in plan]
-        if "k400" in spec.releases:
+        if "train" in spec.releases.get("k400", ()):
             replacement = get_release("k400").replacement
             assert replacement is not None
             index.replacement["k400"] = replacement

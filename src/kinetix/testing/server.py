@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import hashlib
 import logging
 import mimetypes
 import os
@@ -39,6 +40,7 @@ FAULT_KINDS = (
     "stall",  # send the headers and ``after_bytes`` (default 0), then hang ``delay`` s (1 hour)
     "trickle",  # send the body at ``rate`` bytes/s (default 1): never silent long enough to time
     # out a socket read
+    "flip_byte",  # flip the byte at ``offset`` (default: the middle); the ETag stays the good one
 )
 # Faults that cut a body short only make sense for GET; HEAD requests pass them untouched.
 _BODY_FAULTS = frozenset({"reset", "truncate", "stall", "trickle"})
@@ -130,6 +132,8 @@ class MirrorServer:
 
     ``per_connection_bps`` caps each TCP connection and ``total_bps`` the whole server, like a
     CDN where one connection cannot fill the link. ``add_fault`` makes chosen paths misbehave.
+    ETags are the file's hex MD5, as S3 gives a single-part object (``md5_etags=False``: an
+    opaque size-mtime validator, as nginx gives).
     """
 
     def __init__(
@@ -140,6 +144,7 @@ class MirrorServer:
         port: int = 0,
         per_connection_bps: float | None = None,
         total_bps: float | None = None,
+        md5_etags: bool = True,
     ):
         self.root = Path(root).resolve()
         if not self.root.is_dir():
@@ -148,6 +153,8 @@ class MirrorServer:
         self.port = port
         self.per_connection_bps = per_connection_bps
         self.total_bps = total_bps
+        self.md5_etags = md5_etags
+        self._md5: dict[tuple[str, int, int], str] = {}
         self.total_bucket = TokenBucket(total_bps) if total_bps else None
         self.chunk_size = _CAPPED_CHUNK if (per_connection_bps or total_bps) else _UNCAPPED_CHUNK
         self.stopping = threading.Event()
@@ -158,6 +165,24 @@ class MirrorServer:
         self._httpd: _MirrorHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._open: set[socket.socket] = set()
+
+    def etag(self, path: Path, stat: os.stat_result) -> str:
+        """The strong validator of a file: its MD5 (S3 style) or size-mtime; replacing it
+        changes it."""
+        if not self.md5_etags:
+            return f'"{stat.st_size:x}-{stat.st_mtime_ns:x}"'
+        key = (str(path), stat.st_size, stat.st_mtime_ns)
+        with self._lock:
+            known = self._md5.get(key)
+        if known is None:
+            digest = hashlib.md5(usedforsecurity=False)
+            with open(path, "rb") as f:
+                while block := f.read(1 << 20):
+                    digest.update(block)
+            known = digest.hexdigest()
+            with self._lock:
+                self._md5[key] = known
+        return f'"{known}"'
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -458,8 +483,7 @@ class _MirrorHandler(BaseHTTPRequestHandler):
         with open(target, "rb") as file:
             stat = os.fstat(file.fileno())
             size = stat.st_size
-            # Strong validator from size and mtime: replacing the file changes it.
-            etag = f'"{size:x}-{stat.st_mtime_ns:x}"'
+            etag = self.server.mirror.etag(target, stat)
             if kind == "etag_change":
                 etag = fault.params.get("etag") or f'{etag[:-1]}-changed"'  # type: ignore[union-attr]
             first, last, status = 0, size - 1, 200
@@ -497,7 +521,10 @@ class _MirrorHandler(BaseHTTPRequestHandler):
             if kind == "trickle":
                 self._trickle(relpath, file, first, count, float(fault.params.get("rate", 1.0)))  # type: ignore[union-attr]
                 return
-            self._send_body(relpath, file, first, limit)
+            flip = None
+            if kind == "flip_byte":
+                flip = int(fault.params.get("offset", size // 2))  # type: ignore[union-attr]
+            self._send_body(relpath, file, first, limit, flip)
             if kind == "stall":
                 self.server.mirror.stopping.wait(float(fault.params.get("delay", 3600.0)))  # type: ignore[union-attr]
                 self.close_connection = True
@@ -509,7 +536,9 @@ class _MirrorHandler(BaseHTTPRequestHandler):
         elif kind == "truncate":
             self.close_connection = True
 
-    def _send_body(self, relpath: str, file: Any, offset: int, count: int) -> None:
+    def _send_body(
+        self, relpath: str, file: Any, offset: int, count: int, flip: int | None = None
+    ) -> None:
         mirror = self.server.mirror
         bucket = self._connection_bucket()
         sent = 0
@@ -528,7 +557,14 @@ class _MirrorHandler(BaseHTTPRequestHandler):
             mirror.count_bytes(relpath, size, wait)
             sent_now = 0
             try:
-                sent_now = self.connection.sendfile(file, offset + sent, size)
+                start = offset + sent
+                if flip is not None and start <= flip < start + size:
+                    data = bytearray(os.pread(file.fileno(), size, start))
+                    data[flip - start] ^= 0xFF
+                    self.connection.sendall(data)
+                    sent_now = len(data)
+                else:
+                    sent_now = self.connection.sendfile(file, start, size)
             finally:
                 if sent_now != size:
                     mirror.count_bytes(relpath, sent_now - size, 0.0)

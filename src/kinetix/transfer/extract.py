@@ -15,6 +15,8 @@ from typing import Any, BinaryIO, cast
 from isal import isal_zlib
 
 from kinetix.errors import ArchiveError, ConfigError, DiskSpaceError, ErrorCode, TransferError
+from kinetix.transfer.integrity import Integrity
+from kinetix.transfer.mp4check import Mp4Structure
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +30,14 @@ _BLOCK = 512
 _ZERO_BLOCK = bytes(_BLOCK)
 _MAX_EXTENDED = 1 << 20  # a pax/GNU long-name header larger than this is not a real one
 TEMP_SUFFIX = ".kx-part"
+# The largest clip a shard member may declare (``--max-clip-size``). Kinetics clips are 10 s
+# cuts: the largest real ones are tens of MB, so 1 GiB is only ever a damaged or hostile shard.
+DEFAULT_MAX_CLIP_BYTES = 1 << 30
+# A tar of video members barely compresses (~1.01x); a stream that inflates past this ratio,
+# beyond the first _BOMB_SLACK bytes, is a decompression bomb and is stopped before it fills
+# the disk.
+_BOMB_RATIO = 20
+_BOMB_SLACK = 64 << 20
 # isal's stubs type ``error`` as an instance; at run time it is the exception class.
 _INFLATE_ERRORS = cast("tuple[type[BaseException], ...]", (isal_zlib.error,))
 
@@ -85,8 +95,9 @@ class ExtractPlan:
     """Which members to keep: clip key (member file stem) -> destination path under ``root``.
 
     Destinations are ordinary paths (build them as ``root / relpath``); one that does not lie
-    under ``root`` is refused. ``overwrite`` replaces files that already exist (the K400
-    replacement set); otherwise an existing file is kept as it is.
+    under ``root`` is refused. A file already at a destination is kept when the shard's copy
+    has the same bytes and replaced by it otherwise. A member declaring more than
+    ``max_member_bytes`` is refused without being written.
 
     ``check`` (key, temp file) runs on each member as soon as its bytes are written, while the
     rest of the shard streams in; a member it finds bad goes to the same relative path under
@@ -95,12 +106,16 @@ class ExtractPlan:
 
     root: Path
     wanted: Mapping[str, Path]
-    overwrite: bool = False
     suffixes: tuple[str, ...] = (".mp4",)
     check: Callable[[str, Path], MemberVerdict] | None = None
     quarantine: Path | None = None
+    max_member_bytes: int = DEFAULT_MAX_CLIP_BYTES
 
     def __post_init__(self) -> None:
+        if self.max_member_bytes < 1:
+            raise ConfigError(
+                f"the per-clip maximum must be at least 1 byte, got {self.max_member_bytes}"
+            )
         # Destinations are resolved and checked one member at a time (``destination``): a
         # class-mixed K400 shard is planned with every wanted clip of the split (240k at train
         # scale), and resolving them all up front for every shard cost seconds and ~70 MB each.
@@ -140,12 +155,16 @@ class ExtractReport:
     members: dict[str, int] = field(default_factory=dict)  # every clip (key -> bytes) it holds
     written: dict[str, ExtractedClip] = field(default_factory=dict)
     quarantined: dict[str, ExtractedClip] = field(default_factory=dict)  # check found them bad
-    kept_existing: list[str] = field(default_factory=list)  # wanted, already there, no overwrite
+    # wanted, already at the destination with the very bytes the shard holds
+    kept_existing: dict[str, ExtractedClip] = field(default_factory=dict)
     not_found: list[str] = field(default_factory=list)  # wanted keys the shard does not hold
+    # wanted keys whose copy in this shard was refused: key -> (code, reason); nothing written
+    refused: dict[str, tuple[ErrorCode, str]] = field(default_factory=dict)
     skipped_unwanted: list[str] = field(default_factory=list)
     skipped_unsafe: list[tuple[str, str]] = field(default_factory=list)  # (member, reason)
     skipped_appledouble: list[str] = field(default_factory=list)
-    duplicates: list[str] = field(default_factory=list)  # keys seen twice; the last one wins
+    duplicates: list[str] = field(default_factory=list)  # keys seen twice: neither copy kept
+    integrity: Integrity = Integrity.NONE  # the check every byte passed (once it completed)
     compressed_bytes: int = 0  # bytes read from the file object
     tar_bytes: int = 0  # bytes of the (inflated) tar stream
     end_marker: bool = False  # the tar end-of-archive block was seen (not just a clean EOF)
@@ -183,6 +202,11 @@ class _Source:
         self._name = name
         self._report = report
         self._head: list[bytes] = []
+        self.md5: Any = None  # hashlib.md5 of every byte read, once asked for
+
+    def hash_md5(self) -> None:
+        """Hash every byte from the start (only ``peek`` may have read any so far)."""
+        self.md5 = hashlib.md5(b"".join(self._head), usedforsecurity=False)
 
     def read(self) -> bytes:
         if self._head:
@@ -204,6 +228,8 @@ class _Source:
                 f"{self._report.compressed_bytes} bytes: {exc}; nothing was kept"
             ) from exc
         self._report.compressed_bytes += len(data)
+        if self.md5 is not None:
+            self.md5.update(data)
         return bytes(data)
 
     def peek(self, size: int) -> bytes:
@@ -307,6 +333,7 @@ class _MemberWriter:
         self.size = 0
         self.verdict: MemberVerdict | None = None
         self._hash = hashlib.sha256()
+        self.structure = Mp4Structure()
         destination.parent.mkdir(parents=True, exist_ok=True)
         self.temp.unlink(missing_ok=True)  # a killed run's leftover, or a planted symlink
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -314,6 +341,7 @@ class _MemberWriter:
 
     def write(self, data: memoryview) -> None:
         self._hash.update(data)
+        self.structure.feed(data)
         self.size += len(data)
         assert self._fd is not None
         while data:
@@ -355,6 +383,7 @@ class _TarStream:
         self._long_name: str | None = None
         self._pax: dict[str, str] = {}
         self._ended = False
+        self._seen: dict[str, int] = {}  # every clip member's key -> its declared size
         self.temps: dict[str, _MemberWriter] = {}  # key -> the finished (or open) temp
         self.offset = 0
 
@@ -457,7 +486,19 @@ class _TarStream:
         if self._writer is not None:
             writer, self._writer = self._writer, None
             writer.close()
-            if self._plan.check is not None:
+            problem = writer.structure.problem()
+            if problem is not None:
+                # K400's corrupted clips: known bad without a decoder, set aside like the rest
+                log.debug("shard %s: %s is not a whole MP4: %s", self._name, writer.key, problem)
+                writer.verdict = MemberVerdict(
+                    False,
+                    {
+                        "verify": "bad",
+                        "error_code": problem.code.value,
+                        "error_message": f"not a whole MP4: {problem.reason}",
+                    },
+                )
+            elif self._plan.check is not None:
                 # while its bytes are in the page cache, and the transfer threads keep fetching
                 writer.verdict = self._plan.check(writer.key, writer.temp)
         elif self._extended is not None:
@@ -471,36 +512,69 @@ class _TarStream:
 
     def _route(self, name: str, kind: bytes, size: int) -> None:
         report = self._report
+        base = name.rstrip("/").rsplit("/", 1)[-1]
+        stem, dot, suffix = base.rpartition(".")
+        appledouble = base.startswith("._") or "__MACOSX/" in name
+        is_clip = bool(dot) and f".{suffix.lower()}" in self._plan.suffixes and not appledouble
         reason = _unsafe_name(name)
         if reason is None and kind not in _REGULAR and kind != tarfile.DIRTYPE:
             reason = _UNSAFE_TYPES.get(kind, f"unsupported member type {kind!r}")
         if reason is not None:
             log.warning("shard %s: refusing member %r: %s", self._name, name, reason)
             report.skipped_unsafe.append((name, reason))
+            if is_clip:
+                self._refuse(
+                    stem,
+                    ErrorCode.UNSAFE_MEMBER,
+                    f"shard {self._name} holds it as an unsafe member {name!r} ({reason})",
+                )
+                self._seen.setdefault(stem, size)
             return
         if kind == tarfile.DIRTYPE:
             return
-        base = name.rstrip("/").rsplit("/", 1)[-1]
-        if base.startswith("._") or "__MACOSX/" in name:
+        if appledouble:
             report.skipped_appledouble.append(name)
             return
-        stem, dot, suffix = base.rpartition(".")
-        if not dot or f".{suffix.lower()}" not in self._plan.suffixes:
+        if not is_clip:
             report.skipped_unwanted.append(name)
             return
+        if stem in self._seen:
+            # Which copy is the good one cannot be told from the shard: keep neither.
+            report.duplicates.append(stem)
+            first = self.temps.pop(stem, None)
+            if first is not None:
+                first.discard()
+            log.warning("shard %s: %s appears twice; keeping neither copy", self._name, stem)
+            self._refuse(
+                stem,
+                ErrorCode.DUPLICATE_MEMBER,
+                f"shard {self._name} holds it twice ({self._seen[stem]} and {size} bytes); "
+                "neither copy was kept",
+            )
+            return
+        self._seen[stem] = size
         report.members[stem] = size
         destination = self._plan.destination(stem)
         if destination is None:
             report.skipped_unwanted.append(name)
             return
-        if stem in self.temps:
-            report.duplicates.append(stem)
-            log.warning("shard %s: %s appears twice; keeping the later copy", self._name, stem)
-        elif not self._plan.overwrite and os.path.lexists(destination):
-            report.kept_existing.append(stem)
+        if size > self._plan.max_member_bytes:
+            log.warning(
+                "shard %s: refusing member %r: it declares %d bytes", self._name, name, size
+            )
+            self._refuse(
+                stem,
+                ErrorCode.OVERSIZED_MEMBER,
+                f"shard {self._name} declares it {size:,} bytes, more than the per-clip "
+                f"maximum of {self._plan.max_member_bytes:,} (--max-clip-size); not written",
+            )
             return
         self._writer = _MemberWriter(stem, destination)
         self.temps[stem] = self._writer
+
+    def _refuse(self, key: str, code: ErrorCode, reason: str) -> None:
+        if key in self._plan.wanted:
+            self._report.refused[key] = (code, reason)
 
     def discard(self) -> None:
         for writer in self.temps.values():
@@ -518,10 +592,26 @@ def _unsafe_name(name: str) -> str | None:
     return None
 
 
+def _same_file(path: Path, clip: ExtractedClip) -> bool:
+    try:
+        if os.lstat(path).st_size != clip.size or path.is_symlink():
+            return False
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            while chunk := f.read(CHUNK_SIZE):
+                digest.update(chunk)
+    except OSError:
+        return False
+    return digest.hexdigest() == clip.sha256
+
+
 def _commit(stream: _TarStream, plan: ExtractPlan, report: ExtractReport) -> None:
     """Rename every (already fsynced) temp into place, then fsync the folders.
 
     A member ``plan.check`` found bad goes under ``plan.quarantine`` instead (or is dropped).
+
+    A file already at a destination (placed by a run killed before it recorded it, or left by
+    an older kinetix) stays when it holds the shard's very bytes, and is replaced otherwise.
     """
     folders: set[Path] = set()
     for key, writer in stream.temps.items():
@@ -529,11 +619,18 @@ def _commit(stream: _TarStream, plan: ExtractPlan, report: ExtractReport) -> Non
         if clip.verdict is not None and not clip.verdict.good:
             if plan.quarantine is None:
                 writer.discard()
+                fields = clip.verdict.fields
+                code = ErrorCode(fields.get("error_code") or ErrorCode.UNREADABLE.value)
+                report.refused[key] = (code, str(fields.get("error_message")))
                 continue
             dest = plan.quarantine / writer.destination.relative_to(plan.root)
             dest.parent.mkdir(parents=True, exist_ok=True)
             os.replace(writer.temp, dest)
             report.quarantined[key] = ExtractedClip(dest, clip.size, clip.sha256, clip.verdict)
+            continue
+        if os.path.lexists(writer.destination) and _same_file(writer.destination, clip):
+            writer.discard()
+            report.kept_existing[key] = clip
             continue
         os.replace(writer.temp, writer.destination)
         report.written[key] = clip
@@ -562,15 +659,24 @@ def _detect(head: bytes) -> str | None:
     return None
 
 
-def extract_stream(fileobj: BinaryIO, plan: ExtractPlan, *, name: str) -> ExtractReport:
+def extract_stream(
+    fileobj: BinaryIO,
+    plan: ExtractPlan,
+    *,
+    name: str,
+    expected_md5: Callable[[], str | None] | None = None,
+) -> ExtractReport:
     """Unpack the wanted members of one shard while its bytes arrive; all or nothing.
 
     ``fileobj`` yields the shard (gzip or plain tar, whatever its name says) through ``read``.
     Wanted members go to temp names beside their destinations and are renamed into place only
-    once the whole stream checked out (gzip CRC and length, tar structure). On any failure the
-    temps are removed and ``ArchiveError`` says what was wrong (``not_an_archive`` for an error
-    page or garbage, else ``corrupt_archive``); a ``TransferError`` from the reader passes
-    through unchanged. Either way nothing is left half-written.
+    once the whole stream checked out (gzip CRC and length, tar structure, and the MD5 of every
+    byte when ``expected_md5``, asked once the first bytes arrived, names one: an S3 ETag).
+    Members that are unsafe, declare more than ``plan.max_member_bytes``, appear twice or are
+    not a whole MP4 are never written (``report.refused`` says why). On any failure the temps
+    are removed and ``ArchiveError`` says what was wrong (``not_an_archive`` for an error page
+    or garbage, ``unsafe_archive`` for a decompression bomb, else ``corrupt_archive``); a
+    ``TransferError`` from the reader passes through unchanged. Nothing is left half-written.
     """
     report = ExtractReport(name=name)
     source = _Source(fileobj, name, report)
@@ -582,13 +688,43 @@ def extract_stream(fileobj: BinaryIO, plan: ExtractPlan, *, name: str) -> Extrac
             code=ErrorCode.NOT_AN_ARCHIVE,
         )
     report.format = kind
+    md5 = expected_md5() if expected_md5 is not None else None
+    if md5 is not None:
+        source.hash_md5()
     stream = _TarStream(plan, report)
     try:
-        chunks = _inflate(iter(source), name) if kind == "gzip" else iter(source)
-        for data in chunks:
-            stream.feed(data)
+        if kind == "gzip":
+            for data in _inflate(iter(source), name):
+                stream.feed(data)
+                if stream.offset > _BOMB_SLACK + _BOMB_RATIO * report.compressed_bytes:
+                    raise ArchiveError(
+                        f"shard {name} inflates to more than {_BOMB_RATIO}x its size "
+                        f"({stream.offset:,} bytes from {report.compressed_bytes:,}): a "
+                        "decompression bomb, not a shard of videos; nothing was kept",
+                        code=ErrorCode.UNSAFE_ARCHIVE,
+                    )
+        else:
+            for data in source:
+                stream.feed(data)
         stream.finish()
         report.tar_bytes = stream.offset
+        if md5 is not None:
+            got = source.md5.hexdigest()
+            if got != md5:
+                raise ArchiveError(
+                    f"shard {name}: the MD5 of its {report.compressed_bytes:,} bytes is {got}, "
+                    f"not {md5} as the server's ETag says: the bytes were damaged on the way "
+                    "or on disk; nothing was kept"
+                )
+            report.integrity = Integrity.ETAG_MD5
+        elif kind == "gzip":
+            report.integrity = Integrity.GZIP_CRC
+        else:
+            log.warning(
+                "shard %s is a plain tar and the server gave no MD5 ETag: its bytes could not "
+                "be checked (integrity 'none' in the manifest; 'kinetix verify' decodes them)",
+                name,
+            )
         _commit(stream, plan, report)
     except BaseException as exc:
         stream.discard()
@@ -599,15 +735,18 @@ def extract_stream(fileobj: BinaryIO, plan: ExtractPlan, *, name: str) -> Extrac
             ) from exc
         raise
     found = set(report.written) | set(report.kept_existing) | set(report.quarantined)
+    found |= set(report.refused)
     report.not_found = [key for key in plan.wanted if key not in found]
     log.info(
-        "shard %s (%s): %d clips, %d written, %d quarantined, %d kept, %d unwanted, %d not found",
+        "shard %s (%s): %d clips, %d written, %d quarantined, %d kept, %d refused, %d unwanted, "
+        "%d not found",
         name,
         kind,
         len(report.members),
         len(report.written),
         len(report.quarantined),
         len(report.kept_existing),
+        len(report.refused),
         len(report.skipped_unwanted),
         len(report.not_found),
     )

@@ -414,6 +414,12 @@ class ShardDownload:
         with self._cond:
             return self._size
 
+    @property
+    def etag(self) -> str | None:
+        """The ETag the bytes being downloaded carry (known once the first bytes are readable)."""
+        with self._cond:
+            return self._etag
+
     def __enter__(self) -> ShardDownload:
         return self.start()
 
