@@ -64,6 +64,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="Range piece per request, the resume granularity (default 4M)",
     )
     t.add_argument(
+        "--max-clip-size",
+        type=parse_size,
+        default=1 << 30,
+        metavar="SIZE",
+        help="refuse shard members declaring more than this (default 1G)",
+    )
+    t.add_argument(
         "--timeout",
         type=float,
         default=TransferConfig.timeout,
@@ -137,6 +144,7 @@ def config_from(args: argparse.Namespace) -> DownloadConfig:
         executor=args.executor,
         annotations=args.annotations,
         offline=args.offline,
+        max_clip_bytes=args.max_clip_size,
     )
 
 
