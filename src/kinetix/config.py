@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, fields
 from enum import Enum
 from pathlib import Path
 
@@ -116,6 +117,115 @@ class YoutubeConfig:
             )
 
 
+_MEMORY = re.compile(r"^\s*\d+(\.\d+)?\s*([KMGT]i?B?)?\s*$", re.IGNORECASE)
+_WALLTIME = re.compile(r"^(\d+-)?\d{1,3}(:\d{2}){0,2}$")
+EXECUTOR_KINDS = "local, dask, dask://HOST:PORT, slurm"
+
+
+@dataclass(frozen=True)
+class SlurmConfig:
+    """The shape of each SLURM job that runs one Dask worker (``--executor slurm``)."""
+
+    partition: str | None = None  # None: the cluster's default partition
+    cores: int = 4
+    memory: str = "16GB"
+    walltime: str = "04:00:00"
+    account: str | None = None
+    extra: tuple[str, ...] = ()  # more ``#SBATCH`` options, e.g. ``--qos=low``
+    wait: float = 600.0  # seconds to wait for the first worker while jobs pend for a good reason
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "extra", tuple(self.extra))
+        if self.cores < 1:
+            raise ConfigError(f"--slurm-cores must be >= 1, got {self.cores}")
+        if not _MEMORY.match(self.memory):
+            raise ConfigError(f"--slurm-memory {self.memory!r} is not a size; use e.g. 2GB, 512MB")
+        if not _WALLTIME.match(self.walltime):
+            raise ConfigError(
+                f"--slurm-walltime {self.walltime!r} is not a SLURM time; use e.g. 04:00:00, "
+                "1-00:00:00 or 30"
+            )
+        for line in self.extra:
+            if not line.startswith("-"):
+                raise ConfigError(
+                    f"--slurm-extra {line!r} must be an sbatch option such as --qos=low"
+                )
+        if self.wait <= 0:
+            raise ConfigError(f"--slurm-wait must be > 0 seconds, got {self.wait}")
+
+    @classmethod
+    def from_file(cls, path: Path, **overrides: object) -> SlurmConfig:
+        """Read the ``[slurm]`` table of a TOML file (keys are the field names); flags win."""
+        import tomllib
+
+        try:
+            with open(path, "rb") as f:
+                table = tomllib.load(f).get("slurm", {})
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"--slurm-config {path}: {exc}") from None
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(table) - known)
+        if unknown:
+            raise ConfigError(
+                f"--slurm-config {path}: unknown key(s) {', '.join(unknown)}; valid keys are "
+                f"{', '.join(sorted(known))}"
+            )
+        table.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**table)
+
+
+@dataclass(frozen=True)
+class ExecutorConfig:
+    """Where a stage's tasks run: ``local`` pools, a Dask cluster, or Dask workers in SLURM jobs.
+
+    ``in_flight`` caps the tasks handed to the cluster at once (the rest are fed as results come
+    back), so a 650k-clip run never queues 650k tasks on a scheduler. ``scheduler_host`` is the
+    address the scheduler (and, on one machine, the workers) listen on: ``127.0.0.1`` for
+    ``dask``; for ``slurm`` the machine's own name unless given (workers on other nodes must
+    reach it).
+    """
+
+    spec: str = "local"  # local | dask | dask://HOST:PORT (tcp://HOST:PORT) | slurm
+    in_flight: int | None = None  # None: 4 per worker thread
+    scheduler_host: str | None = None
+    slurm: SlurmConfig = field(default_factory=SlurmConfig)
+    dry_run: bool = False  # print the job script (slurm) and stop before starting anything
+
+    def __post_init__(self) -> None:
+        spec = self.spec.strip()
+        object.__setattr__(self, "spec", spec)
+        ok = spec in ("local", "dask", "slurm")
+        if spec.startswith(("dask://", "tcp://")):
+            host, _, port = spec.split("://", 1)[1].rpartition(":")
+            ok = bool(host) and port.isdigit()
+        if not ok:
+            raise ConfigError(f"invalid --executor {spec!r}; valid values are {EXECUTOR_KINDS}")
+        if self.in_flight is not None and self.in_flight < 1:
+            raise ConfigError(f"--in-flight must be >= 1, got {self.in_flight}")
+
+    @property
+    def kind(self) -> str:
+        """``local``, ``dask``, ``address`` (an existing scheduler) or ``slurm``."""
+        return "address" if "://" in self.spec else self.spec
+
+    @property
+    def address(self) -> str | None:
+        return "tcp://" + self.spec.split("://", 1)[1] if "://" in self.spec else None
+
+    @property
+    def is_local(self) -> bool:
+        return self.spec == "local"
+
+    @classmethod
+    def coerce(cls, value: ExecutorConfig | str) -> ExecutorConfig:
+        """An ``ExecutorConfig`` from itself or from a bare ``--executor`` value."""
+        if isinstance(value, ExecutorConfig):
+            return value
+        if not isinstance(value, str):
+            raise ConfigError(f"invalid executor {value!r}; valid values are {EXECUTOR_KINDS}")
+        return cls(value)
+
+
 @dataclass(frozen=True)
 class DownloadConfig:
     """Everything ``kinetix download`` needs besides the release and split."""
@@ -133,7 +243,7 @@ class DownloadConfig:
     youtube: YoutubeConfig = field(default_factory=YoutubeConfig)
     retry_failed: tuple[str, ...] | None = None  # error codes to retry; () means all
     progress: bool = True
-    executor: str = "local"
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     annotations: Path | None = None  # a local annotation file instead of the fetched one
     offline: bool = False  # use cached annotation files only
     # --max-clip-size: a shard member declaring more is refused (oversized_member), unwritten
@@ -144,6 +254,7 @@ class DownloadConfig:
         if self.max_clip_bytes < 1:
             raise ConfigError(f"--max-clip-size must be at least 1 byte, got {self.max_clip_bytes}")
         object.__setattr__(self, "source", _enum(SourceKind, self.source, "--source"))
+        object.__setattr__(self, "executor", ExecutorConfig.coerce(self.executor))
         if not isinstance(self.layout, LabelStyle):
             object.__setattr__(self, "layout", LabelStyle.parse(str(self.layout)))
         if self.parallel < 1:
@@ -197,10 +308,11 @@ class VerifyConfig:
     # ...and end early (the YouTube video ended) but must keep this fraction of the span.
     min_fraction: float = 0.1
     workers: int | None = None  # None: one per core
-    executor: str = "local"
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "level", _enum(VerifyLevel, self.level, "--level"))
+        object.__setattr__(self, "executor", ExecutorConfig.coerce(self.executor))
         _workers(self.workers)
         if self.max_excess < 0:
             raise ConfigError(f"max_excess must be >= 0 seconds, got {self.max_excess}")
@@ -221,11 +333,12 @@ class ProcessConfig:
     audio: bool = True
     threads: int | None = None  # ffmpeg threads per clip; None shares the cores among workers
     workers: int | None = None
-    executor: str = "local"
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     retry_failed: bool = False  # clips that failed for good are retried only when this is set
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "codec", _enum(VideoCodec, self.codec, "--codec"))
+        object.__setattr__(self, "executor", ExecutorConfig.coerce(self.executor))
         _short_side(self.short_side)
         _fps(self.fps)
         _workers(self.workers)
@@ -267,7 +380,7 @@ class FramesConfig:
     audio: AudioConfig | None = None  # also write audio.wav
     threads: int | None = None
     workers: int | None = None
-    executor: str = "local"
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     retry_failed: bool = False
     sample_clips: int = 2  # clips extracted first to estimate the space the run needs
 
@@ -276,6 +389,7 @@ class FramesConfig:
         _fps(self.fps)
         _workers(self.workers)
         object.__setattr__(self, "encoder", _enum(JpegEncoder, self.encoder, "--encoder"))
+        object.__setattr__(self, "executor", ExecutorConfig.coerce(self.executor))
         if not 2 <= self.quality <= 31:
             raise ConfigError(f"--quality must be between 2 (best) and 31, got {self.quality}")
         if self.threads is not None and self.threads < 1:

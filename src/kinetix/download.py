@@ -11,7 +11,7 @@ import logging
 import shutil
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 from kinetix.catalog.releases import CVDF_BASE, Release, check_split, get_release, join_url
 from kinetix.config import DownloadConfig, Selection, SourceKind
 from kinetix.errors import ConfigError, ConnectError, DiskSpaceError, ErrorCode, KinetixError
-from kinetix.executors import Executor, LocalExecutor, TaskKind, make_executor
+from kinetix.executors import Executor, LocalExecutor, Preflight, TaskKind, open_executor
 from kinetix.interrupts import StopToken, stop_on_signals
 from kinetix.progress import Progress
 from kinetix.sources.base import TaskResult
@@ -37,7 +37,15 @@ from kinetix.sources.cvdf import (
     shard_task,
     unplaced,
 )
-from kinetix.store.layout import LabelStyle, clip_relpath, manifest_path, partial_dir, state_dir
+from kinetix.sources.ratelimit import TokenBucket
+from kinetix.store.layout import (
+    LabelStyle,
+    clip_relpath,
+    manifest_path,
+    partial_dir,
+    slurm_logs,
+    state_dir,
+)
 from kinetix.store.lock import RootLock
 from kinetix.store.manifest import ClipState, ClipUpdate, Manifest
 
@@ -561,6 +569,23 @@ def run_shard_tasks(
     )
     executor, fn = _shard_executor(config, progress, stop)
     by_id = {t.shard_id: t for t in tasks}
+
+    def record(result: TaskResult) -> bool:
+        apply_result(manifest, result, report)
+        task = by_id[result.shard_url or ""]
+        progress.task_done()
+        if result.error is None:
+            finish_part(task)
+            report.shards_done += 1
+            progress.add_clips(len(result.updates))
+            return False
+        report.shards_failed += 1
+        report.errors.append(result.error)
+        if result.error_code == ErrorCode.NO_SPACE.value:
+            report.fatal = True
+            return True
+        return False
+
     try:
         with stop.running():
             results = executor.map_unordered(fn, stop.guard(tasks), kind=TaskKind.IO)
@@ -602,11 +627,19 @@ def _record_shard(
 def _shard_executor(
     config: DownloadConfig, progress: Progress, stop: StopToken
 ) -> tuple[Executor, Callable[[ShardTask], TaskResult]]:
-    if config.executor == "local":
+    if config.executor.is_local:
         return LocalExecutor(config.parallel, io_workers=config.parallel), partial(
             fetch_shard, progress=progress.add_bytes, stop=stop
         )
-    return make_executor(config.executor, config.parallel), fetch_shard
+    return _cluster_executor(config, tools=()), fetch_shard
+
+
+def _cluster_executor(config: DownloadConfig, tools: tuple[str, ...]) -> Executor:
+    """Workers that see the root (its partial folder) and have ``tools``; one job per worker."""
+    preflight = Preflight(partial_dir(config.root), tools=tools)
+    return open_executor(
+        config.executor, config.parallel, preflight=preflight, log_directory=slurm_logs(config.root)
+    )
 
 
 def apply_result(manifest: Manifest, result: TaskResult, report: DownloadReport) -> None:
@@ -666,13 +699,21 @@ def run_youtube(
         emit=emit if config.progress else None,
     )
     executor: Executor
-    if config.executor == "local":
+    pace: Callable[[], None] | None = None
+    if config.executor.is_local:
         executor = LocalExecutor(config.parallel, io_workers=config.parallel)
     else:
-        executor = make_executor(config.executor, config.parallel)
+        # Every worker process has its own gate, so on a cluster the parent meters dispatch at
+        # --rate for all of them, and hands out at most --parallel clips at once.
+        cluster = replace(config, executor=replace(config.executor, in_flight=config.parallel))
+        executor = _cluster_executor(cluster, tools=("ffmpeg", "av", "yt_dlp", "deno"))
+        pace = TokenBucket(config.youtube.rate).acquire
+
     try:
         with stop.running():
-            for result in executor.map_unordered(source.run, stop.guard(tasks), kind=TaskKind.IO):
+            for result in executor.map_unordered(
+                source.run, stop.guard(_paced(tasks, pace)), kind=TaskKind.IO
+            ):
                 if stop.is_set():  # a clip that failed now may have failed from the stop itself
                     result = replace(result, updates=[u for u in result.updates if _placed(u)])
                 apply_result(manifest, result, report)
@@ -718,3 +759,11 @@ def refetch(root: Path, keys: Iterable[tuple[str, str, str]], **overrides: Any) 
         report = download(config)
         placed += sum(report.placed.values())
     return placed
+
+
+def _paced(tasks: Sequence[Any], pace: Callable[[], None] | None) -> Iterator[Any]:
+    """Hand tasks out no faster than ``pace`` allows (the cluster-wide YouTube rate)."""
+    for task in tasks:
+        if pace is not None:
+            pace()
+        yield task

@@ -7,7 +7,7 @@ import re
 import sys
 from pathlib import Path
 
-from kinetix.config import Selection
+from kinetix.config import EXECUTOR_KINDS, ExecutorConfig, Selection, SlurmConfig
 from kinetix.errors import ConfigError
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
@@ -23,10 +23,10 @@ def add_derive_flags(p: argparse.ArgumentParser) -> None:
     """How ``process`` and ``frames`` run: clips at once, ffmpeg threads, executor, retries."""
     p.add_argument("--workers", type=int, metavar="N", help="clips at once (default: cores)")
     p.add_argument("--threads", type=int, metavar="N", help="ffmpeg threads per clip")
-    p.add_argument("--executor", default="local", help="local, dask, dask://HOST:PORT, slurm")
     p.add_argument(
         "--retry-failed", action="store_true", help="retry clips that failed in an earlier run"
     )
+    add_executor_flags(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar or lines")
 
 
@@ -69,4 +69,91 @@ def selection_from(args: argparse.Namespace) -> Selection:
         max_per_class=args.max_per_class,
         seed=args.seed,
         ids=read_ids_file(args.ids) if args.ids else None,
+    )
+
+
+def add_executor_flags(p: argparse.ArgumentParser) -> None:
+    """Where tasks run (``--executor``) and, for ``slurm``, the shape of each worker job."""
+    d = SlurmConfig()
+    g = p.add_argument_group("executor")
+    g.add_argument(
+        "--executor",
+        default="local",
+        metavar="KIND",
+        help=f"where tasks run: {EXECUTOR_KINDS} (default local)",
+    )
+    g.add_argument(
+        "--scheduler-host",
+        metavar="HOST",
+        help="address the Dask scheduler listens on (default 127.0.0.1 for dask; for slurm this "
+        "machine's name, which the compute nodes must reach)",
+    )
+    g.add_argument("--in-flight", type=int, metavar="N", help="tasks queued on the cluster at once")
+    g.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print where the tasks would run (the SLURM job script) and stop",
+    )
+    g.add_argument("--slurm-config", type=Path, metavar="FILE", help="TOML with a [slurm] table")
+    g.add_argument("--slurm-partition", metavar="NAME", help="default: the cluster's default")
+    g.add_argument("--slurm-cores", type=int, metavar="N", help=f"per job (default {d.cores})")
+    g.add_argument("--slurm-memory", metavar="SIZE", help=f"per job (default {d.memory})")
+    g.add_argument("--slurm-walltime", metavar="TIME", help=f"per job (default {d.walltime})")
+    g.add_argument("--slurm-account", metavar="NAME")
+    g.add_argument(
+        "--slurm-extra",
+        action="append",
+        metavar="OPTION",
+        help="another #SBATCH option, e.g. --slurm-extra=--qos=low (repeatable)",
+    )
+    g.add_argument(
+        "--slurm-wait",
+        type=float,
+        metavar="SECONDS",
+        help=f"give up when no worker job starts this long (default {d.wait:.0f})",
+    )
+
+
+def executor_from(args: argparse.Namespace) -> ExecutorConfig:
+    flags = {
+        "partition": args.slurm_partition,
+        "cores": args.slurm_cores,
+        "memory": args.slurm_memory,
+        "walltime": args.slurm_walltime,
+        "account": args.slurm_account,
+        "extra": tuple(args.slurm_extra) if args.slurm_extra else None,
+        "wait": args.slurm_wait,
+    }
+    if args.slurm_config is not None:
+        slurm = SlurmConfig.from_file(args.slurm_config, **flags)
+    else:
+        slurm = SlurmConfig(**{k: v for k, v in flags.items() if v is not None})  # type: ignore[arg-type]
+    return ExecutorConfig(
+        args.executor,
+        in_flight=args.in_flight,
+        scheduler_host=args.scheduler_host,
+        slurm=slurm,
+        dry_run=args.dry_run,
+    )
+
+
+def print_dry_run(config: ExecutorConfig, workers: int | None, root: Path) -> None:
+    """What ``--dry-run`` shows: the executor, and for SLURM the checked job script."""
+    from kinetix.store.layout import slurm_logs
+
+    if config.kind != "slurm":
+        where = {"local": "local pools", "dask": "a local Dask cluster", "address": config.spec}
+        print(f"would run on {where[config.kind]} with {workers or 'one per core'} workers")
+        return
+    from kinetix.executors import slurm
+
+    partition = slurm.check_shape(config.slurm, slurm.read_partitions())
+    print(
+        f"would submit {workers or 1} SLURM job(s) to partition {partition.name!r}, "
+        "each running this script:"
+    )
+    print(
+        slurm.job_script(
+            config.slurm, scheduler_host=config.scheduler_host, log_directory=slurm_logs(root)
+        )
     )

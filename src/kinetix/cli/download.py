@@ -6,7 +6,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from kinetix.cli.common import add_selection_flags, emit_stderr, parse_size, selection_from
+from kinetix.cli.common import (
+    add_executor_flags,
+    add_selection_flags,
+    emit_stderr,
+    executor_from,
+    parse_size,
+    print_dry_run,
+    selection_from,
+)
 from kinetix.config import (
     DownloadConfig,
     SourceKind,
@@ -86,7 +94,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="minimum bytes/s per connection over each --timeout window (default 1K)",
     )
     t.add_argument("--keep-archives", action="store_true", help="keep the shard archives")
-    t.add_argument("--executor", default="local", help="local, dask, dask://HOST:PORT, slurm")
     t.add_argument("--no-progress", action="store_true", help="no bars or progress lines")
     y = p.add_argument_group("youtube")
     y.add_argument("--trim", choices=[m.value for m in TrimMode], default=TrimMode.EXACT.value)
@@ -102,6 +109,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="TEMPLATE",
         help="URL with {youtube_id} (e.g. a local mirror of source videos)",
     )
+    add_executor_flags(p)
     p.set_defaults(func=run)
 
 
@@ -141,7 +149,7 @@ def config_from(args: argparse.Namespace) -> DownloadConfig:
         ),
         retry_failed=retry,
         progress=not args.no_progress,
-        executor=args.executor,
+        executor=executor_from(args),
         annotations=args.annotations,
         offline=args.offline,
         max_clip_bytes=args.max_clip_size,
@@ -151,7 +159,11 @@ def config_from(args: argparse.Namespace) -> DownloadConfig:
 def run(args: argparse.Namespace) -> int:
     from kinetix.download import download
 
-    report = download(config_from(args), emit=emit_stderr)
+    config = config_from(args)
+    if config.executor.dry_run:
+        print_dry_run(config.executor, config.parallel, config.root)
+        return 0
+    report = download(config, emit=emit_stderr)
     placed = sum(report.placed.values())
     sources = ", ".join(f"{src} {n}" for src, n in report.placed.most_common())
     print(

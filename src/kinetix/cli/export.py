@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from kinetix.cli.common import add_executor_flags, executor_from, print_dry_run
 from kinetix.store.layout import LabelStyle
 
 
@@ -40,6 +41,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--shuffle", action="store_true", help="webdataset: shuffle clips (--seed)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--workers", type=int, metavar="N", help="webdataset: shards written at once (cores)"
+    )
+    add_executor_flags(p)
     p.set_defaults(func=run)
 
 
@@ -60,7 +65,12 @@ def run(args: argparse.Namespace) -> int:
         shard_size=args.shard_size,
         shuffle=args.shuffle,
         seed=args.seed,
+        workers=args.workers,
+        executor=executor_from(args),
     )
+    if config.executor.dry_run:
+        print_dry_run(config.executor, config.workers, config.out_dir(args.root))
+        return 0
     report = export_root(args.root, config)
     for s in report.splits:
         where = f" -> {s.output}" if s.output else ""

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-from kinetix.cli.common import add_derive_flags, emit_stderr
+from kinetix.cli.common import add_derive_flags, emit_stderr, executor_from, print_dry_run
 from kinetix.cli.process import human_size, print_failures
 from kinetix.config import AudioConfig, FramesConfig, JpegEncoder
 
@@ -59,7 +60,7 @@ def config_from(args: argparse.Namespace) -> FramesConfig:
         audio=audio,
         threads=args.threads,
         workers=args.workers,
-        executor=args.executor,
+        executor=executor_from(args),
         retry_failed=args.retry_failed,
     )
 
@@ -67,9 +68,11 @@ def config_from(args: argparse.Namespace) -> FramesConfig:
 def run(args: argparse.Namespace) -> int:
     from kinetix.process.frames import extract_dataset
 
-    r = extract_dataset(
-        args.root, args.out, config_from(args), emit=None if args.no_progress else emit_stderr
-    )
+    config = config_from(args)
+    if config.executor.dry_run:
+        print_dry_run(config.executor, config.workers, Path(args.out))
+        return 0
+    r = extract_dataset(args.root, args.out, config, emit=None if args.no_progress else emit_stderr)
     fps = r.frames / r.seconds if r.seconds > 0 else 0.0
     print(
         f"frames {r.source} -> {r.out}: {r.done} clips extracted ({r.frames} frames, "

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-from kinetix.cli.common import add_derive_flags, emit_stderr
+from kinetix.cli.common import add_derive_flags, emit_stderr, executor_from, print_dry_run
 from kinetix.config import X264_PRESETS, ProcessConfig, VideoCodec
 from kinetix.process.derived import DerivedReport
 
@@ -53,7 +54,7 @@ def config_from(args: argparse.Namespace) -> ProcessConfig:
         audio=not args.no_audio,
         threads=args.threads,
         workers=args.workers,
-        executor=args.executor,
+        executor=executor_from(args),
         retry_failed=args.retry_failed,
     )
 
@@ -61,9 +62,11 @@ def config_from(args: argparse.Namespace) -> ProcessConfig:
 def run(args: argparse.Namespace) -> int:
     from kinetix.process.transcode import process_dataset
 
-    r = process_dataset(
-        args.root, args.out, config_from(args), emit=None if args.no_progress else emit_stderr
-    )
+    config = config_from(args)
+    if config.executor.dry_run:
+        print_dry_run(config.executor, config.workers, Path(args.out))
+        return 0
+    r = process_dataset(args.root, args.out, config, emit=None if args.no_progress else emit_stderr)
     print(
         f"process {r.source} -> {r.out}: {r.done} clips made ({r.rate:.1f} clips/s, "
         f"{human_size(r.bytes_written)}), {r.skipped} skipped (done before), {r.redone} redone"

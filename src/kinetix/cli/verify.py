@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-from kinetix.cli.common import emit_stderr
+from kinetix.cli.common import add_executor_flags, emit_stderr, executor_from, print_dry_run
 from kinetix.config import VerifyConfig, VerifyLevel
 
 _DEFAULTS = VerifyConfig()
@@ -32,9 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="reconcile: unknown clip files become rows, vanished rows become missing",
     )
     p.add_argument("--workers", type=int, metavar="N", help="parallel checks (default: cores)")
-    p.add_argument(
-        "--executor", default=_DEFAULTS.executor, help="local, dask, dask://HOST:PORT, slurm"
-    )
+    add_executor_flags(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar or lines")
     p.set_defaults(func=run)
 
@@ -45,7 +44,7 @@ def config_from(args: argparse.Namespace) -> VerifyConfig:
         fix=args.fix,
         refetch=args.refetch,
         workers=args.workers,
-        executor=args.executor,
+        executor=executor_from(args),
     )
 
 
@@ -64,6 +63,9 @@ def run(args: argparse.Namespace) -> int:
     from kinetix.process.verify import verify_dataset
 
     config = config_from(args)
+    if config.executor.dry_run:
+        print_dry_run(config.executor, config.workers, Path(args.root))
+        return 0
     r = verify_dataset(args.root, config, emit=None if args.no_progress else emit_stderr)
     bad = sum(r.bad.values())
     reasons = ", ".join(f"{code} {n}" for code, n in r.bad.most_common())

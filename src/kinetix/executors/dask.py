@@ -6,13 +6,17 @@ one parent process, which alone writes the manifest, exactly as with the local e
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
+from kinetix.config import EXECUTOR_KINDS, ExecutorConfig
 from kinetix.errors import ConfigError, MissingDependencyError
 from kinetix.executors.base import TaskKind
+from kinetix.executors.preflight import Preflight, run_preflight
 
 log = logging.getLogger(__name__)
 
@@ -38,44 +42,71 @@ class DaskExecutor:
 
     @classmethod
     def from_spec(cls, spec: str, workers: int | None = None) -> DaskExecutor:
-        """``dask`` (local cluster), ``dask://HOST:PORT`` / ``tcp://…`` (a scheduler), ``slurm``.
+        """``dask`` (local cluster), ``dask://HOST:PORT`` / ``tcp://…`` (a scheduler), ``slurm``."""
+        return cls.from_config(ExecutorConfig.coerce(spec), workers)
 
-        ``slurm`` reads its job shape from environment variables so no flag soup is needed:
-        ``KINETIX_SLURM_QUEUE``, ``KINETIX_SLURM_CORES`` (default 4), ``KINETIX_SLURM_MEMORY``
-        (default 16GB), ``KINETIX_SLURM_WALLTIME`` (default 04:00:00), ``KINETIX_SLURM_ACCOUNT``;
-        ``workers`` is the number of jobs.
+    @classmethod
+    def from_config(
+        cls,
+        config: ExecutorConfig,
+        workers: int | None = None,
+        *,
+        preflight: Preflight | None = None,
+        log_directory: Path | None = None,
+    ) -> DaskExecutor:
+        """Start (or connect to) the cluster ``config`` names and check its workers.
+
+        ``dask``: a LocalCluster of ``workers`` single-threaded processes on ``scheduler_host``
+        (127.0.0.1 unless given). ``dask://HOST:PORT``: an existing scheduler. ``slurm``: one SLURM
+        job per worker, shaped by ``config.slurm`` and checked against ``sinfo`` first; the
+        first worker is awaited while the jobs' pending reasons are watched.
         """
         distributed = _import_distributed()
-        if spec == "dask":
-            n = workers or os.cpu_count() or 1
-            cluster = distributed.LocalCluster(
-                n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None
-            )
-            client = distributed.Client(cluster)
-            return cls(client, owns=[client, cluster])
-        if spec.startswith("dask://") or spec.startswith("tcp://"):
-            address = "tcp://" + spec.split("://", 1)[1]
-            client = distributed.Client(address)
-            return cls(client, owns=[client])
-        if spec == "slurm":
-            try:
-                from dask_jobqueue import SLURMCluster
-            except ImportError:
-                raise MissingDependencyError("dask_jobqueue", "dask") from None
-            env = os.environ
-            cluster = SLURMCluster(
-                queue=env.get("KINETIX_SLURM_QUEUE"),
-                account=env.get("KINETIX_SLURM_ACCOUNT"),
-                cores=int(env.get("KINETIX_SLURM_CORES", "4")),
-                memory=env.get("KINETIX_SLURM_MEMORY", "16GB"),
-                walltime=env.get("KINETIX_SLURM_WALLTIME", "04:00:00"),
-            )
-            cluster.scale(jobs=workers or 1)
-            client = distributed.Client(cluster)
-            return cls(client, owns=[client, cluster])
-        raise ConfigError(
-            f"unknown dask executor {spec!r}; valid values are dask, dask://HOST:PORT, slurm"
-        )
+        owns: list[Any] = []
+        try:
+            if config.kind == "dask":
+                n = workers or os.cpu_count() or 1
+                cluster = distributed.LocalCluster(
+                    n_workers=n,
+                    threads_per_worker=1,
+                    processes=True,
+                    dashboard_address=None,
+                    host=config.scheduler_host or "127.0.0.1",
+                )
+                owns.append(cluster)
+                client = distributed.Client(cluster)
+                owns.insert(0, client)
+            elif config.kind == "address":
+                client = distributed.Client(config.address)
+                owns.append(client)
+            elif config.kind == "slurm":
+                from kinetix.executors import slurm
+
+                slurm.check_shape(config.slurm, slurm.read_partitions())
+                cluster = slurm.make_cluster(
+                    config.slurm,
+                    scheduler_host=config.scheduler_host,
+                    log_directory=log_directory,
+                )
+                owns.append(cluster)
+                log.info("SLURM job script:\n%s", cluster.job_script())
+                cluster.scale(jobs=workers or 1)
+                client = distributed.Client(cluster)
+                owns.insert(0, client)
+                slurm.wait_for_first_worker(cluster, client, config.slurm)
+            else:
+                raise ConfigError(
+                    f"unknown dask executor {config.spec!r}; valid values are {EXECUTOR_KINDS}"
+                )
+            executor = cls(client, owns=owns, in_flight=config.in_flight)
+            if preflight is not None:
+                run_preflight(client, preflight)
+        except BaseException:
+            for obj in owns:
+                with contextlib.suppress(Exception):
+                    obj.close()
+            raise
+        return executor
 
     def _capacity(self) -> int:
         if self.in_flight:

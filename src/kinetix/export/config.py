@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
+from kinetix.config import ExecutorConfig
 from kinetix.errors import ConfigError
 from kinetix.store.layout import LabelStyle
 
@@ -90,9 +91,19 @@ class ExportConfig:
     shard_size: ShardSize = ShardSize()
     shuffle: bool = False  # webdataset: shuffle clips across shards (with ``seed``)
     seed: int = 0
+    workers: int | None = None  # webdataset: shards written at once (default: cores)
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)  # webdataset shards
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "format", ExportFormat.parse(self.format))
+        object.__setattr__(self, "executor", ExecutorConfig.coerce(self.executor))
+        if self.workers is not None and self.workers < 1:
+            raise ConfigError(f"--workers must be >= 1, got {self.workers}")
+        if not self.executor.is_local and self.format is not ExportFormat.WEBDATASET:
+            raise ConfigError(
+                f"--executor only applies to --format webdataset; {self.format.value} is one "
+                "sequential file"
+            )
         if self.out is not None:
             object.__setattr__(self, "out", Path(self.out))
         if self.link_dir is not None:

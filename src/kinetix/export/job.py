@@ -20,13 +20,14 @@ from kinetix.data.index import (
     usable_rows,
 )
 from kinetix.errors import ConfigError
+from kinetix.executors import Executor, Preflight, open_executor
 from kinetix.export.config import ExportConfig, ExportFormat
 from kinetix.export.links import LinkTreeWriter
 from kinetix.export.lists import WHITESPACE, ListWriter, list_format
 from kinetix.export.records import ExportRecord, WriterBase
 from kinetix.export.tables import COLUMNS, CsvWriter, ParquetWriter
 from kinetix.export.webdataset import ShardWriter
-from kinetix.store.layout import LabelStyle, manifest_path
+from kinetix.store.layout import LabelStyle, manifest_path, slurm_logs
 from kinetix.store.manifest import Manifest
 
 log = logging.getLogger(__name__)
@@ -93,8 +94,18 @@ def export_root(root: str | Path, config: ExportConfig) -> ExportReport:
                     config.link_dir, config.link_style, hardlink=config.hardlink, suffix=suffix
                 )
             )
+        executor: Executor | None = None
+        parallel = not config.executor.is_local or (config.workers or 1) > 1
+        if fmt is ExportFormat.WEBDATASET and parallel:
+            # shards are written by workers; the default writes each one here as it fills
+            preflight = Preflight(out, visible=(manifest_path(root),))
+            executor = open_executor(
+                config.executor, config.workers, io_workers=config.workers,
+                preflight=preflight, log_directory=slurm_logs(out),
+            )  # fmt: skip
+            stack.callback(executor.close)
         for release, split in pairs:
-            own = _split_writer(config, info.kind, out, release, split)
+            own = _split_writer(config, info.kind, out, release, split, executor)
             written = 0
             with own if own is not None else contextlib.nullcontext():
                 writer = own or shared
@@ -174,13 +185,18 @@ def _refuse_whitespace(
 
 
 def _split_writer(
-    config: ExportConfig, kind: str, out: Path, release: str, split: str
+    config: ExportConfig,
+    kind: str,
+    out: Path,
+    release: str,
+    split: str,
+    executor: Executor | None = None,
 ) -> WriterBase | None:
     if config.format.is_list:
         fmt = list_format(config.format.value, kind)
         return ListWriter(out / fmt.file_name(release, split), fmt, absolute=config.absolute)
     if config.format is ExportFormat.WEBDATASET:
-        return ShardWriter(out, split, config.shard_size)
+        return ShardWriter(out, split, config.shard_size, executor)
     return None
 
 

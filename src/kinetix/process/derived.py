@@ -13,12 +13,13 @@ from types import TracebackType
 from typing import Any, NamedTuple, Protocol
 
 from kinetix.catalog.clip import Clip
+from kinetix.config import ExecutorConfig
 from kinetix.errors import ConfigError, ErrorCode, KinetixError
-from kinetix.executors import Executor, TaskKind
+from kinetix.executors import Executor, Preflight, TaskKind, open_executor, run_tasks
 from kinetix.process.reconcile import root_layout, row_relpath
 from kinetix.process.writer import ManifestWriter
 from kinetix.progress import Progress
-from kinetix.store.layout import LabelStyle, manifest_path, partial_dir, state_dir
+from kinetix.store.layout import LabelStyle, manifest_path, partial_dir, slurm_logs, state_dir
 from kinetix.store.lock import RootLock
 from kinetix.store.manifest import ClipState, ClipUpdate, Manifest
 
@@ -304,7 +305,8 @@ class DerivedDataset:
         progress = Progress(self.kind, total_clips=len(tasks), emit=emit)
         try:
             with ManifestWriter(self.manifest) as writer:
-                for update in executor.map_unordered(fn, tasks, kind=TaskKind.CPU):
+
+                def record(update: ClipUpdate) -> bool:
                     writer.add(update)
                     ok = report.record(update, relpaths[(update.release, update.split, update.key)])
                     progress.add_clips(1 if ok else 0, failed=0 if ok else 1)
@@ -313,9 +315,21 @@ class DerivedDataset:
                             f"{self.out}: no space left on device after {report.done} clips; "
                             "free some space and rerun the same command to resume"
                         )
-                        break
+                        return True
+                    return False
+
+                run_tasks(tasks, fn, executor, on_result=record, kind=TaskKind.CPU)
         finally:
             progress.close()
+
+    def open_executor(self, config: ExecutorConfig, workers: int | None) -> Executor:
+        """The stage's executor; cluster workers must see the source and write the output."""
+        preflight = Preflight(
+            self.partial, visible=(manifest_path(self.source),), tools=("ffmpeg", "av")
+        )
+        return open_executor(
+            config, workers, preflight=preflight, log_directory=slurm_logs(self.out)
+        )
 
     def close(self) -> None:
         for m in (self._manifest, self._source_manifest):

@@ -14,7 +14,7 @@ from typing import Any
 
 from kinetix.config import FramesConfig, JpegEncoder
 from kinetix.errors import DiskSpaceError, ErrorCode, FFmpegError, MediaError
-from kinetix.executors import Executor, TaskKind, make_executor
+from kinetix.executors import Executor, TaskKind, run_tasks
 from kinetix.process.audio import WAV_NAME, audio_output_args, extract_audio
 from kinetix.process.derived import (
     DerivedDataset,
@@ -204,7 +204,7 @@ def extract_dataset(
             )
             for w in work
         ]  # fmt: skip
-        executor = make_executor(config.executor, config.workers)
+        executor = ds.open_executor(config.executor, config.workers)
         try:
             rest = _sample_space(ds, tasks, config, report, executor)
             ds.run(rest, extract_frames, executor, report, emit)
@@ -242,7 +242,10 @@ def _sample_space(
             batch = tasks[taken : taken + config.sample_clips - len(sizes)]
             taken += len(batch)
             relpaths = {(t.release, t.split, t.key): t.relpath for t in batch}
-            for update in executor.map_unordered(extract_frames, batch, kind=TaskKind.CPU):
+
+            def record(
+                update: ClipUpdate, relpaths: dict[tuple[str, str, str], str] = relpaths
+            ) -> None:
                 writer.add(update)
                 relpath = relpaths[(update.release, update.split, update.key)]
                 if report.record(update, relpath):
@@ -252,6 +255,8 @@ def _sample_space(
                         f"{ds.out} is full: no space left on device while extracting "
                         f"{relpath}; free some space or choose another --out"
                     )
+
+            run_tasks(batch, extract_frames, executor, on_result=record, kind=TaskKind.CPU)
     rest = tasks[taken:]
     if not rest or not sizes:
         return rest

@@ -13,7 +13,6 @@ from typing import Any
 
 from kinetix.config import ProcessConfig, VideoCodec
 from kinetix.errors import ErrorCode, FFmpegError, MediaError
-from kinetix.executors import make_executor
 from kinetix.process.derived import DerivedDataset, DerivedReport, DoneRow, failed_update
 from kinetix.process.ffmpeg import error_code, error_tail, file_arg, run_ffmpeg, threads_per_job
 from kinetix.process.filters import video_filters
@@ -136,7 +135,7 @@ def process_dataset(
             )
             for w in work
         ]  # fmt: skip
-        executor = make_executor(config.executor, config.workers)
+        executor = ds.open_executor(config.executor, config.workers)
         try:
             ds.run(tasks, transcode_clip, executor, report, emit)
         finally:

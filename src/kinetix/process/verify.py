@@ -17,12 +17,12 @@ import av
 
 from kinetix.config import VerifyConfig, VerifyLevel
 from kinetix.errors import ConfigError, ErrorCode, KinetixError, MediaError
-from kinetix.executors import TaskKind, make_executor
+from kinetix.executors import Preflight, TaskKind, open_executor, run_tasks
 from kinetix.process.probe import VideoInfo, libav_reason, open_video, read_info
 from kinetix.process.reconcile import Reconciliation, fix_root, root_layout, row_relpath, scan_root
 from kinetix.process.writer import ManifestWriter
 from kinetix.progress import Progress
-from kinetix.store.layout import manifest_path, quarantine_dir
+from kinetix.store.layout import manifest_path, quarantine_dir, slurm_logs, state_dir
 from kinetix.store.lock import RootLock
 from kinetix.store.manifest import ClipRow, ClipState, ClipUpdate, Manifest
 
@@ -532,16 +532,20 @@ def _run(
         return
     paths = {(t.release, t.split, t.key): t.path for t in tasks}
     progress = Progress(f"verify ({config.level.value})", total_clips=len(tasks), emit=emit)
-    executor = make_executor(config.executor, config.workers)
+    preflight = Preflight(state_dir(root), tools=("ffmpeg", "av"))
+    executor = open_executor(
+        config.executor, config.workers, preflight=preflight, log_directory=slurm_logs(root)
+    )
     try:
         with ManifestWriter(manifest) as writer:
-            for update in executor.map_unordered(check, tasks, kind=TaskKind.CPU):
+
+            def record(update: ClipUpdate) -> None:
                 report.checked += 1
                 if update.fields["verify"] == "good":
                     report.good += 1
                     writer.add(update)
                     progress.add_clips(1)
-                    continue
+                    return
                 path = Path(paths[(update.release, update.split, update.key)])
                 if not path.exists():  # deleted while we looked at it: missing, as --fix says
                     rel = path.relative_to(root).as_posix()
@@ -549,11 +553,13 @@ def _run(
                     report.vanished.append(rel)
                     gone = {"state": ClipState.MISSING.value, "path": None, "verify": None}
                     writer.add(ClipUpdate(update.release, update.split, update.key, gone))
-                    continue
+                    return
                 report.bad[str(update.fields["error_code"])] += 1
                 progress.add_clips(0, failed=1)
                 writer.add(_quarantine(root, path, update, report))
                 writer.flush()  # a moved file and its row should not disagree for long
+
+            run_tasks(tasks, check, executor, on_result=record, kind=TaskKind.CPU)
     finally:
         executor.close()
         progress.close()

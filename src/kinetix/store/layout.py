@@ -64,3 +64,8 @@ def quarantine_dir(root: str | Path) -> Path:
 def partial_dir(root: str | Path) -> Path:
     """Where shard ``.part`` files and resume state live."""
     return state_dir(root) / "partial"
+
+
+def slurm_logs(root: str | Path) -> Path:
+    """Where ``--executor slurm`` worker jobs write their stdout/stderr."""
+    return state_dir(root) / "slurm"

@@ -1,0 +1,324 @@
+"""Every stage on a Dask cluster (bound to 127.0.0.1) matches a local run; the executor seam,
+its settings, worker preflight and the SLURM shape checks."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from _roots import RootClip, build_videos_root, clips
+
+from kinetix.cli.main import main
+from kinetix.config import (
+    DownloadConfig,
+    ExecutorConfig,
+    FramesConfig,
+    ProcessConfig,
+    SlurmConfig,
+    VerifyConfig,
+)
+from kinetix.errors import ConfigError
+from kinetix.executors import LocalExecutor, Preflight, open_executor, run_tasks
+from kinetix.executors import slurm as slurm_mod
+from kinetix.executors.preflight import check_worker
+from kinetix.export import ExportConfig
+from kinetix.store.layout import manifest_path
+from kinetix.store.manifest import Manifest
+
+distributed = pytest.importorskip("distributed")
+
+
+# --- settings --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda e: DownloadConfig(root=Path("r"), release="k400", split="val", executor=e),
+        lambda e: VerifyConfig(executor=e),
+        lambda e: ProcessConfig(executor=e),
+        lambda e: FramesConfig(executor=e),
+        lambda e: ExportConfig(format="webdataset", executor=e),
+    ],
+)
+@pytest.mark.parametrize("spec", ["spark", "dask://nohost", "slurm2", ""])
+def test_an_unknown_executor_is_refused_by_every_stage(make, spec) -> None:
+    with pytest.raises(ConfigError, match="valid values are local, dask, dask://HOST:PORT, slurm"):
+        make(spec)
+
+
+def test_executor_and_slurm_settings_are_checked(tmp_path) -> None:
+    assert ExecutorConfig("dask://10.0.0.1:8786").address == "tcp://10.0.0.1:8786"
+    assert ExecutorConfig("tcp://h:1").kind == "address"
+    with pytest.raises(ConfigError, match="--in-flight must be >= 1"):
+        ExecutorConfig("dask", in_flight=0)
+    with pytest.raises(ConfigError, match="--slurm-memory 'lots' is not a size"):
+        SlurmConfig(memory="lots")
+    with pytest.raises(ConfigError, match="--slurm-walltime '4h' is not a SLURM time"):
+        SlurmConfig(walltime="4h")
+    with pytest.raises(ConfigError, match="--slurm-cores must be >= 1"):
+        SlurmConfig(cores=0)
+    with pytest.raises(ConfigError, match="must be an sbatch option"):
+        SlurmConfig(extra=("qos=low",))
+    with pytest.raises(ConfigError, match="--executor only applies to --format webdataset"):
+        ExportConfig(format="csv", executor="dask")
+    toml = tmp_path / "slurm.toml"
+    toml.write_text('[slurm]\npartition = "gpu"\ncores = 2\nextra = ["--qos=low"]\n')
+    got = SlurmConfig.from_file(toml, cores=8, memory=None)
+    assert (got.partition, got.cores, got.memory, got.extra) == ("gpu", 8, "16GB", ("--qos=low",))
+    toml.write_text("[slurm]\ncpus = 2\n")
+    with pytest.raises(ConfigError, match=r"unknown key.*cpus; valid keys are account, cores"):
+        SlurmConfig.from_file(toml)
+
+
+# --- the seam ----------------------------------------------------------------------------------
+
+
+def double(x: int) -> int:
+    return 2 * x
+
+
+def test_run_tasks_feeds_lazily_and_stops_when_told() -> None:
+    pulled: list[int] = []
+
+    def tasks() -> Iterator[int]:
+        for i in range(10_000):
+            pulled.append(i)
+            yield i
+
+    got: list[int] = []
+    with LocalExecutor(workers=2) as ex:
+        run_tasks(tasks(), double, ex, on_result=lambda r: got.append(r) or len(got) >= 3)
+    assert len(got) == 3
+    assert len(pulled) <= 3 + 4 * 2 * 2, "tasks are handed out a few at a time, not all at once"
+
+
+@pytest.fixture(scope="module")
+def dask_address() -> Iterator[str]:
+    """One LocalCluster (2 single-threaded workers on 127.0.0.1) that every stage below uses."""
+    cluster = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, host="127.0.0.1"
+    )
+    try:
+        yield "dask://" + cluster.scheduler_address.split("://", 1)[1]
+    finally:
+        cluster.close()
+
+
+def test_dask_executor_binds_to_loopback_and_bounds_what_is_queued() -> None:
+    ex = open_executor(ExecutorConfig("dask", in_flight=3), 2)
+    try:
+        client = ex.client  # type: ignore[attr-defined]
+        assert client.scheduler.address.startswith("tcp://127.0.0.1:")
+        workers = client.scheduler_info()["workers"]
+        assert len(workers) == 2 and all(a.startswith("tcp://127.0.0.1:") for a in workers)
+        assert ex._capacity() == 3  # type: ignore[attr-defined]
+        got: list[int] = []
+        run_tasks(range(20), double, ex, on_result=got.append)
+        assert sorted(got) == [2 * x for x in range(20)]
+    finally:
+        ex.close()
+
+
+def _tree(root: Path) -> dict[str, str]:
+    """Relative path -> sha256 of every file outside ``.kinetix``."""
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and ".kinetix" not in p.parts
+    }
+
+
+def _verify_columns(root: Path) -> dict[str, tuple[object, ...]]:
+    with Manifest(manifest_path(root), readonly=True) as m:
+        return {r.key: (r.state, r.verify, r.num_frames, r.error_code) for r in m.clips()}
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory) -> Path:
+    """Six unverified clips, one of them a truncated file verify must quarantine."""
+    root = tmp_path_factory.mktemp("videos")
+    items = [RootClip(c, verify=None) for c in clips("val", ["abseiling", "archery"] * 3)]
+    return build_videos_root(root, items)
+
+
+def _copy_root(src: Path, dst: Path) -> Path:
+    import shutil
+
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_every_stage_on_a_dask_cluster_matches_a_local_run(videos, tmp_path, dask_address) -> None:
+    results = {}
+    for name, executor in (("local", "local"), ("dask", dask_address)):
+        base = tmp_path / name
+        root = _copy_root(videos, base / "videos")
+        bad = next(root.glob("val/archery/*.mp4"))
+        bad.write_bytes(bad.read_bytes()[:2000])
+        flags = ["--executor", executor, "--workers", "2", "--no-progress"]
+        assert main(["verify", str(root), *flags]) == 0
+        assert main(["frames", str(root), "--out", str(base / "frames"), *flags]) == 0
+        assert main(
+            ["process", str(root), "--out", str(base / "small"), "--short-side", "32",
+             "--threads", "1", *flags]
+        ) == 0  # fmt: skip
+        shard_flags = ["--executor", executor, "--workers", "2", "--shard-size", "2"]
+        assert main(
+            ["export", str(root), "--format", "webdataset", "--out", str(base / "wds"),
+             *shard_flags]
+        ) == 0  # fmt: skip
+        results[name] = {
+            "verify": _verify_columns(root),
+            "videos": _tree(root),
+            "frames": _tree(base / "frames"),
+            "small": _tree(base / "small"),
+            "wds": _tree(base / "wds"),
+            "wds-index": json.loads((base / "wds" / "val-index.json").read_text())["shards"],
+        }
+    local, dask = results["local"], results["dask"]
+    assert sum(v[1] == "bad" for v in local["verify"].values()) == 1
+    assert sorted(local["wds"]) == [  # 5 good clips in shards of 2
+        "val-000000.tar", "val-000001.tar", "val-000002.tar", "val-index.json",
+    ]  # fmt: skip
+    del local["wds"]["val-index.json"], dask["wds"]["val-index.json"]  # holds its own path
+    for stage in local:
+        assert dask[stage] == local[stage], f"{stage} differs between local and dask"
+
+
+def test_a_dask_download_matches_a_local_one(tmp_path, mirror_server, dask_address) -> None:
+    trees = []
+    for executor in ("local", dask_address):
+        root = tmp_path / executor.replace("/", "_").replace(":", "_")
+        argv = [
+            "download", "k600", "--split", "val", "--root", str(root), "--mirror",
+            mirror_server.url, "--executor", executor, "--workers", "2", "--no-progress",
+        ]  # fmt: skip
+        assert main(argv) == 0
+        trees.append(_tree(root))
+    assert trees[0] == trees[1] and trees[0]
+
+
+# --- preflight ---------------------------------------------------------------------------------
+
+
+def test_preflight_names_the_worker_host_and_what_is_missing(
+    tmp_path, dask_address, monkeypatch
+) -> None:
+    preflight = Preflight(tmp_path / "out", tools=("av",))
+    monkeypatch.setattr(Preflight, "expected", lambda self: {"av": "0.0.1"})
+    with pytest.raises(ConfigError) as err:
+        open_executor(dask_address, preflight=preflight)
+    line = str(err.value)
+    assert "\n" not in line
+    assert line.startswith("worker tcp://127.0.0.1:") and f" on {socket.gethostname()}: " in line
+    assert "differs from the parent's 0.0.1" in line
+    assert not preflight.token_path.exists()
+
+
+def test_a_worker_that_does_not_see_the_root_says_so(tmp_path) -> None:
+    host, problems = check_worker(str(tmp_path / "elsewhere" / ".preflight-x"), "x", [], {})
+    assert host == socket.gethostname()
+    assert problems == [
+        f"does not see {tmp_path / 'elsewhere'} (the root must be at the same path on every "
+        "node, on a shared filesystem)"
+    ]
+    (tmp_path / ".preflight-y").write_text("y")
+    assert check_worker(str(tmp_path / ".preflight-y"), "y", [str(tmp_path / "no")], {})[1] == [
+        f"does not see {tmp_path / 'no'}"
+    ]
+
+
+# --- SLURM shapes, without a cluster ------------------------------------------------------------
+
+SINFO = "debug*|2|1900|1:00:00|up\nbig|16|64000|infinite|up\nbig|32+|128000|infinite|up\n"
+
+
+def test_partitions_are_read_from_sinfo() -> None:
+    parts = {p.name: p for p in slurm_mod.read_partitions(lambda argv: SINFO)}
+    assert parts["debug"] == slurm_mod.Partition("debug", True, 2, 1900, 3600.0, True)
+    assert (parts["big"].cpus, parts["big"].memory_mb, parts["big"].time_limit) == (
+        32, 128000, None,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "shape, message",
+    [
+        ({"cores": 4}, "--slurm-cores 4: the largest node of partition 'debug' has 2 CPUs "
+         "(sinfo); use --slurm-cores 2 or less"),
+        ({"memory": "16GB"}, "--slurm-memory 16GB (15259 MiB): the largest node of partition "
+         "'debug' has 1900 MiB (sinfo)"),
+        ({"walltime": "04:00:00"}, "--slurm-walltime 04:00:00 is longer than the partition "
+         "'debug' time limit (01:00:00, sinfo)"),
+        ({"partition": "gpu"}, "--slurm-partition 'gpu' does not exist; partitions are debug, big"),
+    ],
+)  # fmt: skip
+def test_a_shape_no_node_can_run_is_refused_before_submitting(shape, message) -> None:
+    parts = slurm_mod.read_partitions(lambda argv: SINFO)
+    base = {"cores": 1, "memory": "1GB", "walltime": "00:30:00"}
+    with pytest.raises(ConfigError) as err:
+        slurm_mod.check_shape(SlurmConfig(**{**base, **shape}), parts)
+    assert str(err.value).startswith(message)
+    assert slurm_mod.check_shape(SlurmConfig(**base), parts).name == "debug"
+    assert slurm_mod.check_shape(SlurmConfig(**{**base, "partition": "big"}), parts).cpus == 32
+
+
+class _Job:
+    def __init__(self, job_id: str):
+        self.job_id = job_id
+
+
+class _Cluster:
+    log_directory = "/logs"
+
+    def __init__(self, *ids: str):
+        self.workers = {i: _Job(i) for i in ids}
+
+
+class _Client:
+    def scheduler_info(self) -> dict[str, dict[str, object]]:
+        return {"workers": {}}
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def _scontrol(state: str, reason: str):
+    return lambda argv: f"JobId={argv[-1]} JobName=kinetix JobState={state} Reason={reason} X=1"
+
+
+@pytest.mark.parametrize(
+    "state, reason, message",
+    [
+        ("PENDING", "PartitionConfig", "SLURM job 7 cannot start: pending (PartitionConfig) for "
+         "the shape 1 cores, 1GB, 00:30:00; change --slurm-cores/--slurm-memory/--slurm-partition"),
+        ("PENDING", "InvalidAccount", "change --slurm-account"),
+        ("FAILED", "NonZeroExitCode", "every SLURM worker job ended before connecting "
+         "(7 FAILED, 8 FAILED) (logs in /logs)"),
+        ("PENDING", "Resources", "no SLURM worker connected within 30 s (jobs: 7 PENDING "
+         "(Resources), 8 PENDING (Resources)); the cluster may be busy"),
+    ],
+)  # fmt: skip
+def test_waiting_for_workers_fails_fast_on_a_job_that_cannot_start(state, reason, message) -> None:
+    clock = _Clock()
+    config = SlurmConfig(cores=1, memory="1GB", walltime="00:30:00", wait=30)
+    with pytest.raises(ConfigError) as err:
+        slurm_mod.wait_for_first_worker(
+            _Cluster("7", "8"), _Client(), config, run=_scontrol(state, reason),
+            clock=clock, sleep=clock.sleep,
+        )  # fmt: skip
+    assert message in str(err.value) and "\n" not in str(err.value)
+    assert clock.now <= 31
