@@ -147,3 +147,31 @@ def test_youtube_download_killed_then_rerun_never_refetches_finished_clips(tmp_p
         assert sorted(r.key for r in m.clips(states=["present"])) == sourced
     leftovers = [p for p in root.rglob("*") if p.is_file() and ".kinetix" not in p.parts]
     assert sorted(p.stem for p in leftovers) == sourced  # no half-written sections left
+
+
+def test_non_video_answers_are_not_video_not_retried_and_never_pause_the_pool(
+    tmp_path, mirror, mirror_server
+):
+    """An HTML page or random bytes where a video should be: recorded as ``not_video`` after one
+    try each, and the rate limiter never pauses the other workers for it (issue 14 item 7)."""
+    s = mirror.split("k700", "val")
+    sourced = sorted(c.key for c in s.clips.values() if c.source_video)
+    html, junk = sourced[:2]
+    ids = {key: key.rsplit("_", 2)[0] for key in sourced}
+    mirror_server.add_fault(f"youtube/{ids[html]}.mp4", "html", times=None)
+    mirror_server.add_fault(f"youtube/{ids[junk]}.mp4", "junk", times=None)
+    argv = [sys.executable, "-m", "kinetix.cli.main"]
+    argv += youtube_argv("k700", tmp_path, mirror_server, "--source", "youtube")
+    # Before the fix: 4 retries each, then breaker pauses of 60 s, 120 s, 240 s ...
+    run = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "throttling" not in run.stderr and "pausing every worker" not in run.stderr
+    assert "not_video 2" in run.stdout
+    with Manifest(manifest_path(tmp_path), readonly=True) as m:
+        rows = {r.key: r for r in m.clips()}
+    for key, what in ((html, "an HTML page"), (junk, "unrecognised data")):
+        row = rows[key]
+        assert (row.state, row.error_code) == ("failed", "not_video")
+        assert row.error_message.startswith(f"not a video: the server sent {what}")
+        assert "tries)" not in row.error_message  # tried once: retrying cannot help
+    assert all(rows[k].state == "present" for k in sourced[2:])

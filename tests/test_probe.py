@@ -120,3 +120,19 @@ def test_filter_chain_keeps_aspect_and_never_upscales(tmp_path) -> None:
         run_ffmpeg(["-i", str(src), "-vf", vf, "-c:v", "libx264", "-f", "mp4", str(out)])
         info = probe_video(out)
         assert (info.width, info.height) == want
+
+
+def test_looks_like_media_tells_containers_from_pages_and_junk(tmp_path) -> None:
+    import random
+
+    from kinetix.process.probe import looks_like_media
+
+    clip = media(SPEC).read_bytes()
+    assert looks_like_media(clip[:4096])
+    webm = tmp_path / "c.webm"
+    run_ffmpeg(["-f", "lavfi", "-i", "testsrc=size=32x32:rate=5:duration=1", "-c:v", "libvpx",
+                "-y", str(webm)])  # fmt: skip
+    assert looks_like_media(webm.read_bytes()[:4096])
+    assert not looks_like_media(b"<!DOCTYPE html><html><body>Error 403</body></html>")
+    assert not looks_like_media(random.Random(1).randbytes(4096))
+    assert not looks_like_media(b"")

@@ -92,7 +92,7 @@ def test_breaker_ignores_ordinary_answers_and_a_few_refusals() -> None:
     assert breaker.wait_time() == 0
 
 
-def test_breaker_trips_on_a_spike_and_warns_once_with_advice(
+def test_breaker_trips_on_a_spike_and_warns_of_every_pause_advice_once(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     clock = FakeClock()
@@ -108,7 +108,7 @@ def test_breaker_trips_on_a_spike_and_warns_once_with_advice(
     assert "3 of the last 4 requests were refused" in text
     assert "pausing every worker for 60s" in text and "try --cookies FILE" in text
 
-    # after the cool-down one probe goes; it is refused again: longer pause, no new warning
+    # after the cool-down one probe goes; it is refused again: a longer pause, warned again
     clock.now += 60
     assert breaker.state is BreakerState.HALF_OPEN
     assert breaker.wait_time() == 0  # the probe
@@ -116,7 +116,11 @@ def test_breaker_trips_on_a_spike_and_warns_once_with_advice(
     breaker.record(Outcome.THROTTLED)
     assert breaker.state is BreakerState.OPEN
     assert breaker.wait_time() == pytest.approx(120)
-    assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1
+    assert all(r.levelno == logging.WARNING for r in caplog.records)
+    assert len(caplog.records) == 2
+    second = caplog.records[1].getMessage()
+    assert "pausing every worker for 120s" in second and "(pause 2)" in second
+    assert "try --cookies FILE" not in second  # the advice is said once
     assert breaker.trips == 2
 
     # the cool-down doubles up to its cap, and a successful probe closes the breaker

@@ -274,6 +274,17 @@ def test_html_fault_answers_an_error_page(server: MirrorServer) -> None:
     assert answer.body.startswith(b"<html>")
 
 
+def test_junk_fault_answers_random_bytes_under_the_files_type(
+    server: MirrorServer, root: Path
+) -> None:
+    server.add_fault("*.bin", "junk", times=2)
+    answer = request(server, "/data.bin")
+    assert answer.status == 200 and len(answer.body) == SIZE
+    assert answer.body != (root / "data.bin").read_bytes()
+    assert request(server, "/data.bin").body == answer.body  # the same junk every time
+    assert request(server, "/data.bin").body == (root / "data.bin").read_bytes()  # healed
+
+
 def test_etag_change_fault_reports_another_etag(server: MirrorServer) -> None:
     real = request(server, "/data.bin", method="HEAD").headers["etag"]
     server.add_fault("data.bin", "etag_change")

@@ -346,7 +346,7 @@ def test_bad_cookie_settings_fail_in_the_parent_without_naming_the_file(tmp_path
         YoutubeSource(tmp_path, YoutubeConfig(cookies_from_browser="netscape-navigator"))
 
 
-def test_breaker_pauses_everyone_and_warns_once(
+def test_breaker_pauses_everyone_warns_of_each_pause_and_advises_once(
     tmp_path: Path, server: MirrorServer, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="kinetix.sources.ratelimit")
@@ -363,10 +363,12 @@ def test_breaker_pauses_everyone_and_warns_once(
     assert {r["error_code"] for r in results} == {"rate_limited"}
     assert gate.breaker.trips >= 2  # tripped, probed, tripped again
     assert 60.0 in [round(s, 6) for s in clock.slept]  # everyone sat out the cool-down
-    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert len(warnings) == 1
-    assert "--cookies FILE" in warnings[0] and "--cookies-from-browser" in warnings[0]
-    assert "--proxy URL" in warnings[0]
+    pauses = [r for r in caplog.records if "pausing every worker" in r.getMessage()]
+    assert len(pauses) == gate.breaker.trips
+    assert all(r.levelno == logging.WARNING for r in pauses)
+    advised = [r.getMessage() for r in pauses if "--cookies FILE" in r.getMessage()]
+    assert len(advised) == 1
+    assert "--cookies-from-browser" in advised[0] and "--proxy URL" in advised[0]
 
 
 def test_plan_makes_one_picklable_task_per_clip(tmp_path: Path) -> None:

@@ -55,6 +55,7 @@ class ErrorCode(str, Enum):
     SIGN_IN_REQUIRED = "sign_in_required"
     RATE_LIMITED = "rate_limited"
     TOO_SHORT = "too_short"
+    NOT_VIDEO = "not_video"  # the server answered 200 with an HTML page or junk, not a video
     # processing / verification
     FFMPEG_FAILED = "ffmpeg_failed"
     UNREADABLE = "unreadable"

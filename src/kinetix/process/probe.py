@@ -116,3 +116,24 @@ def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
     """Container and stream facts of ``path`` without decoding a frame (about a millisecond)."""
     with open_video(path) as container:
         return read_info(container)
+
+
+# ISO BMFF box types that can open an MP4/MOV/3GP file or a fragment of one.
+_BMFF_BOXES = (b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot", b"styp", b"sidx")
+
+
+def looks_like_media(head: bytes) -> bool:
+    """Whether the first bytes of a body are a media container (MP4/MOV, WebM/MKV, FLV, TS ...).
+
+    A cheap answer to "did the server send a video at all?" when ffmpeg only says it failed:
+    an HTML error page or junk in place of a video is a different failure from a dropped
+    connection (it is not worth retrying, and not a sign of throttling).
+    """
+    if len(head) >= 8 and head[4:8] in _BMFF_BOXES:
+        return True
+    if head.startswith((b"\x1a\x45\xdf\xa3", b"FLV", b"OggS", b"\x00\x00\x01\xba")):
+        return True
+    if head.startswith(b"RIFF") and head[8:12] in (b"AVI ", b"WAVE"):
+        return True
+    # MPEG-TS: a sync byte every 188 bytes.
+    return len(head) >= 377 and head[0] == head[188] == head[376] == 0x47

@@ -89,8 +89,8 @@ class BreakerPolicy:
 class CircuitBreaker:
     """Opens when the recent throttling rate spikes, so every worker stops instead of hammering.
 
-    The first trip in a process logs one warning that says why and what helps; later trips
-    are logged at INFO so a long run does not fill the terminal.
+    Every pause is a warning (every worker stops: the user must see why and for how long);
+    the first one also says what helps.
     """
 
     def __init__(
@@ -168,13 +168,10 @@ class CircuitBreaker:
             f"the service is throttling this machine: {why} (HTTP 429, bot checks or dropped "
             f"connections); pausing every worker for {self._cooldown:.0f}s"
         )
-        if self._advice:
+        if self._advice and not self._warned:
             message += f". {self._advice}"
-        if self._warned:
-            log.info("%s", message)
-        else:
-            self._warned = True
-            log.warning("%s", message)
+        self._warned = True
+        log.warning("%s (pause %d)", message, self.trips)
 
 
 @dataclass(frozen=True)

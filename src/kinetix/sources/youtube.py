@@ -35,6 +35,7 @@ from typing import Any, ClassVar
 from kinetix.config import YoutubeConfig
 from kinetix.errors import ConfigError, ErrorCode, FFmpegError, SourceError
 from kinetix.process.ffmpeg import find_ffmpeg
+from kinetix.process.probe import looks_like_media
 from kinetix.process.trim import SectionInfo, TrimmedClip, read_section, trim_clip
 from kinetix.process.verify import inspect_clip
 from kinetix.sources.base import ClipSpan, TaskResult
@@ -43,6 +44,7 @@ from kinetix.sources.redaction import Redactor, cookie_secrets, path_secrets, pr
 from kinetix.sources.youtube_errors import Failure, classify, clean_message
 from kinetix.store.layout import LabelStyle, clip_relpath, partial_dir
 from kinetix.store.manifest import ClipState, ClipUpdate
+from kinetix.transfer.extract import describe_head
 
 log = logging.getLogger(__name__)
 
@@ -667,6 +669,7 @@ class YoutubeSource:
             headers = fmt.get("http_headers") or {}
             try:
                 ydl.urlopen(HEADRequest(fmt["url"], headers=headers)).close()
+                sent = _sniff_non_media(ydl, fmt["url"], headers)
             except (YoutubeDLError, OSError) as head_exc:
                 found = classify(head_exc, self.redact)
                 if found.code is ErrorCode.UNKNOWN:
@@ -677,6 +680,13 @@ class YoutubeSource:
                     f"{found.message}",
                     retry_after=found.retry_after,
                     bot_check=found.bot_check,
+                )
+            if sent is not None:
+                # Not the service refusing us and not worth another try: the URL serves
+                # something else (an error page, junk). The breaker must not count it.
+                return Failure(
+                    ErrorCode.NOT_VIDEO,
+                    f"not a video: the server sent {sent} ({first.message})",
                 )
         return Failure(
             ErrorCode.NETWORK,
@@ -738,6 +748,37 @@ class _Fetched(Exception):
         super().__init__(failure.message)
         self.failure = failure
         self.bytes_fetched = bytes_fetched
+
+
+SNIFF_BYTES = 4096
+
+
+def _sniff_non_media(ydl: Any, url: str, headers: dict[str, str]) -> str | None:
+    """What ``url`` serves instead of media (an HTML page, junk), or None if it is media.
+
+    One ranged GET of the first ``SNIFF_BYTES``; a server that ignores Range is read no
+    further than that either. A failing request says nothing about the body: None.
+    """
+    from yt_dlp.networking.common import Request
+    from yt_dlp.utils import YoutubeDLError
+
+    try:
+        response = ydl.urlopen(
+            Request(url, headers={**headers, "Range": f"bytes=0-{SNIFF_BYTES - 1}"})
+        )
+        try:
+            head = response.read(SNIFF_BYTES)
+            content_type = response.headers.get("Content-Type") or ""
+        finally:
+            response.close()
+    except (YoutubeDLError, OSError):
+        return None
+    if looks_like_media(head):
+        return None
+    what = describe_head(head, expected="the video")
+    if content_type:
+        what = f"{what}; Content-Type {content_type}"
+    return what
 
 
 def _worker_tag() -> str:

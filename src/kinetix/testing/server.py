@@ -8,6 +8,7 @@ import hashlib
 import logging
 import mimetypes
 import os
+import random
 import re
 import socket
 import struct
@@ -41,6 +42,7 @@ FAULT_KINDS = (
     "trickle",  # send the body at ``rate`` bytes/s (default 1): never silent long enough to time
     # out a socket read
     "flip_byte",  # flip the byte at ``offset`` (default: the middle); the ETag stays the good one
+    "junk",  # answer 200 with ``size`` (default: the file's) random bytes under the file's type
 )
 # Faults that cut a body short only make sense for GET; HEAD requests pass them untouched.
 _BODY_FAULTS = frozenset({"reset", "truncate", "stall", "trickle"})
@@ -467,6 +469,11 @@ class _MirrorHandler(BaseHTTPRequestHandler):
             return
         if not target.is_file():
             self._simple(404, b"404 Not Found\n", head=head)
+            return
+        if kind == "junk":
+            size = int(params.get("size", target.stat().st_size))
+            body = random.Random(params.get("seed", 0)).randbytes(size)
+            self._simple(200, body, content_type=_content_type(target), head=head)
             return
         self._serve_file(relpath, target, range_header, fault, head=head)
 

@@ -170,13 +170,13 @@ class ExtractReport:
     end_marker: bool = False  # the tar end-of-archive block was seen (not just a clean EOF)
 
 
-def describe_head(head: bytes) -> str:
-    """A short description of what a body that is not a tar/gzip starts with."""
+def describe_head(head: bytes, *, expected: str = "the shard") -> str:
+    """A short description of what a body that is not ``expected`` (a tar/gzip) starts with."""
     if not head:
         return "an empty body (0 bytes)"
     start = head[:256].lstrip().lower()
     if start.startswith((b"<!doctype html", b"<html")) or b"<html" in start[:100]:
-        kind = "an HTML page (an error page served instead of the shard?)"
+        kind = f"an HTML page (an error page served instead of {expected}?)"
     elif start.startswith((b"<?xml", b"<error")):
         kind = "an XML document (an S3 error response?)"
     elif head.startswith(b"PK\x03\x04"):
