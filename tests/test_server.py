@@ -319,7 +319,6 @@ def test_unknown_fault_kind_lists_valid_ones(server: MirrorServer) -> None:
         server.add_fault("*", "explode")
     for kind in FAULT_KINDS:  # every documented kind is accepted
         server.add_fault("never-requested", kind)
-    assert len(FAULT_KINDS) == 12
 
 
 def test_serve_forever_blocks_until_stopped(root: Path) -> None:
