@@ -194,9 +194,14 @@ def _load(root: Path, say: Say) -> tuple[tuple[int, ...], list[int]]:
     try:
         from torch.utils.data import DataLoader
     except ImportError:
-        frames, label = ds[0]
-        say(f"[9/9] one clip (torch not installed, numpy): {tuple(frames.shape)} label {label}")
-        return tuple(frames.shape), [int(label)]
+        # Without torch the same batch, stacked by hand from the dataset's numpy samples.
+        import numpy as np
+
+        samples = [ds[i] for i in range(min(4, len(ds)))]
+        batch = np.stack([frames for frames, _ in samples])
+        numpy_labels = [int(label) for _, label in samples]
+        say(f"[9/9] batch (torch not installed, numpy): {batch.shape} labels {numpy_labels}")
+        return tuple(batch.shape), numpy_labels
     # KineticsDataset is duck-typed (torch is optional), hence the cast for the type checker.
     loader: DataLoader[Any] = DataLoader(cast(Any, ds), batch_size=4, num_workers=2, shuffle=True)
     frames, labels = next(iter(loader))
