@@ -209,12 +209,22 @@ def inspect_clip(
     recorded ``good`` is usable by every reader with no further read.
     """
     fields: dict[str, Any] = {"verify_level": config.level.value, "verified_at": time.time()}
-    try:
+
+    def check() -> None:
         st = os.stat(path)
         fields.update(bytes=st.st_size, mtime=st.st_mtime)
         info = check_video(path, config.level)
         fields.update(info.manifest_fields())
         check_span(str(path), info, span, start_offset, config)
+
+    return _with_verdict(fields, check)
+
+
+def _with_verdict(fields: dict[str, Any], check: Callable[[], None]) -> dict[str, Any]:
+    """Run ``check`` (which fills ``fields``) and add ``verify`` good or bad with the reason:
+    the one mapping of a failed check onto manifest fields, for clips and frame folders."""
+    try:
+        check()
     except MediaError as exc:
         # the row names the clip; the message says only what is wrong with it
         fields.update(verify="bad", error_code=exc.code.value, error_message=exc.reason[:500])
@@ -280,7 +290,8 @@ def inspect_frames(
     """
     folder = Path(folder)
     fields: dict[str, Any] = {"verify_level": level.value, "verified_at": time.time()}
-    try:
+
+    def check() -> None:
         names, size = frame_files(folder)
         fields["bytes"] = size
         if not names:
@@ -300,17 +311,8 @@ def inspect_frames(
             raise MediaError(str(folder), reason, code=ErrorCode.UNREADABLE)
         ((width, height),) = sizes
         fields.update(num_frames=count, width=width, height=height)
-    except MediaError as exc:
-        fields.update(verify="bad", error_code=exc.code.value, error_message=exc.reason[:500])
-    except OSError as exc:
-        fields.update(
-            verify="bad",
-            error_code=ErrorCode.UNREADABLE.value,
-            error_message=f"cannot read: {exc.strerror or exc}",
-        )
-    else:
-        fields.update(verify="good", error_code=None, error_message=None)
-    return fields
+
+    return _with_verdict(fields, check)
 
 
 # --- the job ----------------------------------------------------------------------------------
