@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from _fakes import SleepRecorder
 
 from kinetix.testing.mirror import DEFAULT_VIDEO, MirrorIndex, MirrorSpec, build_mirror
+from kinetix.transfer import retry
 
 if TYPE_CHECKING:
     from kinetix.testing.server import MirrorServer
@@ -83,3 +85,11 @@ def mirror_server(mirror: MirrorIndex) -> Iterator[MirrorServer]:
     finally:
         server.clear_faults()
         server.stop()
+
+
+@pytest.fixture
+def sleeps(monkeypatch: pytest.MonkeyPatch) -> SleepRecorder:
+    """Retry waits recorded, never slept (``retry.sleep`` patched)."""
+    recorder = SleepRecorder()
+    monkeypatch.setattr(retry, "sleep", recorder)
+    return recorder

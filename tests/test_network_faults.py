@@ -5,41 +5,23 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _fakes import SleepRecorder
 
 from kinetix.cli.download import config_from
 from kinetix.cli.main import build_parser
 from kinetix.config import TransferConfig
 from kinetix.errors import ConfigError, ConnectError, StallError
 from kinetix.testing.server import MirrorServer
-from kinetix.transfer import retry
 from kinetix.transfer.connection import RateWatch
 from kinetix.transfer.http import ShardDownload, fetch_file
 
 NAME = "400/val/part_0.tar.gz"
 SMALL = "400/annotations/small.csv"
 SIZE = 600 << 10
-
-
-class Sleeps:
-    """Stands in for ``retry.sleep``: the run never waits, every wait is counted."""
-
-    def __init__(self) -> None:
-        self.calls: list[float] = []
-
-    def __call__(self, seconds: float, cancel: threading.Event | None = None) -> None:
-        self.calls.append(seconds)
-
-
-@pytest.fixture
-def sleeps(monkeypatch: pytest.MonkeyPatch) -> Sleeps:
-    recorder = Sleeps()
-    monkeypatch.setattr(retry, "sleep", recorder)
-    return recorder
 
 
 @pytest.fixture
@@ -63,7 +45,7 @@ def closed_port() -> int:
 # --- no DNS, refused connections --------------------------------------------------------------
 
 
-def test_unresolvable_host_fails_fast_and_says_so(tmp_path: Path, sleeps: Sleeps) -> None:
+def test_unresolvable_host_fails_fast_and_says_so(tmp_path: Path, sleeps: SleepRecorder) -> None:
     # urllib3 2.x's NameResolutionError is a ConnectTimeoutError: it used to read "no data for
     # 60s (timed out)" after nine attempts.
     url = "http://kinetix-test.invalid/kinetics/400/annotations/val.csv"
@@ -79,7 +61,7 @@ def test_unresolvable_host_fails_fast_and_says_so(tmp_path: Path, sleeps: Sleeps
     assert not (tmp_path / "val.csv").exists()
 
 
-def test_refused_connection_names_host_and_port(tmp_path: Path, sleeps: Sleeps) -> None:
+def test_refused_connection_names_host_and_port(tmp_path: Path, sleeps: SleepRecorder) -> None:
     port = closed_port()
     url = f"http://127.0.0.1:{port}/kinetics/{NAME}"
     with (
@@ -94,7 +76,7 @@ def test_refused_connection_names_host_and_port(tmp_path: Path, sleeps: Sleeps) 
 
 
 def test_retry_log_names_the_request_once(
-    server: MirrorServer, tmp_path: Path, sleeps: Sleeps, caplog: pytest.LogCaptureFixture
+    server: MirrorServer, tmp_path: Path, sleeps: SleepRecorder, caplog: pytest.LogCaptureFixture
 ) -> None:
     # -v used to print "GET url: GET url: ..." for every retry.
     server.add_fault(SMALL, "status", status=503)
@@ -110,7 +92,7 @@ def test_retry_log_names_the_request_once(
 
 
 def test_download_with_a_dead_mirror_is_one_clear_line(
-    tmp_path: Path, sleeps: Sleeps, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, sleeps: SleepRecorder, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from kinetix.cli.main import main
 
@@ -142,7 +124,7 @@ def fast(**overrides: object) -> TransferConfig:
 
 
 def test_server_hanging_after_its_headers_is_a_bounded_stall(
-    server: MirrorServer, tmp_path: Path, sleeps: Sleeps, caplog: pytest.LogCaptureFixture
+    server: MirrorServer, tmp_path: Path, sleeps: SleepRecorder, caplog: pytest.LogCaptureFixture
 ) -> None:
     # It used to be retried the full budget at 60 s a time (624 s), silently.
     server.add_fault(NAME, "stall", times=None, after_bytes=1000)
@@ -160,7 +142,7 @@ def test_server_hanging_after_its_headers_is_a_bounded_stall(
 
 
 def test_trickling_server_is_dropped_and_the_retry_completes(
-    server: MirrorServer, tmp_path: Path, sleeps: Sleeps, caplog: pytest.LogCaptureFixture
+    server: MirrorServer, tmp_path: Path, sleeps: SleepRecorder, caplog: pytest.LogCaptureFixture
 ) -> None:
     # 50 bytes/s never times out a socket read; before the minimum-rate rule this transfer
     # crawled along (hours for a real shard) without a word.

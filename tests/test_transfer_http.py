@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _fakes import SleepRecorder
 
 from kinetix.config import TransferConfig
 from kinetix.errors import ErrorCode, HTTPStatusError, IntegrityError, TransferError
@@ -39,29 +40,6 @@ def config(**overrides: object) -> TransferConfig:
     }
     settings.update(overrides)
     return TransferConfig(**settings)  # type: ignore[arg-type]
-
-
-class SleepRecorder:
-    """Stands in for ``retry.sleep``: records each wait, optionally blocks until released."""
-
-    def __init__(self) -> None:
-        self.calls: list[float] = []
-        self.gate: threading.Event | None = None
-        self.entered = threading.Event()
-
-    def __call__(self, seconds: float, cancel: threading.Event | None = None) -> None:
-        self.calls.append(seconds)
-        self.entered.set()
-        if self.gate is not None:
-            while not self.gate.is_set() and not (cancel is not None and cancel.is_set()):
-                self.gate.wait(0.01)
-
-
-@pytest.fixture
-def sleeps(monkeypatch: pytest.MonkeyPatch) -> SleepRecorder:
-    recorder = SleepRecorder()
-    monkeypatch.setattr(retry, "sleep", recorder)
-    return recorder
 
 
 @pytest.fixture
