@@ -143,7 +143,8 @@ def print_dry_run(config: ExecutorConfig, workers: int | None, root: Path) -> No
 
     if config.kind != "slurm":
         where = {"local": "local pools", "dask": "a local Dask cluster", "address": config.spec}
-        print(f"would run on {where[config.kind]} with {workers or 'one per core'} workers")
+        count = f"{workers} workers" if workers else "one worker per core"
+        print(f"would run on {where[config.kind]} with {count}")
         return
     from kinetix.executors import slurm
 
