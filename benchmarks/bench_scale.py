@@ -1,0 +1,118 @@
+"""Cost of the read-only verbs as the root grows: `kinetix status`, `export`, `KineticsDataset`.
+
+Builds synthetic roots of each size with ``scale_root.build_root`` (rows present and verified,
+one empty file per clip), then runs each command as its own process, ``--rounds`` times
+interleaved across sizes, and prints per command and size the median wall time (with the
+spread), the median CPU seconds of the child, its peak RSS, and the log-log growth exponent of
+the median wall time over the sizes (1.0 = linear in clips).
+
+    python benchmarks/bench_scale.py --sizes 10000,100000,650000 --rounds 3 --work /tmp/kx-scale
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from scale_root import build_root
+
+_DATASET = (
+    "import sys; from kinetix.data import KineticsDataset; "
+    "ds = KineticsDataset(sys.argv[1], 'train', frames_per_clip=16); print(len(ds))"
+)
+
+
+def commands(root: Path, out: Path) -> dict[str, list[str]]:
+    kinetix = [sys.executable, "-m", "kinetix.cli.main"]
+    return {
+        "status": [*kinetix, "status", str(root)],
+        "export mmaction": [
+            *kinetix,
+            "export",
+            str(root),
+            "--format",
+            "mmaction",
+            "--out",
+            str(out),
+        ],
+        "export csv": [*kinetix, "export", str(root), "--format", "csv", "--out", str(out)],
+        "KineticsDataset()": [sys.executable, "-c", _DATASET, str(root)],
+    }
+
+
+def run(argv: list[str]) -> tuple[float, float]:
+    """Wall and CPU seconds of one child process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def peak_rss(argv: list[str]) -> float:
+    """Peak RSS (MB) of one run, from GNU time when it is there."""
+    gnu_time = shutil.which("time") or "/usr/bin/time"
+    if not os.path.exists(gnu_time):
+        return float("nan")
+    done = subprocess.run([gnu_time, "-f", "%M", *argv], check=True, capture_output=True, text=True)
+    return int(done.stderr.strip().splitlines()[-1]) / 1024
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="10000,100000,650000")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/kinetix-bench-scale"))
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    roots = {}
+    for n in sizes:
+        root = args.work / f"root{n}"
+        if not (root / ".kinetix/manifest.sqlite").exists():
+            started = time.perf_counter()
+            build_root(root, n)
+            print(f"built {n:,} clips in {time.perf_counter() - started:.1f} s", flush=True)
+        roots[n] = root
+    names = list(commands(roots[sizes[0]], args.work / "out"))
+    walls: dict[tuple[str, int], list[float]] = {}
+    cpus: dict[tuple[str, int], list[float]] = {}
+    for _ in range(args.rounds):
+        for n in sizes:
+            for name, argv in commands(roots[n], args.work / f"out{n}").items():
+                wall, cpu = run(argv)
+                walls.setdefault((name, n), []).append(wall)
+                cpus.setdefault((name, n), []).append(cpu)
+    print(f"\n{'command':<20}" + "".join(f"{n:>26,}" for n in sizes) + f"{'exponent':>10}")
+    for name in names:
+        cells, medians = [], []
+        for n in sizes:
+            w, c = walls[(name, n)], cpus[(name, n)]
+            med = statistics.median(w)
+            medians.append(med)
+            rss = peak_rss(commands(roots[n], args.work / f"out{n}")[name])
+            cells.append(
+                f"{med:6.2f}s ±{(max(w) - min(w)) / 2:4.2f} cpu {statistics.median(c):5.2f} "
+                f"{rss:4.0f}MB"
+            )
+        exponent = (
+            (math.log(medians[-1]) - math.log(medians[0]))
+            / (math.log(sizes[-1]) - math.log(sizes[0]))
+            if len(sizes) > 1
+            else float("nan")
+        )
+        print(f"{name:<20}" + "".join(f"{cell:>26}" for cell in cells) + f"{exponent:>10.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
