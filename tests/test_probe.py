@@ -136,3 +136,36 @@ def test_looks_like_media_tells_containers_from_pages_and_junk(tmp_path) -> None
     assert not looks_like_media(b"<!DOCTYPE html><html><body>Error 403</body></html>")
     assert not looks_like_media(random.Random(1).randbytes(4096))
     assert not looks_like_media(b"")
+
+
+def test_quiet_libav_in_overlapping_threads_restores_the_log_level() -> None:
+    # Inline checks run quiet_libav in several threads at once. Entered A, B and left A, B, a
+    # per-call save/restore left libav's level at ERROR for good, which routes every later
+    # decoder's log through Python (the frame-thread deadlock of PyAV #909).
+    import threading
+
+    import av.logging
+
+    from kinetix.process.probe import quiet_libav
+
+    before = av.logging.get_level()
+    a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
+
+    def a() -> None:
+        with quiet_libav():
+            a_in.set()
+            b_in.wait(5)
+        a_out.set()
+
+    def b() -> None:
+        a_in.wait(5)
+        with quiet_libav():
+            b_in.set()
+            a_out.wait(5)
+
+    threads = [threading.Thread(target=a), threading.Thread(target=b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert av.logging.get_level() == before

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -47,6 +48,11 @@ def libav_reason(exc: av.FFmpegError) -> str:
     return exc.strerror or str(exc)
 
 
+_quiet_lock = threading.Lock()
+_quiet_depth = 0  # callers inside quiet_libav right now, in any thread
+_quiet_previous: int | None = None
+
+
 @contextmanager
 def quiet_libav() -> Iterator[None]:
     """Keep libav's error log for exceptions (``exc.log``) without letting it reach stderr.
@@ -54,13 +60,24 @@ def quiet_libav() -> Iterator[None]:
     PyAV only fills ``exc.log`` when its log level lets errors through, and then forwards
     them to Python logging; capturing while we work keeps a bad clip to one line of ours.
     """
-    previous = av.logging.get_level()
-    av.logging.set_level(av.logging.ERROR)
+    # The level is process-wide and this runs in several threads at once (inline checks during
+    # a download): a plain save/restore per call can interleave and leave it at ERROR for good,
+    # and with libav's log routed to Python a frame-threaded decoder can deadlock when it is
+    # freed (PyAV #909). So the first caller in sets it and the last one out restores it.
+    global _quiet_depth, _quiet_previous
+    with _quiet_lock:
+        if _quiet_depth == 0:
+            _quiet_previous = av.logging.get_level()
+            av.logging.set_level(av.logging.ERROR)
+        _quiet_depth += 1
     try:
         with av.logging.Capture(local=True):
             yield
     finally:
-        av.logging.set_level(previous)
+        with _quiet_lock:
+            _quiet_depth -= 1
+            if _quiet_depth == 0:
+                av.logging.set_level(_quiet_previous)
 
 
 @contextmanager
