@@ -248,6 +248,12 @@ class DownloadConfig:
     offline: bool = False  # use cached annotation files only
     # --max-clip-size: a shard member declaring more is refused (oversized_member), unwritten
     max_clip_bytes: int = 1 << 30
+    # Fused processing: each clip is resized/re-encoded (``process``) or cut into frames
+    # (``frames``) as it lands, and the root holds those outputs; originals only when kept.
+    process: ProcessConfig | None = None
+    frames: FramesConfig | None = None
+    keep_originals: bool = False
+    inline_verify: bool = True  # check each clip before it is placed (off only to measure it)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root))
@@ -255,6 +261,12 @@ class DownloadConfig:
             raise ConfigError(f"--max-clip-size must be at least 1 byte, got {self.max_clip_bytes}")
         object.__setattr__(self, "source", _enum(SourceKind, self.source, "--source"))
         object.__setattr__(self, "executor", ExecutorConfig.coerce(self.executor))
+        if self.process is not None and self.frames is not None:
+            raise ConfigError("use either --frames or the video flags (--short-side ...), not both")
+        if self.keep_originals and self.process is None and self.frames is None:
+            raise ConfigError(
+                "--keep-originals only applies with --short-side, --fps, --codec or --frames"
+            )
         if not isinstance(self.layout, LabelStyle):
             object.__setattr__(self, "layout", LabelStyle.parse(str(self.layout)))
         if self.parallel < 1:

@@ -7,6 +7,7 @@ missing (``--source youtube|auto``) -> each result applied to the manifest by th
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import time
@@ -16,10 +17,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from kinetix.catalog.releases import CVDF_BASE, Release, check_split, get_release, join_url
-from kinetix.config import DownloadConfig, Selection, SourceKind
+from kinetix.config import DownloadConfig, Selection, SourceKind, VerifyConfig
 from kinetix.errors import ConfigError, ConnectError, DiskSpaceError, ErrorCode, KinetixError
 from kinetix.executors import Executor, LocalExecutor, Preflight, TaskKind, open_executor
 from kinetix.interrupts import StopToken, stop_on_signals
@@ -48,6 +49,9 @@ from kinetix.store.layout import (
 )
 from kinetix.store.lock import RootLock
 from kinetix.store.manifest import ClipState, ClipUpdate, Manifest
+
+if TYPE_CHECKING:
+    from kinetix.process.landing import LandingSpec
 
 log = logging.getLogger(__name__)
 
@@ -228,11 +232,51 @@ def check_meta(manifest: Manifest, config: DownloadConfig) -> None:
                 f"{config.root} holds {key} {have!r}, not {value!r}; use {flag} {have} "
                 "or another --root"
             )
-    manifest.set_meta("kind", "videos")
+    landing = landing_spec(config)
+    kind = "videos" if landing is None else landing.kind
+    settings = None if landing is None else json.dumps(landing.settings(), sort_keys=True)
+    have_kind, have_settings = manifest.get_meta("kind"), manifest.get_meta("settings")
+    if not empty and (have_kind or "videos", have_settings) != (kind, settings):
+        raise ConfigError(
+            f"{config.root} holds {_describe_root(have_kind, have_settings)}, but this run "
+            f"makes {_describe_root(kind, settings)}; repeat the flags it was made with "
+            "(see its manifest's settings) or use another --root"
+        )
+    manifest.set_meta("kind", kind)
+    if settings is not None:
+        manifest.set_meta("settings", settings)
     manifest.set_meta("release", config.release)
     manifest.set_meta("layout", config.layout.value)
     if config.mirror:
         manifest.set_meta("mirror", config.mirror)
+
+
+def _describe_root(kind: str | None, settings: str | None) -> str:
+    if settings is None:
+        return "original clips" if kind in (None, "videos") else f"a {kind} dataset"
+    made = json.loads(settings)
+    what = "frame folders" if kind == "frames" else "processed clips"
+    flags = ", ".join(f"{k}={v}" for k, v in sorted(made.items()) if k != "fused" and v is not None)
+    return f"{what} ({flags})"
+
+
+def landing_spec(config: DownloadConfig) -> LandingSpec | None:
+    """Fused processing: what each clip becomes as it lands (None: the clip as fetched)."""
+    if config.process is None and config.frames is None:
+        return None
+    from kinetix.process.ffmpeg import threads_per_job
+    from kinetix.process.jpeg import resolve_encoder
+    from kinetix.process.landing import LandingSpec
+
+    derive = config.process or config.frames
+    assert derive is not None
+    # one clip at a time per shard in flight: the shards share the cores
+    threads = derive.threads or threads_per_job(config.parallel)
+    encoder = resolve_encoder(config.frames.encoder) if config.frames is not None else None
+    return LandingSpec(
+        process=config.process, frames=config.frames, keep_originals=config.keep_originals,
+        threads=threads, **({"encoder": encoder} if encoder is not None else {}),
+    )  # fmt: skip
 
 
 def work_rows(manifest: Manifest, release: str, split: str) -> list[WorkRow]:
@@ -307,6 +351,11 @@ def run_cvdf(
         held = set(manifest.shard_index([shard_id(replacement)]))
         part_todo = [r for r in todo if r.key not in held and not part_copy_refused(r)]
     keep = archives_dir(config.root) if config.keep_archives else None
+    landing = landing_spec(config)
+    if landing is not None:
+        from kinetix.process.landing import clear_stage
+
+        clear_stage(config.root)
     plan = plan_shards(
         part_todo,
         shards,
@@ -322,6 +371,8 @@ def run_cvdf(
         keep_archives=keep,
         max_member_bytes=config.max_clip_bytes,
         refused_state=(ClipState.MISSING if replacement else ClipState.FAILED).value,
+        verify=VerifyConfig() if config.inline_verify else None,
+        landing=landing,
     )
     fetch_bytes = check_disk_space(
         config, plan.tasks, mixed=plan.mixed, catalog_size=catalog_size, shards=len(shards)
@@ -416,6 +467,8 @@ def run_replacement(
             keep_archives=archives_dir(config.root) if config.keep_archives else None,
             source="cvdf_replacement",
             max_member_bytes=config.max_clip_bytes,
+            verify=VerifyConfig() if config.inline_verify else None,
+            landing=landing_spec(config),
         )
         run_shard_tasks(
             config, manifest, [task], report, emit, "replacement set",
@@ -690,7 +743,12 @@ def run_youtube(
     from kinetix.sources.youtube import YoutubeSource
 
     stop = stop or StopToken()
-    source = YoutubeSource(config.root, config.youtube, config.layout)
+    landing = landing_spec(config)
+    if landing is not None:
+        from kinetix.process.landing import clear_stage
+
+        clear_stage(config.root)
+    source = YoutubeSource(config.root, config.youtube, config.layout, landing=landing)
     tasks = source.plan(rows)
     progress = Progress(
         "youtube",
@@ -744,6 +802,13 @@ def refetch(root: Path, keys: Iterable[tuple[str, str, str]], **overrides: Any) 
     with Manifest(manifest_path(root), readonly=True) as manifest:
         layout = manifest.get_meta("layout", LabelStyle.RAW.value) or LabelStyle.RAW.value
         mirror = manifest.get_meta("mirror")
+        settings = manifest.get_meta("settings")
+    if settings is not None:  # made by a fused download (or by process/frames: refused)
+        from kinetix.process.landing import configs_from_settings
+
+        process, frames = configs_from_settings(json.loads(settings))
+        overrides = {"process": process, "frames": frames, **overrides}
+        overrides.setdefault("keep_originals", (root / "originals").is_dir())
     placed = 0
     for (release, split), split_keys in sorted(by_split.items()):
         config = DownloadConfig(

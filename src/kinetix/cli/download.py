@@ -17,12 +17,18 @@ from kinetix.cli.common import (
 )
 from kinetix.config import (
     DownloadConfig,
+    FramesConfig,
+    ProcessConfig,
     SourceKind,
     TransferConfig,
     TrimMode,
+    VideoCodec,
     YoutubeConfig,
 )
+from kinetix.errors import ConfigError
 from kinetix.store.layout import LabelStyle
+
+_PROCESS, _FRAMES = ProcessConfig(), FramesConfig()
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -95,9 +101,31 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     t.add_argument("--keep-archives", action="store_true", help="keep the shard archives")
     t.add_argument("--no-progress", action="store_true", help="no bars or progress lines")
+    f = p.add_argument_group(
+        "processing as clips land (the root then holds the processed clips or frame folders)"
+    )
+    f.add_argument(
+        "--short-side",
+        type=int,
+        metavar="N",
+        help="resize each clip to short side N (YouTube: also pick a format at least N high)",
+    )
+    f.add_argument("--fps", type=float, metavar="F", help="re-time each clip to F frames/s")
+    f.add_argument("--codec", choices=[c.value for c in VideoCodec], help="re-encode with this")
+    f.add_argument("--crf", type=int, default=_PROCESS.crf, help="x264/x265 quality (default 23)")
+    f.add_argument(
+        "--frames", action="store_true", help="write img_00001.jpg frame folders, not clips"
+    )
+    f.add_argument(
+        "--quality", type=int, default=_FRAMES.quality, help="--frames: JPEG -q:v (2 best .. 31)"
+    )
+    f.add_argument(
+        "--keep-originals",
+        action="store_true",
+        help="also keep each clip as fetched, under ROOT/originals/",
+    )
     y = p.add_argument_group("youtube")
     y.add_argument("--trim", choices=[m.value for m in TrimMode], default=TrimMode.EXACT.value)
-    y.add_argument("--short-side", type=int, metavar="N", help="pick a format at least N high")
     y.add_argument("--no-audio", action="store_true", help="drop the audio track")
     y.add_argument("--cookies", type=Path, metavar="FILE", help="Netscape cookies file")
     y.add_argument("--cookies-from-browser", metavar="BROWSER", help="e.g. firefox, chrome")
@@ -117,6 +145,17 @@ def config_from(args: argparse.Namespace) -> DownloadConfig:
     youtube_kwargs = {}
     if args.youtube_url_template:
         youtube_kwargs["url_template"] = args.youtube_url_template
+    process = frames = None
+    audio = not args.no_audio
+    if args.frames:
+        frames = FramesConfig(fps=args.fps, short_side=args.short_side, quality=args.quality)
+        if args.codec is not None:
+            raise ConfigError("--codec applies to clips, not --frames")
+    elif args.short_side is not None or args.fps is not None or args.codec is not None:
+        process = ProcessConfig(
+            short_side=args.short_side, fps=args.fps, crf=args.crf, audio=audio,
+            codec=VideoCodec(args.codec or VideoCodec.H264.value),
+        )  # fmt: skip
     retry = None
     if args.retry_failed is not None:
         retry = tuple(r.strip() for r in args.retry_failed.split(",") if r.strip())
@@ -153,6 +192,9 @@ def config_from(args: argparse.Namespace) -> DownloadConfig:
         annotations=args.annotations,
         offline=args.offline,
         max_clip_bytes=args.max_clip_size,
+        process=process,
+        frames=frames,
+        keep_originals=args.keep_originals,
     )
 
 

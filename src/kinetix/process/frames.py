@@ -170,6 +170,20 @@ def _size(n: float) -> str:
     return f"{n:.1f} TB"
 
 
+def frames_settings(config: FramesConfig, encoder: JpegEncoder) -> dict[str, Any]:
+    """What a frames root's folders are made with: a rerun into it must agree."""
+    audio = config.audio
+    # in ``settings``: the encoders quantise differently, so one root never mixes them
+    settings: dict[str, Any] = {
+        "fps": config.fps, "short_side": config.short_side, "upscale": config.upscale,
+        "quality": config.quality, "encoder": encoder.value,
+        "audio": None if audio is None else {"rate": audio.sample_rate, "channels": audio.channels},
+    }  # fmt: skip
+    if encoder is JpegEncoder.TURBO:  # what its quality means may change: a rerun must agree
+        settings["libjpeg_quality"] = jpeg_quality(config.quality)
+    return settings
+
+
 def extract_dataset(
     root: str | os.PathLike[str],
     out: str | os.PathLike[str],
@@ -178,16 +192,8 @@ def extract_dataset(
     emit: Callable[[str], None] | None = None,
 ) -> DerivedReport:
     """Run ``kinetix frames``: a frame folder for every present, not-bad clip of ``root``."""
-    audio = config.audio
-    # in ``settings``: the encoders quantise differently, so one root never mixes them
     encoder = resolve_encoder(config.encoder)
-    settings: dict[str, Any] = {
-        "fps": config.fps, "short_side": config.short_side, "upscale": config.upscale,
-        "quality": config.quality, "encoder": encoder.value,
-        "audio": None if audio is None else {"rate": audio.sample_rate, "channels": audio.channels},
-    }  # fmt: skip
-    if encoder is JpegEncoder.TURBO:  # what its quality means may change: a rerun must agree
-        settings["libjpeg_quality"] = jpeg_quality(config.quality)
+    settings = frames_settings(config, encoder)
     started = time.monotonic()
     with DerivedDataset(Path(root), Path(out), kind="frames", settings=settings) as ds:
         report = DerivedReport(ds.source, ds.out)

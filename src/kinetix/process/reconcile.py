@@ -19,6 +19,7 @@ from kinetix.store.manifest import ClipRow, ClipState, ClipUpdate, Manifest
 log = logging.getLogger(__name__)
 
 CLIP_SUFFIX = ".mp4"
+_NOT_CLIPS = frozenset({"originals", "archives"})  # top-level folders a download may add
 _KEY = re.compile(r"^(?P<youtube_id>.+)_(?P<start>\d{6})_(?P<end>\d{6})$")
 
 
@@ -85,6 +86,8 @@ def walk_clips(root: Path) -> dict[str, FileStat]:
             if entry.name.startswith("."):
                 continue  # .kinetix/, and the .name.tmp files writers rename into place
             if entry.is_dir(follow_symlinks=False):
+                if folder == root and entry.name in _NOT_CLIPS:
+                    continue  # --keep-originals / --keep-archives: beside the clips, not clips
                 stack.append(Path(entry.path))
             elif entry.name.endswith(CLIP_SUFFIX):
                 st = entry.stat()

@@ -107,6 +107,15 @@ def output_problem(row: DoneRow | None, dest: Path, src_mtime: float) -> str | N
     return None
 
 
+def process_settings(config: ProcessConfig) -> dict[str, Any]:
+    """What a derived root's clips are made with: a rerun into it must agree."""
+    return {
+        "short_side": config.short_side, "fps": config.fps, "upscale": config.upscale,
+        "crf": config.crf, "preset": config.preset, "codec": config.codec.value,
+        "audio": config.audio,
+    }  # fmt: skip
+
+
 def process_dataset(
     root: str | os.PathLike[str],
     out: str | os.PathLike[str],
@@ -115,11 +124,7 @@ def process_dataset(
     emit: Callable[[str], None] | None = None,
 ) -> DerivedReport:
     """Run ``kinetix process``: derive ``out`` from the present, not-bad clips of ``root``."""
-    settings = {
-        "short_side": config.short_side, "fps": config.fps, "upscale": config.upscale,
-        "crf": config.crf, "preset": config.preset, "codec": config.codec.value,
-        "audio": config.audio,
-    }  # fmt: skip
+    settings = process_settings(config)
     started = time.monotonic()
     with DerivedDataset(Path(root), Path(out), kind="videos", settings=settings) as ds:
         report = DerivedReport(ds.source, ds.out)

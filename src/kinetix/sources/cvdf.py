@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO, cast
+from typing import TYPE_CHECKING, BinaryIO, cast
 from urllib.parse import unquote
 
 from kinetix.catalog.clip import key_span
@@ -37,6 +37,9 @@ from kinetix.transfer.extract import (
 )
 from kinetix.transfer.http import ShardDownload
 from kinetix.transfer.integrity import Integrity, md5_from_etag
+
+if TYPE_CHECKING:
+    from kinetix.process.landing import LandingSpec
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +69,7 @@ class ShardTask:
     # when the K400 replacement set may still provide it (the decision is in the manifest with
     # the shard's own record, so it survives a kill), else "failed".
     refused_state: str = ClipState.FAILED.value
+    landing: LandingSpec | None = None  # fused processing: what each clip becomes as it lands
 
 
 class RootedPaths(Mapping[str, Path]):
@@ -194,6 +198,8 @@ def plan_shards(
     keep_archives: Path | None = None,
     max_member_bytes: int = DEFAULT_MAX_CLIP_BYTES,
     refused_state: str = ClipState.FAILED.value,
+    verify: VerifyConfig | None = VerifyConfig(),  # noqa: B008 - frozen
+    landing: LandingSpec | None = None,
 ) -> ShardPlan:
     """Group missing clips into shard tasks.
 
@@ -236,7 +242,7 @@ def plan_shards(
             shard_task(fetch_url[ident], names[ident], clips, root=root, partial=partial,
                        transfer=transfer, release=release.name, split=split,
                        keep_archives=keep_archives, max_member_bytes=max_member_bytes,
-                       refused_state=refused_state)
+                       refused_state=refused_state, verify=verify, landing=landing)
         )  # fmt: skip
     plan.tasks.sort(key=lambda t: t.name)
     return plan
@@ -257,6 +263,7 @@ def shard_task(
     verify: VerifyConfig | None = VerifyConfig(),  # noqa: B008 - frozen
     max_member_bytes: int = DEFAULT_MAX_CLIP_BYTES,
     refused_state: str = ClipState.FAILED.value,
+    landing: LandingSpec | None = None,
 ) -> ShardTask:
     safe = name.replace("/", "__")
     return ShardTask(
@@ -274,6 +281,7 @@ def shard_task(
         verify=verify,
         max_member_bytes=max_member_bytes,
         refused_state=refused_state,
+        landing=landing,
     )
 
 
@@ -328,15 +336,17 @@ def _fetch_shard(
     root = Path(task.root)
     part = Path(task.part_path)
     transferred = 0
-    check = None if task.verify is None else inline_check(task.verify)
+    lander = _Lander(task, root)
+    check = lander.check if task.verify is not None or task.landing is not None else None
     quarantine = quarantine_dir(root)
     for attempt in (1, 2):
         download = ShardDownload(task.url, part, task.transfer, progress=progress)
         try:
             with download, stop.on_stop(download.cancel) if stop else contextlib.nullcontext():
                 plan = ExtractPlan(
-                    root=root, wanted=RootedPaths(root, task.wanted), check=check,
-                    quarantine=quarantine, max_member_bytes=task.max_member_bytes,
+                    root=lander.base, wanted=RootedPaths(lander.base, task.wanted),
+                    check=check, quarantine=quarantine,
+                    max_member_bytes=task.max_member_bytes,
                 )  # fmt: skip
                 reader = cast(BinaryIO, download.reader())  # a RawIOBase: read()/readinto()
                 report = extract_stream(
@@ -370,7 +380,7 @@ def _fetch_shard(
     # Kept files hold the shard's very bytes, checked like the rest (placed by a run killed
     # before it recorded them).
     placed = {**report.written, **report.kept_existing}
-    updates = [_placed_update(task, key, clip, report.integrity) for key, clip in placed.items()]
+    updates = [lander.placed(key, clip, report.integrity) for key, clip in placed.items()]
     for key in placed:  # a copy an earlier check set aside is stale now
         (quarantine / task.wanted[key]).unlink(missing_ok=True)
     for key, clip in report.quarantined.items():
@@ -424,6 +434,54 @@ def _fetch_shard(
         shard_members=tuple(members.items()),
         bytes_transferred=transferred,
     )
+
+
+class _Lander:
+    """How one shard task's members become placed clips: checked as they land and, with a
+    landing spec, resized or cut into frames too (fused processing), then placed."""
+
+    def __init__(self, task: ShardTask, root: Path):
+        self.task = task
+        self.root = root
+        self.spec = task.landing
+        # originals land here: the root itself, or (fused) ROOT/originals or a partial folder
+        self.base = root if self.spec is None else self.spec.originals(root)
+        self._verify = None if task.verify is None else inline_check(task.verify)
+        self._outputs: dict[str, tuple[ClipUpdate, Path]] = {}
+
+    def check(self, key: str, path: Path) -> MemberVerdict:
+        verdict = MemberVerdict(True) if self._verify is None else self._verify(key, path)
+        if self.spec is None or not verdict.good:
+            return verdict
+        from kinetix.process.landing import derive_landed
+
+        task = self.task
+        update, staged = derive_landed(
+            self.spec, task.release, task.split, key, task.wanted[key], path, self.root
+        )
+        if update.fields.get("state") != ClipState.PRESENT.value:
+            code, message = update.fields.get("error_code"), update.fields.get("error_message")
+            return MemberVerdict(False, {"error_code": code, "error_message": message})
+        self._outputs[key] = (update, staged)
+        return verdict
+
+    def placed(self, key: str, clip: ExtractedClip, integrity: Integrity) -> ClipUpdate:
+        """The row of a member placed at ``clip.path``; with a spec, its output placed too."""
+        if self.spec is None:
+            return _placed_update(self.task, key, clip, integrity)
+        from kinetix.process.landing import landed_fields, place
+
+        task, spec = self.task, self.spec
+        update, staged = self._outputs.pop(key)
+        out_rel = spec.output_relpath(task.wanted[key])
+        place(staged, self.root / out_rel)
+        if not spec.keep_originals:
+            clip.path.unlink(missing_ok=True)
+        fields = landed_fields(update, clip.path if spec.keep_originals else None)
+        fields.update(
+            path=out_rel, source=task.source, shard=task.shard_id, integrity=integrity.value
+        )
+        return ClipUpdate(task.release, task.split, key, fields, count_attempt=True)
 
 
 def _placed_update(

@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from http.cookiejar import CookieJar
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from kinetix.config import YoutubeConfig
 from kinetix.errors import ConfigError, ErrorCode, FFmpegError, SourceError
@@ -45,6 +45,9 @@ from kinetix.sources.youtube_errors import Failure, classify, clean_message
 from kinetix.store.layout import LabelStyle, clip_relpath, partial_dir
 from kinetix.store.manifest import ClipState, ClipUpdate
 from kinetix.transfer.extract import describe_head
+
+if TYPE_CHECKING:
+    from kinetix.process.landing import LandingSpec
 
 log = logging.getLogger(__name__)
 
@@ -409,10 +412,12 @@ class YoutubeSource:
         layout: LabelStyle = LabelStyle.RAW,
         *,
         gate: RequestGate | None = None,
+        landing: LandingSpec | None = None,
     ):
         self.root = Path(root)
         self.config = config
         self.layout = LabelStyle(layout)
+        self.landing = landing  # fused processing: what each trimmed clip becomes
         self._gate = gate
         self._gate_given = gate is not None
         jar = load_cookies(config)  # fails here, in the parent, on a bad cookies setting
@@ -532,11 +537,13 @@ class YoutubeSource:
             try:
                 info = read_section(section)
                 self._check_section(task, info, duration)
-                clip, checked, path = self._trim_into_place(task, section, info, work)
+                clip, checked, path, landed = self._trim_into_place(task, section, info, work)
             except SourceError as exc:
                 raise _Fetched(classify(exc, self.redact), size) from exc
             except FFmpegError as exc:
                 raise _Fetched(classify(exc, self.redact), size) from exc
+            if landed is not None:
+                return landed, size
             digest, nbytes = _sha256(path)
             fields = {
                 "state": ClipState.PRESENT.value,
@@ -551,6 +558,39 @@ class YoutubeSource:
             return fields, size
         finally:
             shutil.rmtree(work, ignore_errors=True)
+
+    def _land(self, task: YoutubeTask, clip: TrimmedClip, path: Path) -> dict[str, Any]:
+        """Fused processing: make the root's output from the checked clip at ``path``.
+
+        The trimmed clip then moves to ``ROOT/originals/`` (``--keep-originals``) or is gone.
+        """
+        from kinetix.process.landing import derive_landed, landed_fields, place
+
+        spec = self.landing
+        assert spec is not None
+        update, staged = derive_landed(
+            spec, task.release, task.split, task.key, task.relpath, path, self.root
+        )
+        if update.fields.get("state") != ClipState.PRESENT.value:
+            raise SourceError(
+                f"making the clip's output failed: {update.fields.get('error_message')}",
+                code=ErrorCode(update.fields.get("error_code") or ErrorCode.FFMPEG_FAILED.value),
+            )
+        out_rel = spec.output_relpath(task.relpath)
+        origin: Path | None = None
+        if spec.keep_originals:
+            origin = spec.originals(self.root) / task.relpath
+            origin.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, origin)
+        else:
+            path.unlink(missing_ok=True)
+        place(staged, self.root / out_rel)
+        fields = landed_fields(update, origin)
+        fields.update(
+            source=SOURCE_NAME, path=out_rel, trim=clip.mode.value,
+            start_offset=round(clip.start_offset, 6),
+        )  # fmt: skip
+        return fields
 
     def section_bounds(self, task: YoutubeTask) -> tuple[float, float]:
         """The span of the source to fetch.
@@ -715,7 +755,9 @@ class YoutubeSource:
 
     def _trim_into_place(
         self, task: YoutubeTask, section: Path, info: SectionInfo, work: Path
-    ) -> tuple[TrimmedClip, dict[str, Any], Path]:
+    ) -> tuple[TrimmedClip, dict[str, Any], Path, dict[str, Any] | None]:
+        """Trim into a temp name, check it, rename it into place; with fused processing its
+        output is made and placed instead (the last item: that output's row fields)."""
         dest = self.root / task.relpath
         dest.parent.mkdir(parents=True, exist_ok=True)
         # Same folder as the clip, so the rename is atomic; dot-named so no lister takes it
@@ -734,11 +776,13 @@ class YoutubeSource:
                     f"the trimmed clip is unusable: {checked['error_message']}",
                     code=ErrorCode(checked["error_code"]),
                 )
+            if self.landing is not None:
+                return clip, checked, dest, self._land(task, clip, tmp)
             os.replace(tmp, dest)
             _fsync_dir(dest.parent)
         finally:
             tmp.unlink(missing_ok=True)
-        return clip, checked, dest
+        return clip, checked, dest, None
 
 
 class _Fetched(Exception):
