@@ -93,3 +93,16 @@ def sleeps(monkeypatch: pytest.MonkeyPatch) -> SleepRecorder:
     recorder = SleepRecorder()
     monkeypatch.setattr(retry, "sleep", recorder)
     return recorder
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> None:
+    """A real SLURM cluster that takes jobs, or a skip saying why (a failure where CI brought one
+    up: ``KINETIX_TEST_SLURM=required``)."""
+    from _cluster import slurm_required, slurm_unavailable
+
+    why = slurm_unavailable()
+    if why is not None:
+        if slurm_required():
+            pytest.fail(f"KINETIX_TEST_SLURM=required but SLURM is not usable: {why}")
+        pytest.skip(f"no SLURM here: {why}")
