@@ -177,4 +177,6 @@ def test_status_export_frames_and_dataset_read_a_readonly_mount(
     ds = KineticsDataset(readonly_root, "train", frames_per_clip=4, output="numpy")
     assert len(ds) == 4
     assert ds[0][0].shape[0] == 4
-    assert sorted(p.name for p in (readonly_root / ".kinetix").iterdir()) == ["manifest.sqlite"]
+    # nothing was added (no -shm, no -wal): the manifest and its meta copy, as it was made
+    names = sorted(p.name for p in (readonly_root / ".kinetix").iterdir())
+    assert names == ["manifest.sqlite", "meta.json"]

@@ -333,6 +333,26 @@ class VerifyConfig:
 
 
 @dataclass(frozen=True)
+class RepairConfig:
+    """How ``kinetix repair`` rebuilds a damaged or lost manifest from the clips on disk."""
+
+    release: str | None = None  # None: the one the root recorded (ROOT/.kinetix/meta.json)
+    layout: LabelStyle | None = None  # None: recorded, else read off the label folders
+    mirror: str | None = None  # where the annotation files come from (None: recorded/CVDF)
+    offline: bool = False  # cached annotation files only
+    level: VerifyLevel = VerifyLevel.QUICK
+    workers: int | None = None
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "level", _enum(VerifyLevel, self.level, "--level"))
+        object.__setattr__(self, "executor", ExecutorConfig.coerce(self.executor))
+        if self.layout is not None and not isinstance(self.layout, LabelStyle):
+            object.__setattr__(self, "layout", LabelStyle.parse(str(self.layout)))
+        _workers(self.workers)
+
+
+@dataclass(frozen=True)
 class ProcessConfig:
     """How ``kinetix process`` derives a resized / re-timed / re-encoded copy of a root."""
 

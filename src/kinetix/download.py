@@ -41,14 +41,16 @@ from kinetix.sources.cvdf import (
 from kinetix.sources.ratelimit import TokenBucket
 from kinetix.store.layout import (
     LabelStyle,
+    clip_folders,
     clip_relpath,
     manifest_path,
+    missing_manifest_error,
     partial_dir,
     slurm_logs,
     state_dir,
 )
 from kinetix.store.lock import RootLock
-from kinetix.store.manifest import ClipState, ClipUpdate, Manifest
+from kinetix.store.manifest import ClipState, ClipUpdate, Manifest, manifest_absent
 
 if TYPE_CHECKING:
     from kinetix.process.landing import LandingSpec
@@ -142,6 +144,9 @@ def download(
             "(or --source auto)"
         )
     prepare_root(config.root)
+    if manifest_absent(manifest_path(config.root)) and clip_folders(config.root):
+        # a lost manifest: fetching every clip again would not be the way back
+        raise missing_manifest_error(manifest_path(config.root))
     report = DownloadReport(release.name, split)
     with (
         stop_on_signals() as stop,

@@ -4,6 +4,7 @@
     ├── ConfigError (ValueError)        bad flag, unknown release/split, typo'd class
     ├── AnnotationError (ValueError)    malformed annotation file / row
     ├── ManifestError                   manifest missing, locked or of a newer schema
+    │   ├── ManifestDamagedError        cut short, junk, wrong tables: 'kinetix repair' rebuilds
     │   └── LockedError                 another kinetix process holds the root
     ├── TransferError (OSError)         an HTTP transfer failed
     │   ├── ConnectError                no connection at all: DNS, refused, unreachable
@@ -106,6 +107,10 @@ class AnnotationError(KinetixError, ValueError):
 
 class ManifestError(KinetixError):
     """The manifest database cannot be used."""
+
+
+class ManifestDamagedError(ManifestError):
+    """The manifest file is damaged (or gone while the clips are there); it can be rebuilt."""
 
 
 class LockedError(ManifestError):

@@ -6,6 +6,7 @@ import argparse
 import importlib
 import logging
 import pkgutil
+import sqlite3
 import sys
 from collections.abc import Sequence
 
@@ -43,11 +44,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KinetixError as exc:
         print(f"kinetix: error: {exc}", file=sys.stderr)
         return 2
+    except sqlite3.DatabaseError as exc:
+        # damage SQLite found mid-run, past the checks made when the manifest was opened
+        print(f"kinetix: error: {_manifest_failure(args, exc)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt as exc:
         # Interrupted: the run stopped cleanly on SIGINT/SIGTERM; exit 128 + the signal number.
         signum = getattr(exc, "signum", 2)
         print("kinetix: interrupted; rerun the same command to resume", file=sys.stderr)
         return 128 + signum
+
+
+def _manifest_failure(args: argparse.Namespace, exc: sqlite3.DatabaseError) -> str:
+    from kinetix.store.damage import is_damage
+
+    root = getattr(args, "root", None) or "ROOT"
+    if is_damage(exc):
+        return (
+            f"the manifest of {root} is damaged (SQLite says: {exc}); the clips on disk are "
+            f"untouched: 'kinetix repair {root}' rebuilds it from them and the catalog"
+        )
+    return f"the manifest of {root} could not be used (SQLite says: {exc})"
 
 
 if __name__ == "__main__":  # pragma: no cover

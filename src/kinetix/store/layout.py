@@ -6,9 +6,10 @@ import re
 from enum import Enum
 from pathlib import Path
 
-from kinetix.errors import ConfigError
+from kinetix.errors import ConfigError, ManifestDamagedError, ManifestError
 
 UNLABELED_DIR = "_unlabeled"
+SPLIT_DIRS = ("train", "val", "test", "holdout_test")  # the folders clips live under
 STATE_DIR = ".kinetix"
 
 
@@ -69,3 +70,29 @@ def partial_dir(root: str | Path) -> Path:
 def slurm_logs(root: str | Path) -> Path:
     """Where ``--executor slurm`` worker jobs write their stdout/stderr."""
     return state_dir(root) / "slurm"
+
+
+def clip_folders(root: str | Path) -> list[str]:
+    """The split folders under ``root`` that hold anything (a glance, not a walk)."""
+    found = []
+    for split in SPLIT_DIRS:
+        folder = Path(root) / split
+        try:
+            if folder.is_dir() and next(folder.iterdir(), None) is not None:
+                found.append(split)
+        except OSError:
+            continue
+    return found
+
+
+def missing_manifest_error(path: Path) -> ManifestError:
+    """No manifest: a new root needs a download; one whose clips are there needs a repair."""
+    root = path.parent.parent if path.parent.name == STATE_DIR else path.parent
+    splits = clip_folders(root)
+    if splits:
+        return ManifestDamagedError(
+            f"no manifest at {path}, but {root} holds clips ({', '.join(splits)}): the manifest "
+            f"was deleted or lost. 'kinetix repair {root}' rebuilds it from the clips on disk "
+            "and the catalog (verifying them, downloading nothing)"
+        )
+    return ManifestError(f"no manifest at {path}; run 'kinetix download' on this root first")

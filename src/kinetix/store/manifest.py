@@ -18,7 +18,15 @@ from typing import Any
 
 from kinetix.catalog.clip import Clip
 from kinetix.errors import ManifestError
+from kinetix.store.damage import (
+    damaged_error,
+    diagnose_file,
+    is_damage,
+    schema_problem,
+    write_meta_copy,
+)
 from kinetix.store.database import Writer, open_reader
+from kinetix.store.layout import missing_manifest_error
 
 # 2: ``clips.integrity``. Older roots are migrated when opened for writing (columns a version
 # adds are added to the tables); read-only openers read them as they are.
@@ -186,21 +194,38 @@ class Manifest:
         self.path = Path(path)
         self.readonly = readonly
         self._writer: Writer | None = None
-        if readonly:
-            if not self.path.exists():
-                raise ManifestError(
-                    f"no manifest at {self.path}; run 'kinetix download' "
-                    "(or 'kinetix verify --fix') "
-                    "on this root first"
-                )
-            self._db = open_reader(self.path)
-        else:
-            self._writer = Writer(self.path)
-            self._db = self._writer.db
-            self._create()
-            self._writer.ensure_identity()
+        if readonly and manifest_absent(self.path):
+            raise missing_manifest_error(self.path)
+        # Damage is told apart before use: SQLite would report some of it only mid-run.
+        problem = diagnose_file(self.path)
+        if problem is not None:
+            raise damaged_error(self.path, problem)
+        existed = self.path.exists()
+        try:
+            if readonly:
+                self._db = open_reader(self.path)
+            else:
+                self._writer = Writer(self.path)
+                self._db = self._writer.db
+            problem = schema_problem(self._db) if existed else None
+            if problem is None and not readonly:
+                self._create()
+                self._writer.ensure_identity()  # type: ignore[union-attr]
+        except sqlite3.DatabaseError as exc:
+            self._close_quietly()
+            if is_damage(exc):
+                raise damaged_error(self.path, f"SQLite says: {exc}") from None
+            raise ManifestError(f"cannot use the manifest {self.path}: {exc}") from exc
+        if problem is not None:
+            self._close_quietly()
+            raise damaged_error(self.path, problem)
         self._db.row_factory = sqlite3.Row
         self._check_version()
+
+    def _close_quietly(self) -> None:
+        db = getattr(self, "_db", None) or (self._writer.db if self._writer else None)
+        if db is not None:
+            db.close()
 
     # -- lifecycle ---------------------------------------------------------------
     def close(self) -> None:
@@ -313,6 +338,9 @@ class Manifest:
     def set_meta(self, key: str, value: str) -> None:
         with self._db:
             self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+        # a copy outside the database, for 'kinetix repair' when the database is damaged
+        meta = dict(self._db.execute("SELECT key, value FROM meta WHERE key != 'generation'"))
+        write_meta_copy(self.path, meta)
 
     # -- clips ---------------------------------------------------------------------
     def add_clips(self, clips: Iterable[Clip], label_index: Mapping[str, int] | None = None) -> int:
@@ -504,6 +532,14 @@ class Manifest:
             for (key,) in self._db.execute("SELECT key FROM shard_members WHERE url=?", (url,)):
                 index.setdefault(key, url)
         return index
+
+
+def manifest_absent(path: Path) -> bool:
+    """No manifest, or an empty file (a run killed as it created one): nothing recorded."""
+    try:
+        return path.stat().st_size == 0
+    except FileNotFoundError:
+        return True
 
 
 def _to_row(r: sqlite3.Row) -> ClipRow:
