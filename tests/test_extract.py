@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 
 from kinetix.errors import ArchiveError, ConfigError, ErrorCode, TransferError
+from kinetix.store.leftovers import remove_temps
 from kinetix.testing.mirror import MirrorIndex
 from kinetix.transfer.extract import (
     CHUNK_SIZE,
     ExtractPlan,
     extract_stream,
-    remove_stale_temps,
     temp_path,
 )
 from kinetix.transfer.integrity import Integrity, md5_from_etag
@@ -513,7 +513,7 @@ def test_a_killed_run_leaves_temps_that_a_rerun_replaces(tmp_path: Path) -> None
     assert files_under(tmp_path) == sorted(
         [f"val/cls/{KEY_A}.mp4", f"val/cls/.{KEY_B}.mp4.kx-part"]
     )
-    assert remove_stale_temps(tmp_path) == [temp_path(plan.wanted[KEY_B])]
+    assert remove_temps([tmp_path]) == [temp_path(plan.wanted[KEY_B])]
     assert files_under(tmp_path) == [f"val/cls/{KEY_A}.mp4"]
 
 

@@ -49,6 +49,7 @@ from kinetix.store.layout import (
     slurm_logs,
     state_dir,
 )
+from kinetix.store.leftovers import writing
 from kinetix.store.lock import RootLock
 from kinetix.store.manifest import ClipState, ClipUpdate, Manifest, manifest_absent
 
@@ -152,6 +153,7 @@ def download(
         stop_on_signals() as stop,
         RootLock(config.root),
         Manifest(manifest_path(config.root)) as manifest,
+        writing(config.root, manifest),  # a killed run's temps and spent .part files go first
     ):
         check_meta(manifest, config)
         from kinetix.catalog.fetch import load_catalog

@@ -23,6 +23,7 @@ from kinetix.process.reconcile import Reconciliation, fix_root, root_layout, row
 from kinetix.process.writer import ManifestWriter
 from kinetix.progress import Progress
 from kinetix.store.layout import manifest_path, quarantine_dir, slurm_logs, state_dir
+from kinetix.store.leftovers import writing
 from kinetix.store.lock import RootLock
 from kinetix.store.manifest import ClipRow, ClipState, ClipUpdate, Manifest
 
@@ -373,7 +374,7 @@ def verify_dataset(
     if kind not in (None, "videos", "frames"):
         raise ConfigError(f"{root} is a {kind} dataset; verify checks video and frames datasets")
     frames = kind == "frames"
-    with RootLock(root), Manifest(manifest_path(root)) as manifest:
+    with RootLock(root), Manifest(manifest_path(root)) as manifest, writing(root, manifest):
         rec = scan_frames(root, manifest) if frames else scan_root(root, manifest)
         _note_reconciliation(report, rec)
         if config.fix:

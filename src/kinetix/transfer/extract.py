@@ -64,20 +64,6 @@ def temp_path(destination: Path) -> Path:
     return destination.with_name(f".{destination.name}{TEMP_SUFFIX}")
 
 
-def remove_stale_temps(root: str | os.PathLike[str]) -> list[Path]:
-    """Delete the ``.*.kx-part`` files a killed extraction left under ``root``; returns them."""
-    removed: list[Path] = []
-    for dirpath, _dirs, files in os.walk(root):
-        for name in files:
-            if name.startswith(".") and name.endswith(TEMP_SUFFIX):
-                path = Path(dirpath, name)
-                path.unlink(missing_ok=True)
-                removed.append(path)
-    if removed:
-        log.info("removed %d stale extraction temp file(s) under %s", len(removed), root)
-    return removed
-
-
 def _inside(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
