@@ -1,23 +1,43 @@
-"""Clip loading speed: KineticsDataset (PyAV) vs decord get_batch vs a naive decode-all loop.
+"""Clip loading speed in a DataLoader: KineticsDataset (PyAV) vs decord vs torchcodec.
 
 Sparse sampling as in training (16 frames, stride 4, random start) on 256-short-side clips
-(340x256, 10 s, 25 fps, noise so bitrates are realistic), with one long GOP (250: one
-keyframe per clip, as CVDF's files) and one short GOP. All peers decode the same frame
-indices of the same files in one run; then DataLoader throughput with 0 and 2 workers.
+(340x256, 10 s, 25 fps, the ``scene`` pattern encoded with libx264's defaults: preset
+medium, crf 23, B-frames, as CVDF's clips and mmaction2's resized ones), once with one
+keyframe per clip (GOP 250, as CVDF's files) and once with a short GOP (12). Every peer is a
+Dataset that reads the same frame indices of the same files (``KineticsDataset.frame_indices``)
+and runs in the same DataLoader (``--workers`` workers, batch 4, persistent workers):
 
-    python benchmarks/bench_loader.py [--clips 8] [--rounds 5] [--workdir DIR]
+- kinetix ``KineticsDataset`` (PyAV: one seek, unwanted non-reference frames skipped, reading
+  stopped after the last wanted packet, one decode thread per worker on 2 cores);
+- decord ``VideoReader.get_batch`` with its default threads (0: FFmpeg picks) and with 1;
+- torchcodec ``VideoDecoder.get_frames_at`` (exact seek mode) with 1 FFmpeg thread (its
+  default) and with 0, when torchcodec imports.
+
+``--sources`` distinct encodes per GOP are copied to ``--clips`` files (decoding cost is the
+same; the page cache holds them all). Rounds are interleaved with the order rotated; round 0
+warms caches and workers and is not counted. Printed: clips/s from the median epoch, the
+range over rounds, and CPU seconds of this process and its workers (steadier than wall time
+on a shared machine).
+
+    python benchmarks/bench_loader.py [--clips 200] [--sources 8] [--rounds 3] [--workers 2]
+        [--workdir DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
+import statistics
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-import av
 import numpy as np
+import psutil
+import torch
+from torch.utils.data import DataLoader, Dataset
 
 from kinetix.catalog.clip import Clip
 from kinetix.data import KineticsDataset
@@ -26,14 +46,20 @@ from kinetix.store.manifest import Manifest
 from kinetix.testing.media import VideoSpec, make_video
 
 FRAMES, STRIDE = 16, 4
+SPEC = VideoSpec(10.0, 25, 340, 256, audio=True, pattern="scene", preset="medium", crf=23)
 
 
-def build_root(root: Path, clips: int, gop: int) -> Path:
-    """A videos root of ``clips`` distinct noise clips, verified good in its manifest."""
-    if manifest_path(root).exists():
+def build_root(root: Path, clips: int, sources: int, gop: int) -> Path:
+    """A videos root of ``clips`` files copied from ``sources`` encodes, verified good."""
+    stamp = root / ".built"
+    if stamp.exists() and stamp.read_text() == f"{clips} {sources} {SPEC}":
         return root
-    spec = VideoSpec(duration=10.0, fps=25, width=340, height=256, audio=True,
-                     pattern="noise", gop=gop)  # fmt: skip
+    shutil.rmtree(root, ignore_errors=True)
+    spec = SPEC.with_(gop=gop)
+    encodes = [
+        make_video(root / f".source{s}.mp4", spec.with_(seed=s, comment=f"source {s}"))
+        for s in range(sources)
+    ]
     with Manifest(manifest_path(root)) as m:
         m.set_meta("kind", "videos")
         m.set_meta("release", "k400")
@@ -41,95 +67,132 @@ def build_root(root: Path, clips: int, gop: int) -> Path:
         for i in range(clips):
             clip = Clip("k400", "train", f"bench{i:03d}-gop{gop}", 0, 10, "abseiling")
             rel = clip_relpath("train", clip.label, clip.key, LabelStyle.UNDERSCORE)
-            make_video(root / rel, spec.with_(comment=f"clip {i}"))
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(encodes[i % sources], root / rel)
             m.add_clips([clip], {"abseiling": 0})
             m.update("k400", "train", clip.key, state="present", path=rel, verify="good",
                      num_frames=spec.num_frames, fps=spec.fps, width=spec.width,
                      height=spec.height, trim="exact")  # fmt: skip
+    for encode in encodes:
+        encode.unlink()
+    stamp.write_text(f"{clips} {sources} {SPEC}")
     return root
 
 
-def naive_pyav(path: Path, indices: np.ndarray) -> np.ndarray:
-    """What a first attempt does: decode and convert every frame, then pick."""
-    with av.open(str(path)) as container:
-        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
-    return np.stack([frames[min(i, len(frames) - 1)] for i in indices])
+class Peer(Dataset):
+    """Reads ``ds``'s clips at ``ds``'s frame indices with another decoder."""
+
+    def __init__(self, ds: KineticsDataset, read: Callable[[Path, np.ndarray], np.ndarray]):
+        self.ds, self.read = ds, read
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        frames = self.read(self.ds.clip(i).path, self.ds.frame_indices(i))
+        return torch.as_tensor(frames)
 
 
-def decord_batch(path: Path, indices: np.ndarray) -> np.ndarray:
-    import decord
+def decord_reader(threads: int) -> Callable[[Path, np.ndarray], np.ndarray]:
+    def read(path: Path, indices: np.ndarray) -> np.ndarray:
+        import decord
 
-    return decord.VideoReader(str(path), ctx=decord.cpu(0)).get_batch(indices.tolist()).asnumpy()
+        reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=threads)
+        return reader.get_batch(indices.ravel().tolist()).asnumpy()
 
-
-def epoch_runner(ds: KineticsDataset, read: Callable[[int], object]) -> Callable[[int], None]:
-    def run(epoch: int) -> None:
-        ds.set_epoch(epoch)
-        for i in range(len(ds)):
-            read(i)
-
-    return run
+    return read
 
 
-def loader_runner(ds: KineticsDataset, workers: int) -> Callable[[int], None]:
-    from torch.utils.data import DataLoader
+def torchcodec_reader(threads: int) -> Callable[[Path, np.ndarray], np.ndarray]:
+    def read(path: Path, indices: np.ndarray) -> np.ndarray:
+        from torchcodec.decoders import VideoDecoder
 
-    # persistent workers: worker start-up is paid once, in the warm-up round
-    loader = DataLoader(ds, batch_size=4, num_workers=workers, persistent_workers=workers > 0)
+        decoder = VideoDecoder(str(path), dimension_order="NHWC", num_ffmpeg_threads=threads)
+        return decoder.get_frames_at(indices=indices.ravel().tolist()).data.numpy()
 
-    def run(epoch: int) -> None:
-        for _ in loader:
-            pass
-
-    return run
+    return read
 
 
-def bench(root: Path, label: str, rounds: int) -> None:
-    ds = KineticsDataset(root, "train", FRAMES, STRIDE, sampler="random", output="numpy")
-    ours = "kinetix KineticsDataset (pyav)"
-    runners = {
-        ours: epoch_runner(ds, lambda i: ds[i]),
-        "decord VideoReader.get_batch": epoch_runner(
-            ds, lambda i: decord_batch(ds.clip(i).path, ds.frame_indices(i))
-        ),
-        "naive PyAV decode-all": epoch_runner(
-            ds, lambda i: naive_pyav(ds.clip(i).path, ds.frame_indices(i))
-        ),
-    }
+def torchcodec_available() -> str | None:
     try:
-        for workers in (0, 2):
-            runners[f"DataLoader, {workers} workers"] = loader_runner(ds, workers)
-    except ImportError:
-        print("torch not installed: DataLoader rows skipped")
-    names = list(runners)
-    rates: dict[str, list[float]] = {name: [] for name in names}
+        from torchcodec.decoders import VideoDecoder  # noqa: F401
+    except Exception as exc:  # ImportError, or its FFmpeg libraries missing (RuntimeError)
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
+    return None
+
+
+def cpu_now() -> float:
+    """CPU seconds of this process and all its live children (the DataLoader's workers)."""
+    me = psutil.Process()
+    total = sum(me.cpu_times()[:2])
+    for child in me.children(recursive=True):
+        try:
+            total += sum(child.cpu_times()[:2])
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def bench(root: Path, label: str, rounds: int, workers: int) -> dict[str, list[tuple]]:
+    ds = KineticsDataset(root, "train", FRAMES, STRIDE, sampler="random", output="numpy")
+    peers: dict[str, Dataset] = {
+        "kinetix KineticsDataset (pyav)": ds,
+        "decord get_batch, threads 0 (default)": Peer(ds, decord_reader(0)),
+        "decord get_batch, threads 1": Peer(ds, decord_reader(1)),
+    }
+    missing = torchcodec_available()
+    if missing is None:
+        peers["torchcodec get_frames_at, threads 1 (default)"] = Peer(ds, torchcodec_reader(1))
+        peers["torchcodec get_frames_at, threads 0"] = Peer(ds, torchcodec_reader(0))
+    else:
+        print(f"torchcodec rows skipped: {missing}")
+    loaders = {
+        name: DataLoader(d, batch_size=4, num_workers=workers, persistent_workers=workers > 0)
+        for name, d in peers.items()
+    }
+    names = list(loaders)
+    got: dict[str, list[tuple]] = {name: [] for name in names}
     for r in range(rounds + 1):
-        # interleaved and rotated, so load from other processes hits every peer alike;
-        # round 0 warms the page cache, codec tables and workers and is not counted
         for name in names[r % len(names) :] + names[: r % len(names)]:
-            start = time.perf_counter()
-            runners[name](r)
+            c0, t0 = cpu_now(), time.perf_counter()
+            for _ in loaders[name]:
+                pass
+            wall, cpu = time.perf_counter() - t0, cpu_now() - c0
             if r:
-                rates[name].append(len(ds) / (time.perf_counter() - start))
-    median = {name: float(np.median(v)) for name, v in rates.items()}
-    print(f"\n{label}: {len(ds)} clips, median of {rounds} interleaved epochs, "
-          f"{FRAMES} frames stride {STRIDE}")  # fmt: skip
-    for name, rate in median.items():
-        print(f"  {name:34s} {rate:7.1f} clips/s   {median[ours] / rate:5.2f}x (kinetix / this)")
-    versus_decord = median[ours] / median["decord VideoReader.get_batch"]
-    print(f"  ratio kinetix/decord = {versus_decord:.2f} (target >= 1.0)")
+                got[name].append((wall, cpu))
+    print(f"\n{label}: {len(ds)} clips, DataLoader {workers} workers, {FRAMES} frames stride "
+          f"{STRIDE}, {rounds} interleaved rounds: median (min-max); load "
+          f"{os.getloadavg()[0]:.1f}")  # fmt: skip
+    ours = names[0]
+    for name in names:
+        walls = [w for w, _ in got[name]]
+        cpus = [c for _, c in got[name]]
+        rates = [len(ds) / w for w in walls]
+        wall_x = [w / o for (w, _), (o, _) in zip(got[name], got[ours])]
+        cpu_x = [c / o for (_, c), (_, o) in zip(got[name], got[ours])]
+        print(f"  {name:46s} {statistics.median(rates):6.1f} clips/s ({min(rates):.1f}-"
+              f"{max(rates):.1f})  cpu {statistics.median(cpus):5.1f} s  kinetix is "
+              f"{statistics.median(wall_x):.2f}x wall ({min(wall_x):.2f}-{max(wall_x):.2f}), "
+              f"{statistics.median(cpu_x):.2f}x cpu")  # fmt: skip
+    return got
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clips", type=int, default=8)
-    parser.add_argument("--rounds", type=int, default=5, help="timed epochs per peer")
+    parser.add_argument("--clips", type=int, default=200)
+    parser.add_argument("--sources", type=int, default=8, help="distinct encodes per GOP")
+    parser.add_argument("--rounds", type=int, default=3, help="timed epochs per peer (>= 3)")
+    parser.add_argument("--workers", type=int, default=2, help="DataLoader workers, every peer")
+    parser.add_argument("--gops", default="250,12", help="keyframe intervals to measure")
     parser.add_argument("--workdir", type=Path, help="keep the generated clips here")
     args = parser.parse_args()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="kinetix-bench-"))
-    for gop, label in ((250, "long GOP (250)"), (25, "short GOP (25)")):
-        root = build_root(work / f"gop{gop}", args.clips, gop)
-        bench(root, f"340x256 10 s 25 fps, {label}", args.rounds)
+    torch.set_num_threads(1)
+    for gop in (int(g) for g in args.gops.split(",")):
+        root = build_root(work / f"gop{gop}", args.clips, args.sources, gop)
+        bench(root, f"340x256 10 s 25 fps x264 medium, GOP {gop}", args.rounds, args.workers)
+    if args.workdir is None:
+        shutil.rmtree(work)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Sequence
+import os
+import sys
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol, Union
@@ -72,20 +74,37 @@ class VideoDecoder(Protocol):
     ) -> np.ndarray: ...
 
 
+def decode_threads() -> int:
+    """libavcodec threads for one decode: every core in the main process (0: libav picks),
+    an equal share inside a DataLoader worker, so ``num_workers`` decodes never fight over
+    the cores with frame threads (which also delay each frame by one per thread)."""
+    data = sys.modules.get("torch.utils.data")
+    info = data.get_worker_info() if data is not None else None
+    if info is None:
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, (cores or 1) // max(info.num_workers, 1))
+
+
 class PyAVDecoder:
     """Decodes in presentation order from (at most) one seek, converting only kept frames.
 
     For sparse sampling (16 frames, stride 4) this beats seeking per frame by up to 13x on
     long-GOP clips, since every seek decodes again from the previous keyframe. It seeks once,
     to the keyframe before the first wanted frame, when that frame is not the first; frames
-    are matched by timestamp, so edit lists (``trim=fast`` clips) are honoured.
+    are matched by timestamp, so edit lists (``trim=fast`` clips) are honoured. What it need
+    not decode, it does not: a packet whose frame is not wanted is sent with
+    ``skip_frame=NONREF``, so the decoder drops it if no other frame refers to it (B-frames,
+    exact by definition), and once every wanted frame's packet is in the decoder no further
+    packet is read (its delay is drained instead). ``threads`` None: ``decode_threads()``.
     """
 
     name = "pyav"
     honours_edit_lists = True
 
-    def __init__(self, thread_type: str = "AUTO"):
+    def __init__(self, thread_type: str = "AUTO", threads: int | None = None):
         self.thread_type = thread_type
+        self.threads = threads
 
     def probe(self, source: Source) -> VideoInfo:
         import av
@@ -135,7 +154,10 @@ class PyAVDecoder:
             if not container.streams.video:
                 return None
             stream = container.streams.video[0]
-            stream.thread_type = self.thread_type
+            threads = decode_threads() if self.threads is None else self.threads
+            if threads != 1:
+                stream.thread_type = self.thread_type
+            stream.codec_context.thread_count = threads
             width, height = size or (stream.codec_context.width, stream.codec_context.height)
             out = np.empty((sum(map(len, positions.values())), height, width, 3), dtype=np.uint8)
             fps = float(stream.average_rate or stream.guessed_rate or 0) or None
@@ -148,13 +170,10 @@ class PyAVDecoder:
             j, counter = 0, 0
             last: np.ndarray | None = None
             pending: list[int] = []  # wanted before the stream's first frame: get that frame
-            for frame in container.decode(stream):
+            number = None if fps is None else (lambda pts: round((pts - origin) * tb * fps))
+            for frame in _needed_frames(container, stream, wanted, number):
                 # the frame's number from its timestamp; streams without any are counted
-                i = (
-                    counter
-                    if frame.pts is None or fps is None
-                    else round((frame.pts - origin) * tb * fps)
-                )
+                i = counter if frame.pts is None or number is None else number(frame.pts)
                 counter += 1
                 if i < wanted[j]:
                     continue
@@ -186,6 +205,34 @@ class PyAVDecoder:
         for p in (*pending, *where):
             out[p] = frame
         pending.clear()
+
+
+def _needed_frames(
+    container: Any, stream: Any, wanted: np.ndarray, number: Callable[[int], int] | None
+) -> Iterator[Any]:
+    """Decoded frames of ``stream`` in presentation order, leaving out what ``wanted`` (sorted
+    frame numbers) does not need: unwanted non-reference frames are not decoded, and no packet
+    is read after the last wanted frame's (everything that frame refers to came before it
+    in decode order). Packets without timestamps are decoded as they come."""
+    ctx = stream.codec_context
+    keep = set(wanted.tolist())
+    unsent = set(keep)
+    skipping = False
+    for packet in container.demux(stream):
+        i = None if packet.pts is None or number is None else number(packet.pts)
+        skip = i is not None and i not in keep
+        if skip != skipping:
+            ctx.skip_frame = "NONREF" if skip else "DEFAULT"
+            skipping = skip
+        unsent.discard(i)  # type: ignore[arg-type]
+        if packet.size == 0:  # the demuxer's end-of-stream packet: a flush
+            break
+        yield from ctx.decode(packet)
+        if not unsent:
+            break
+    if skipping:
+        ctx.skip_frame = "DEFAULT"
+    yield from ctx.decode(None)  # drain: frames still in the decoder's reorder/thread delay
 
 
 class DecordDecoder:
@@ -230,14 +277,29 @@ class TorchCodecDecoder:
     name = "torchcodec"
     honours_edit_lists = True
 
-    def __init__(self) -> None:
-        self._decoders = _import("torchcodec.decoders", requirement="torchcodec")
+    def __init__(self, num_ffmpeg_threads: int | None = None) -> None:
+        self.num_ffmpeg_threads = num_ffmpeg_threads  # None: decode_threads()'s share
+        try:
+            self._decoders = _import("torchcodec.decoders", requirement="torchcodec")
+        except (OSError, RuntimeError) as exc:  # installed, but its native libraries do not load
+            error = MissingDependencyError("torchcodec", requirement="torchcodec")
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            error.args = (
+                f"torchcodec is installed but does not load ({first}): it needs FFmpeg's shared "
+                "libraries and a build for this torch (a CPU-only torch needs torchcodec's CPU "
+                "build, from PyTorch's own wheel index)",
+            )
+            raise error from exc
 
     def _open(self, source: Source) -> Any:
+        threads = self.num_ffmpeg_threads
+        if threads is None:
+            threads = decode_threads()
+        kwargs = {"dimension_order": "NHWC", "num_ffmpeg_threads": threads}
         if isinstance(source, (str, Path)):
-            return self._decoders.VideoDecoder(str(source), dimension_order="NHWC")
+            return self._decoders.VideoDecoder(str(source), **kwargs)
         data = _rewind(source).read()  # type: ignore[union-attr]
-        return self._decoders.VideoDecoder(data, dimension_order="NHWC")
+        return self._decoders.VideoDecoder(data, **kwargs)
 
     def probe(self, source: Source) -> VideoInfo:
         meta = self._open(source).metadata

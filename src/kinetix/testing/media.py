@@ -139,12 +139,13 @@ def make_video(path: str | os.PathLike[str], spec: VideoSpec | None = None) -> P
     if spec.pattern == "scene":
         _scene_still(spec, still)
         args = ["-framerate", str(spec.fps), "-loop", "1", "-i", file_arg(still)]
-        args += ["-vf", _scene_filters(spec), "-r", str(spec.fps)]
     else:
         args = ["-f", "lavfi", "-i", _video_source(spec)]
     if spec.audio:
         args += ["-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=44100:d={spec.duration}"]
     args += ["-map", "0:v"] + (["-map", "1:a", "-c:a", "aac", "-b:a", "64k"] if spec.audio else [])
+    if spec.pattern == "scene":
+        args += ["-vf", _scene_filters(spec), "-r", str(spec.fps)]
     args += ["-c:v", "libx264", "-preset", spec.preset, "-pix_fmt", "yuv420p"]
     if spec.bitrate:
         args += ["-b:v", spec.bitrate, "-maxrate", spec.bitrate, "-bufsize", spec.bitrate]
