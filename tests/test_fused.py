@@ -215,3 +215,14 @@ def test_interrupted_fused_run_resumes(tmp_path, mirror):
             assert min(row.width, row.height) == 32 and row.verify == "good"
     stage = partial_dir(root)
     assert not any((stage / "landed").glob("*")) and not any((stage / "landing").rglob("*.mp4"))
+
+
+def test_an_output_that_stops_early_marks_its_source_damaged():
+    from kinetix.process.landing import short_output
+
+    source = {"duration": 10.0, "fps": 25.0}
+    assert short_output(source, {"duration": 10.0, "fps": 5.0}) is None
+    assert short_output(source, {"duration": 9.96, "fps": 25.0}) is None  # a frame short: fine
+    assert "decode for 6.00 s of the 10.00 s" in short_output(source, {"duration": 6.0})
+    assert short_output(source, {"num_frames": 250, "fps": 25.0}) is None  # a frames folder
+    assert short_output(source, {"num_frames": 100, "fps": 25.0}) is not None

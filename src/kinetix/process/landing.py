@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -117,3 +118,25 @@ def landed_fields(update: ClipUpdate, origin: Path | None) -> dict[str, Any]:
     fields.update(origin=None if origin is None else str(origin), sha256=None)
     fields["state"] = ClipState.PRESENT.value
     return fields
+
+
+def short_output(source: Mapping[str, Any], output: Mapping[str, Any]) -> str | None:
+    """Why an output made from a checked source stops early (None: it covers the source).
+
+    The source's duration is its index's; the output's comes from its own check (decoded
+    first to last frame) or, for a frame folder, its frame count. An output more than 1.5
+    frames short means ffmpeg could not decode the source to its end: the source is damaged.
+    """
+    want = source.get("duration")
+    fps = output.get("fps") or source.get("fps")
+    if not want or not fps:
+        return None
+    got = output.get("duration")
+    if got is None and output.get("num_frames"):
+        got = output["num_frames"] / fps
+    if got is None or got >= want - 1.5 / fps - 0.05:
+        return None
+    return (
+        f"its frames decode for {got:.2f} s of the {want:.2f} s its index promises: the clip "
+        "is damaged towards its end"
+    )

@@ -35,8 +35,14 @@ RefetchFn = Callable[[Path, list[tuple[str, str, str]]], int]
 # --- one clip ---------------------------------------------------------------------------------
 
 
-def check_video(path: str | os.PathLike[str], level: VerifyLevel = VerifyLevel.QUICK) -> VideoInfo:
+def check_video(
+    path: str | os.PathLike[str], level: VerifyLevel = VerifyLevel.QUICK, *, tail: bool = True
+) -> VideoInfo:
     """Probe ``path`` and decode its first and last frame (every frame when ``deep``).
+
+    ``tail=False`` leaves out the quick check's decode of the last GOP (on a clip with one
+    keyframe, a decode of the whole clip): for a caller about to decode every frame anyway
+    and check what that decode made (fused processing).
 
     Every packet of every stream is read either way (cheap: no decoding), so a file cut
     short anywhere, even in its last audio packet, is ``truncated``. Returns what the clip
@@ -53,14 +59,16 @@ def check_video(path: str | os.PathLike[str], level: VerifyLevel = VerifyLevel.Q
         if seen.first is None:
             raise MediaError(name, "no frame decodes", code=ErrorCode.ZERO_FRAMES)
         first, last, count = seen.first, seen.last, seen.decoded
+        if level is VerifyLevel.QUICK and not tail:  # the index's duration, the packets' count
+            return replace(info, num_frames=seen.shown)
         if level is VerifyLevel.QUICK:
             # one GOP: from the last keyframe to the end, whatever the index claims
             container.seek(seen.last_key or 0, stream=stream, backward=True, any_frame=False)
-            tail = _read_packets(container, stream, decode_all=True, only=stream)
-            if tail.last is None:
+            tail_seen = _read_packets(container, stream, decode_all=True, only=stream)
+            if tail_seen.last is None:
                 reason = "no frame decodes after the last keyframe: the file was cut short"
                 raise MediaError(name, reason, code=ErrorCode.TRUNCATED)
-            last, count = tail.last, seen.shown
+            last, count = tail_seen.last, seen.shown
     assert last is not None
     step = 1 / info.fps if info.fps else 0.0
     decoded = last - first + step
@@ -202,6 +210,8 @@ def inspect_clip(
     span: float,
     start_offset: float = 0.0,
     config: VerifyConfig = VerifyConfig(),  # noqa: B008 - frozen, never mutated
+    *,
+    tail: bool = True,
 ) -> dict[str, Any]:
     """Check one clip file; the manifest fields saying what it is and ``verify`` good or bad.
 
@@ -214,7 +224,9 @@ def inspect_clip(
     def check() -> None:
         st = os.stat(path)
         fields.update(bytes=st.st_size, mtime=st.st_mtime)
-        info = check_video(path, config.level)
+        info = (
+            check_video(path, config.level) if tail else check_video(path, config.level, tail=False)
+        )
         fields.update(info.manifest_fields())
         check_span(str(path), info, span, start_offset, config)
 
