@@ -23,11 +23,13 @@ import os
 import tarfile
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlsplit
 
 from kinetix.catalog.catalog import Catalog
+from kinetix.catalog.downstream import get_downstream
 from kinetix.catalog.labels import LabelRegistry
 from kinetix.catalog.parse import read_annotations
 from kinetix.catalog.releases import (
@@ -205,15 +207,27 @@ def _split_of_member(name: str) -> str | None:
 
 def _extract_member(archive: Path, split: str, folder: Path) -> Path:
     """Copy the split's CSV out of a cached DeepMind archive; returns the extracted file."""
+    return _extract_matching(
+        archive,
+        folder,
+        lambda name: _split_of_member(name) == split,
+        f"one CSV for split {split!r}",
+    )
+
+
+def _extract_matching(
+    archive: Path, folder: Path, wanted: Callable[[str], bool], what: str
+) -> Path:
+    """Copy the one member ``wanted`` picks out of a cached archive, with its own sidecar."""
     record = read_sidecar(archive)
     assert record is not None  # _download or _is_intact just checked it
     try:
         with tarfile.open(archive, "r:*") as tar:
             names = [m for m in tar.getmembers() if m.isfile()]
-            found = [m for m in names if _split_of_member(m.name) == split]
+            found = [m for m in names if wanted(m.name)]
             if len(found) != 1:
                 raise ArchiveError(
-                    f"{archive}: expected one CSV for split {split!r}, found "
+                    f"{archive}: expected {what}, found "
                     f"{[m.name for m in found] or 'none'} among {[m.name for m in names][:10]}"
                 )
             member = found[0]
@@ -270,3 +284,44 @@ def load_catalog(
         path = fetch_annotations(rel.name, split, mirror=mirror, offline=offline, config=config)
     clips = read_annotations(path, release=rel.name, split=split)
     return Catalog(rel.name, split, clips, LabelRegistry.for_release(rel.name), path)
+
+
+def fetch_downstream(
+    release: str,
+    split: str,
+    *,
+    mirror: str | None = None,
+    offline: bool = False,
+    config: TransferConfig | None = None,
+) -> Path:
+    """The local path of one split's CSV of AVA-Kinetics or Countix.
+
+    The release's tarball (``700_2020/annotations/countix.tar.gz`` ...) is fetched from CVDF
+    or ``mirror`` into the cache once, with its sha256 sidecar; the split's member is
+    extracted beside it (``.../countix/countix_val.csv``) with a sidecar of its own.
+    """
+    rel = get_downstream(release)
+    member = rel.member(split)
+    url = join_url(mirror or CVDF_BASE, rel.archive)
+    archive = cache_path(url)
+    folder = archive.with_name(archive.name.split(".", 1)[0])
+    dest = folder / member
+    if _is_intact(dest):
+        logger.debug("using cached %s", dest)
+        return dest
+    if offline:
+        fetch = f"kinetix annotations fetch {rel.name} --split {split}"
+        if mirror:
+            fetch += f" --mirror {mirror}"
+        raise ConfigError(
+            f"--offline: no cached annotations for {rel.name} {split} in {folder}; "
+            f"run '{fetch}' while online, or pass an annotation file"
+        )
+    if not _is_intact(archive):
+        _download(url, archive, config or TransferConfig())
+    return _extract_matching(
+        archive,
+        folder,
+        lambda name: PurePosixPath(name).name == member,
+        f"one member named {member!r}",
+    )

@@ -131,8 +131,14 @@ def get_release(name: str) -> Release:
     try:
         return RELEASES[key]
     except KeyError:
+        hint = ""
+        if key.replace("_", "-") in ("ava-kinetics", "avakinetics", "countix"):
+            hint = (
+                f"; {name} is an annotation set on k700-2020 clips: "
+                f"'kinetix annotations stats {name} --split val' and see the README"
+            )
         raise ConfigError(
-            f"unknown release {name!r}; valid releases are {', '.join(RELEASES)}"
+            f"unknown release {name!r}; valid releases are {', '.join(RELEASES)}{hint}"
         ) from None
 
 

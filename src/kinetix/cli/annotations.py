@@ -5,9 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from kinetix.catalog.downstream import downstream_name
 from kinetix.cli.common import add_selection_flags, selection_from
 from kinetix.store.layout import LabelStyle
+
+if TYPE_CHECKING:
+    from kinetix.catalog.resolve import Resolution
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -47,11 +52,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_split(listing)
     _add_source_flags(listing)
     add_selection_flags(listing)
+    listing.add_argument(
+        "--unresolved",
+        action="store_true",
+        help="ava-kinetics/countix: only the rows that resolve to no K700-2020 clip",
+    )
     listing.set_defaults(func=run_list)
 
 
 def _add_release(p: argparse.ArgumentParser) -> None:
-    p.add_argument("release", help="k400, k600, k700, k700-2020")
+    p.add_argument(
+        "release",
+        help="k400, k600, k700, k700-2020, or an annotation set on k700-2020 "
+        "clips: ava-kinetics, countix",
+    )
 
 
 def _add_split(p: argparse.ArgumentParser) -> None:
@@ -70,12 +84,22 @@ def _add_source_flags(p: argparse.ArgumentParser, *, local_file: bool = True) ->
             metavar="PATH",
             help="read this annotation file (any supported format) instead of fetching",
         )
+        p.add_argument(
+            "--k700-file",
+            dest="base_file",
+            type=Path,
+            metavar="PATH",
+            help="ava-kinetics/countix: resolve against this K700-2020 annotation file "
+            "(CVDF's or DeepMind's) instead of fetching CVDF's",
+        )
 
 
 def run_fetch(args: argparse.Namespace) -> int:
     from kinetix.catalog.fetch import fetch_annotations, read_sidecar
     from kinetix.catalog.releases import get_release
 
+    if downstream_name(args.release):
+        return _fetch_downstream(args)
     release = get_release(args.release)
     for split in [args.split] if args.split else release.splits:
         path = fetch_annotations(release.name, split, mirror=args.mirror, offline=args.offline)
@@ -88,6 +112,8 @@ def run_fetch(args: argparse.Namespace) -> int:
 def run_stats(args: argparse.Namespace) -> int:
     from kinetix.catalog.fetch import load_catalog
 
+    if downstream_name(args.release):
+        return _stats_downstream(args)
     catalog = load_catalog(
         args.release, args.split, mirror=args.mirror, offline=args.offline, annotations=args.file
     )
@@ -128,10 +154,90 @@ def run_labels(args: argparse.Namespace) -> int:
 def run_list(args: argparse.Namespace) -> int:
     from kinetix.catalog.fetch import load_catalog
 
+    if downstream_name(args.release):
+        return _list_downstream(args)
     selection = selection_from(args)
     catalog = load_catalog(
         args.release, args.split, mirror=args.mirror, offline=args.offline, annotations=args.file
     )
     for clip in catalog.select(selection):
         print(clip.key if clip.label is None else f"{clip.key}\t{clip.label}")
+    return 0
+
+
+# --- AVA-Kinetics and Countix -----------------------------------------------------------------
+
+
+def _fetch_downstream(args: argparse.Namespace) -> int:
+    from kinetix.catalog.downstream import get_downstream
+    from kinetix.catalog.fetch import fetch_downstream, read_sidecar
+
+    release = get_downstream(args.release)
+    for split in [args.split] if args.split else release.splits:
+        path = fetch_downstream(release.name, split, mirror=args.mirror, offline=args.offline)
+        record = read_sidecar(path)
+        digest = record.sha256 if record else "?"
+        print(f"{release.name} {split}\t{path}\tsha256:{digest}")
+    return 0
+
+
+def _resolution(args: argparse.Namespace) -> Resolution:
+    from kinetix.catalog.resolve import load_resolution
+
+    return load_resolution(
+        args.release, args.split, mirror=args.mirror, offline=args.offline,
+        annotations=args.file, base_annotations=args.base_file,
+    )  # fmt: skip
+
+
+def _stats_downstream(args: argparse.Namespace) -> int:
+    from kinetix.catalog.resolve import REASONS
+
+    report = _resolution(args).summary()
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"{report['release']} {report['split']}: {report['file']}")
+    print(f"  resolved against {report['base']}: {report['base_file']}")
+    rows: list[tuple[str, object]] = [("rows", report["rows"])]
+    if report["keyframes"] is not None:
+        rows.append(("keyframes", report["keyframes"]))
+    rejected = ", ".join(f"{k} {v}" for k, v in report["rejected_reasons"].items())
+    rows.append(("rejected", f"{report['rejected']}" + (f" ({rejected})" if rejected else "")))
+    rows.append(("resolving", report["resolving"]))
+    for reason, count in report["not_resolving"].items():
+        rows.append((f"not resolving: {reason}", f"{count} ({REASONS[reason]})"))
+    if report["ambiguous"]:
+        rows.append(("in two clips", f"{report['ambiguous']} (the more central clip is used)"))
+    rows.append(("clips to fetch", report["clips_to_fetch"]))
+    rows.append(("estimated size", f"{report['estimated_bytes'] / 1e9:.2f} GB (CVDF average)"))
+    for name, value in rows:
+        print(f"  {name:26s} {value}")
+    for rejected_row in report["rejected_rows"]:
+        print(
+            f"  rejected {report['file']}:{rejected_row['line']}: {rejected_row['column']}: "
+            f"{rejected_row['message']}: {rejected_row['row']}"
+        )
+    return 0
+
+
+def _list_downstream(args: argparse.Namespace) -> int:
+    """One line per row: line, youtube id, time, the K700-2020 clip key (or -), status."""
+    from kinetix.catalog.downstream import AvaRow
+    from kinetix.catalog.resolve import RESOLVED
+
+    resolution = _resolution(args)
+    print("line\tyoutube_id\ttime\tk700_2020_clip\tstatus")
+    for row, clip, reason in zip(resolution.rows, resolution.clips, resolution.reasons):
+        if args.unresolved and reason == RESOLVED:
+            continue
+        if isinstance(row, AvaRow):
+            when = f"{row.timestamp:g}"
+        else:
+            when = f"{row.repetition_start:g}-{row.repetition_end:g}"
+        key = clip.key if clip is not None else "-"
+        print(f"{row.line}\t{row.youtube_id}\t{when}\t{key}\t{reason}")
+    if not args.unresolved:
+        for rejected in resolution.rejected:
+            print(f"{rejected.line}\t{rejected.text.split(',', 1)[0]}\t-\t-\t{rejected.reason}")
     return 0
