@@ -106,3 +106,32 @@ def slurm_cluster() -> None:
         if slurm_required():
             pytest.fail(f"KINETIX_TEST_SLURM=required but SLURM is not usable: {why}")
         pytest.skip(f"no SLURM here: {why}")
+
+
+# AVA-Kinetics and Countix: K700-2020 val and test, with the clips of two rows of each set
+# per split in the shards (and the usual one missing clip each).
+DOWNSTREAM_SPEC = MirrorSpec(
+    releases={"k700-2020": ("val", "test")},
+    classes=1,
+    clips_per_class=2,
+    missing=1,
+    downstream_clips=2,
+    video=DEFAULT_VIDEO,
+)
+
+
+@pytest.fixture(scope="session")
+def downstream_mirror(tmp_path_factory: pytest.TempPathFactory) -> MirrorIndex:
+    """A mirror whose K700-2020 val/test shards hold clips AVA-Kinetics and Countix rows need."""
+    return build_mirror(tmp_path_factory.mktemp("downstream-mirror"), DOWNSTREAM_SPEC)
+
+
+@pytest.fixture
+def downstream_server(downstream_mirror: MirrorIndex) -> Iterator[MirrorServer]:
+    from kinetix.testing.server import MirrorServer
+
+    server = MirrorServer(downstream_mirror.root).start()
+    try:
+        yield server
+    finally:
+        server.stop()

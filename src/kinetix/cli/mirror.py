@@ -101,6 +101,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="S",
         help="seconds per clip (default: the annotation's span)",
     )
+    b.add_argument(
+        "--downstream-clips",
+        type=int,
+        metavar="N",
+        help="with k700-2020: put the clips of N AVA-Kinetics and N Countix rows per split "
+        "in its shards (their tarballs are always written; default 0)",
+    )
     b.add_argument("--seed", type=int, help="picks other clips (default 0)")
     b.add_argument("--workers", type=int, help="parallel ffmpeg/tar jobs (default 2)")
     b.add_argument(
@@ -175,6 +182,7 @@ _SPEC_FLAGS = {
     "source_max_end": "source_max_end",
     "clip_duration": "clip_duration",
     "seed": "seed",
+    "downstream_clips": "downstream_clips",
     "workers": "workers",
     "data": "data_dir",
 }
@@ -199,6 +207,9 @@ def run_build(args: argparse.Namespace) -> int:
         where = f"{count} shard{'s' * (count != 1)}" if split.path_list else split.annotations
         note = f" ({', '.join(extra)})" if extra else ""
         print(f"  {name}: {len(split.clips)} clips in {where}{note}")
+    for name, info in index.downstream.items():
+        generated = f" (generated: {', '.join(info['generated'])})" if info["generated"] else ""
+        print(f"  {name}: {info['archive']}{generated}")
     size = sum(f.size for f in index.files.values())
     print(f"  {len(index.files)} files, {size / 1e6:.1f} MB; index: {index.root / 'mirror.json'}")
     print(f"serve it with: kinetix mirror serve {index.root}")

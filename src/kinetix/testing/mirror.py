@@ -20,9 +20,16 @@ from pathlib import Path
 from typing import Any
 
 from kinetix.catalog.clip import Clip
+from kinetix.catalog.downstream import DOWNSTREAM
 from kinetix.catalog.releases import CVDF_BASE, check_split, get_release, join_url
 from kinetix.errors import ConfigError
 from kinetix.process.ffmpeg import run_ffmpeg
+from kinetix.testing.downstream import (
+    DownstreamFile,
+    downstream_files,
+    forced_clips,
+    write_tarball,
+)
 from kinetix.testing.media import VideoSpec, make_video
 from kinetix.testing.rows import (
     ROW_SOURCES,
@@ -68,8 +75,11 @@ class MirrorSpec:
     to that many full-length ``youtube/{id}.mp4`` per release/split (clips ending by
     ``source_max_end`` preferred), ``source_padding`` seconds longer than the clip's end.
     ``video`` sets fps, size, pattern and bitrate; a clip lasts its annotation's span unless
-    ``clip_duration`` is set. ``data_dir`` is the real metadata folder (default:
-    ``$KINETIX_SHARED_DATA``, ``../shared/data/kinetics``, else the packaged excerpts).
+    ``clip_duration`` is set. With K700-2020 in the spec the AVA-Kinetics and Countix tarballs
+    are written too (``kinetix.testing.downstream``), and ``downstream_clips`` rows of each
+    that resolve against a hosted K700-2020 split have their clips in its shards.
+    ``data_dir`` is the real metadata folder (default: ``$KINETIX_SHARED_DATA``,
+    ``../shared/data/kinetics``, else the packaged excerpts).
     """
 
     releases: Mapping[str, Sequence[str]] = field(default_factory=lambda: {"k400": ("val",)})
@@ -90,6 +100,9 @@ class MirrorSpec:
     seed: int = 0
     workers: int = 2
     data_dir: Path | None = None
+    # Rows of AVA-Kinetics and of Countix per hosted K700-2020 split whose clips go into the
+    # shards (their tarballs are written whenever K700-2020 is in the spec).
+    downstream_clips: int = 0
 
     def __post_init__(self) -> None:
         releases: dict[str, tuple[str, ...]] = {}
@@ -117,7 +130,7 @@ class MirrorSpec:
         for flag in ("classes", "clips_per_class", "shard_size", "workers"):
             if getattr(self, flag) < 1:
                 raise ConfigError(f"{flag} must be >= 1, got {getattr(self, flag)}")
-        for flag in ("corrupted", "missing", "source_videos"):
+        for flag in ("corrupted", "missing", "source_videos", "downstream_clips"):
             if getattr(self, flag) < 0:
                 raise ConfigError(f"{flag} must be >= 0, got {getattr(self, flag)}")
         if self.clip_duration is not None and self.clip_duration <= 0:
@@ -281,6 +294,9 @@ class MirrorIndex:
     splits: dict[str, MirrorSplit]  # "k400/val" -> split
     replacement: dict[str, str] = field(default_factory=dict)  # "k400" -> replacement tgz path
     deepmind: dict[str, str] = field(default_factory=dict)  # "k700" -> DeepMind archive path
+    # "countix" -> {"archive", "members": {split: member}, "generated": [splits],
+    #               "clips": {k700-2020 split: [keys of clips put in the shards for it]}}
+    downstream: dict[str, Any] = field(default_factory=dict)
     source_videos: dict[str, SourceVideo] = field(default_factory=dict)  # youtube id -> video
     files: dict[str, MirrorFile] = field(default_factory=dict)  # every file written
     spec: dict[str, Any] = field(default_factory=dict)
@@ -321,6 +337,7 @@ class MirrorIndex:
             "splits": {k: s.to_json() for k, s in self.splits.items()},
             "replacement": self.replacement,
             "deepmind": self.deepmind,
+            "downstream": self.downstream,
             "source_videos": {k: asdict(v) for k, v in self.source_videos.items()},
             "files": {k: asdict(v) for k, v in self.files.items()},
         }
@@ -350,6 +367,7 @@ class MirrorIndex:
             splits={k: MirrorSplit.from_json(v) for k, v in data["splits"].items()},
             replacement=data["replacement"],
             deepmind=data["deepmind"],
+            downstream=data.get("downstream", {}),
             source_videos={
                 k: SourceVideo(**{**v, "clips": tuple(v["clips"])})
                 for k, v in data["source_videos"].items()
@@ -394,7 +412,9 @@ def _rank(seed: int, *parts: str) -> str:
     return hashlib.sha1(":".join((str(seed), *parts)).encode()).hexdigest()
 
 
-def _select(release: str, split: str, spec: MirrorSpec, data_dir: Path | None) -> _Selection:
+def _select(
+    release: str, split: str, spec: MirrorSpec, data_dir: Path | None, forced: Sequence[str] = ()
+) -> _Selection:
     table = read_rows(release, split, data_dir)
     short = spec.source_max_end if spec.wants_sources(release) else None
     hosted = get_release(release).cvdf_dir is not None
@@ -424,6 +444,12 @@ def _select(release: str, split: str, spec: MirrorSpec, data_dir: Path | None) -
         count = spec.classes * spec.clips_per_class
         present = ranked_all[:count]
         missing = ranked_all[count : count + missing_count]
+    if forced:  # clips AVA-Kinetics/Countix rows resolve to: always in a shard
+        wanted = set(forced)
+        have = {r.clip.key for r in present}
+        by_key = {r.clip.key: r for r in table.rows}
+        present += [by_key[k] for k in forced if k in by_key and k not in have]
+        missing = [r for r in missing if r.clip.key not in wanted]
     if len(missing) < missing_count:
         log.warning("%s %s: only %d clips could be left missing", release, split, len(missing))
     selection = _Selection(release, split, table, present, missing)
@@ -702,8 +728,9 @@ def build_mirror(root: str | os.PathLike[str], spec: MirrorSpec | None = None) -
     root = Path(root).resolve()
     started = time.perf_counter()
     data_dir = spec.data_dir if spec.data_dir is not None else find_shared_data()
+    downstream = _plan_downstream(spec, data_dir)
     selections = [
-        _select(release, split, spec, data_dir)
+        _select(release, split, spec, data_dir, _forced_keys(downstream, release, split))
         for release, splits in spec.releases.items()
         for split in splits
     ]
@@ -749,6 +776,7 @@ def build_mirror(root: str | os.PathLike[str], spec: MirrorSpec | None = None) -
         relpath = f"deepmind/{get_release(release).deepmind_archive}"
         _write_deepmind(root / relpath, release, rows)
         index.deepmind[release] = relpath
+    _write_downstream(root, downstream, index)
     (root / README_NAME).write_text(_README)
     index.files = {
         path.relative_to(root).as_posix(): MirrorFile(path.stat().st_size, _sha256(path))
@@ -823,3 +851,51 @@ def _path_list_order(paths: list[str]) -> list[str]:
         return (head, int(number), "") if number.isdigit() else (stem, -1, stem)
 
     return sorted(paths, key=key)
+
+
+def _plan_downstream(
+    spec: MirrorSpec, data_dir: Path | None
+) -> tuple[list[DownstreamFile], dict[str, dict[str, list[str]]]]:
+    """The tarball members and, per hosted K700-2020 split and set, the clips put in shards."""
+    if "k700-2020" not in spec.releases:
+        return [], {}
+    if data_dir is None:
+        log.warning("no real metadata folder: the mirror has no AVA-Kinetics/Countix tarballs")
+        return [], {}
+    rows = {s: [r.clip for r in read_rows("k700-2020", s, data_dir).rows] for s in ("val", "test")}
+    files = downstream_files(data_dir, rows, spec.seed)
+    forced = {
+        split: forced_clips(files, split, rows[split], spec.downstream_clips, spec.seed)
+        for split in spec.releases["k700-2020"]
+        if split in rows
+    }
+    return files, forced
+
+
+def _forced_keys(
+    plan: tuple[list[DownstreamFile], dict[str, dict[str, list[str]]]], release: str, split: str
+) -> list[str]:
+    if release != "k700-2020":
+        return []
+    per_set = plan[1].get(split, {})
+    return list(dict.fromkeys(k for keys in per_set.values() for k in keys))
+
+
+def _write_downstream(
+    root: Path,
+    plan: tuple[list[DownstreamFile], dict[str, dict[str, list[str]]]],
+    index: MirrorIndex,
+) -> None:
+    files, forced = plan
+    for name, release in DOWNSTREAM.items():
+        members = [f for f in files if f.release == name]
+        if not members:
+            continue
+        folder = members[0].member.split("/", 1)[0]
+        write_tarball(root / release.archive, folder, members)
+        index.downstream[name] = {
+            "archive": release.archive,
+            "members": {f.split: f.member for f in members},
+            "generated": [f.split for f in members if f.generated],
+            "clips": {split: per_set.get(name, []) for split, per_set in forced.items()},
+        }
