@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import sqlite3
+import time
+from collections import Counter
 from pathlib import Path
 
+import pytest
+
+import kinetix.catalog.fetch
 from kinetix.catalog.clip import Clip
+from kinetix.config import DownloadConfig
+from kinetix.download import download
+from kinetix.store import presence
 from kinetix.store.layout import manifest_path
 from kinetix.store.manifest import ClipUpdate, Manifest
+from kinetix.store.presence import mark_vanished
 from kinetix.store.status import root_status
 
 OLD_SCHEMA = Path(__file__).parent / "data" / "manifest_schema_v1.sql"
@@ -92,3 +103,142 @@ def test_root_of_the_previous_schema_opens(tmp_path) -> None:
         assert m.clip_counts() == m.clip_counts(recount=True)
     after = root_status(root)
     assert (after.splits[0].present, after.splits[0].bytes) == (5, 15)
+
+
+# --- reruns: cost in folders, not clips -----------------------------------------------------
+
+
+def _present_root(root: Path, folders: int = 3, per_folder: int = 8) -> list[str]:
+    """A root of present rows with one file each, ``per_folder`` clips in each class folder."""
+    labels = ["abseiling", "air drumming", "zumba", "yoga"][:folders]
+    clips = [
+        Clip("k400", "train", f"v{f}{i:09d}", 0, 10, label)
+        for f, label in enumerate(labels)
+        for i in range(per_folder)
+    ]
+    with Manifest(manifest_path(root)) as m:
+        m.add_clips(clips)
+        m.apply(
+            ClipUpdate("k400", "train", c.key, {"state": "present", "path": rel, "source": "cvdf"})
+            for c in clips
+            for rel in [f"train/{c.label}/{c.key}.mp4"]
+        )
+    for c in clips:
+        (root / "train" / str(c.label)).mkdir(parents=True, exist_ok=True)
+        (root / "train" / str(c.label) / f"{c.key}.mp4").write_bytes(b"x")
+    return [c.key for c in clips]
+
+
+def _age(root: Path) -> None:
+    """Backdate every folder, as if written long before this check (no racy mtimes)."""
+    old = time.time() - 3600
+    for folder in [root, *[p for p in root.rglob("*") if p.is_dir()]]:
+        os.utime(folder, (old, old))
+
+
+def _count_listings(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    calls: Counter[str] = Counter()
+    real_names, real_mtime = presence._names, presence._mtime
+
+    def names(folder: str) -> set[str]:
+        calls["scandir"] += 1
+        return real_names(folder)
+
+    def mtime(folder: str) -> int | None:
+        calls["stat"] += 1
+        return real_mtime(folder)
+
+    monkeypatch.setattr(presence, "_names", names)
+    monkeypatch.setattr(presence, "_mtime", mtime)
+    return calls
+
+
+def test_vanished_clips_are_found_by_listing_only_changed_folders(tmp_path, monkeypatch) -> None:
+    root = tmp_path / "root"
+    keys = _present_root(root)
+    _age(root)
+    calls = _count_listings(monkeypatch)
+    with Manifest(manifest_path(root)) as m:
+        assert mark_vanished(m, "k400", "train") == []  # no record yet: every folder listed once
+        assert calls == {"stat": 3, "scandir": 3}
+        calls.clear()
+        assert mark_vanished(m, "k400", "train") == []  # nothing changed: a stat per folder
+        assert calls == {"stat": 3}
+        victims = [k for k in keys if k.startswith(("v0", "v2"))][::2][:5]
+        victims += [k for k in keys if k.startswith("v2")][-5:]
+        for row in m.clips(keys=victims):
+            (root / row.path).unlink()
+        calls.clear()
+        assert sorted(mark_vanished(m, "k400", "train")) == sorted(set(victims))
+        assert calls == {"stat": 3, "scandir": 2}  # abseiling and zumba, not air drumming
+        assert {r.key for r in m.clips(states=["missing"])} == set(victims)
+        assert m.clip_counts() == m.clip_counts(recount=True)
+        calls.clear()
+        # changed within RACY_NS of their listing: listed once more, then trusted
+        assert mark_vanished(m, "k400", "train") == []
+        assert calls == {"stat": 3, "scandir": 2}
+
+
+def test_rows_changed_behind_unchanged_folders_are_checked_again(tmp_path, monkeypatch) -> None:
+    """A present row added without a folder change (e.g. verify --fix) is not trusted blindly."""
+    root = tmp_path / "root"
+    keys = _present_root(root)
+    _age(root)
+    with Manifest(manifest_path(root)) as m:
+        assert mark_vanished(m, "k400", "train") == []
+        m.add_clips([Clip("k400", "train", "ghost000000", 0, 10, "abseiling")])
+        ghost = "ghost000000_000000_000010"
+        m.update("k400", "train", ghost, state="present", path=f"train/abseiling/{ghost}.mp4")
+        assert mark_vanished(m, "k400", "train") == [ghost]
+        # a whole folder gone
+        shutil.rmtree(root / "train" / "zumba")
+        assert sorted(mark_vanished(m, "k400", "train")) == [k for k in keys if k[1] == "2"]
+
+
+def test_a_finished_rerun_reads_no_catalog_and_fetches_nothing(
+    tmp_path, mirror_server, monkeypatch
+) -> None:
+    cfg = DownloadConfig(
+        root=tmp_path / "root", release="k700-2020", split="val", mirror=mirror_server.url,
+        progress=False,
+    )  # fmt: skip
+    first = download(cfg)
+    assert first.ok and first.placed
+    _age(cfg.root)
+    before = mirror_server.stats
+    calls = _count_listings(monkeypatch)
+
+    def no_catalog(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a finished rerun read the catalog")
+
+    monkeypatch.setattr(kinetix.catalog.fetch, "read_catalog", no_catalog)
+    for _ in range(2):  # the first rerun lists each folder once (placing changed them)
+        again = download(cfg)
+        assert again.ok and again.planned == 0 and not again.placed
+        assert again.selected == first.selected
+        assert again.already_present == sum(first.placed.values())
+        assert again.failed == first.failed
+    folders = {p.parent for p in cfg.root.rglob("*.mp4")}
+    assert calls["scandir"] <= len(folders) and calls["stat"] == 2 * len(folders)
+    assert mirror_server.stats.total_requests == before.total_requests
+
+
+def test_a_rerun_after_ten_clips_vanished_fetches_exactly_those(tmp_path, mirror_server) -> None:
+    cfg = DownloadConfig(
+        root=tmp_path / "root", release="k400", split="val", mirror=mirror_server.url,
+        progress=False,
+    )  # fmt: skip
+    assert download(cfg).ok
+    download(cfg)  # records the folder listings
+    clips = sorted(cfg.root.rglob("*.mp4"))
+    victims = clips[:: max(len(clips) // 10, 1)][:10]
+    assert len(victims) == 10 and len({v.parent for v in victims}) > 1
+    for victim in victims:
+        victim.unlink()
+    report = download(cfg)
+    assert report.ok and sorted(report.placed_keys) == sorted(v.stem for v in victims)
+    assert report.already_present == len(clips) - 10
+    assert all(v.is_file() for v in victims)
+    assert not download(cfg).placed
+    with Manifest(manifest_path(cfg.root), readonly=True) as m:
+        assert m.clip_counts() == m.clip_counts(recount=True)

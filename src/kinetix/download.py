@@ -7,15 +7,17 @@ missing (``--source youtube|auto``) -> each result applied to the manifest by th
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shutil
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence, Set
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import partial
+from operator import attrgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -52,6 +54,7 @@ from kinetix.store.layout import (
 from kinetix.store.leftovers import writing
 from kinetix.store.lock import RootLock
 from kinetix.store.manifest import ClipState, ClipUpdate, Manifest, manifest_absent
+from kinetix.store.presence import mark_vanished
 
 if TYPE_CHECKING:
     from kinetix.process.landing import LandingSpec
@@ -68,6 +71,10 @@ _REFUSED = frozenset(
         ErrorCode.DUPLICATE_MEMBER,
     )
 )
+# meta key of what a split's rows were registered from (see finished_rerun)
+_REGISTERED = "registered:{}/{}"
+# Every state but present: what a rerun reads row by row.
+NOT_PRESENT = tuple(s.value for s in ClipState if s is not ClipState.PRESENT)
 # A replacement set that is not on the mirror at all.
 _ABSENT = frozenset({ErrorCode.HTTP_404.value, ErrorCode.NOT_AN_ARCHIVE.value})
 
@@ -156,26 +163,48 @@ def download(
         writing(config.root, manifest),  # a killed run's temps and spent .part files go first
     ):
         check_meta(manifest, config)
-        from kinetix.catalog.fetch import load_catalog
+        from kinetix.catalog.fetch import fetch_annotations, read_catalog
 
-        catalog = load_catalog(
-            release.name,
-            split,
-            mirror=config.mirror,
-            offline=config.offline,
-            annotations=config.annotations,
+        annotations = config.annotations or fetch_annotations(
+            release.name, split, mirror=config.mirror, offline=config.offline,
             config=config.transfer,
-        )
+        )  # fmt: skip
+        registered = registration(Path(annotations), config.selection)
+        if finished_rerun(config, release, manifest, registered, report):
+            report.seconds = time.monotonic() - started
+            return report
+        catalog = read_catalog(release.name, split, annotations)
         selected = catalog.select(config.selection)
         labels = list(catalog.registry.names)
-        manifest.add_clips(selected, {name: i for i, name in enumerate(labels)})
+        catalog_size = len(catalog.clips)
         keys = {c.key for c in selected}
+        # set-based: a rerun registers only the clips the manifest does not know yet
+        unknown = manifest.unknown_keys(release.name, split, keys)
+        if unknown:
+            new = selected if len(unknown) == len(keys) else [
+                c for c in selected if c.key in unknown
+            ]  # fmt: skip
+            manifest.add_clips(new, {name: i for i, name in enumerate(labels)})
+            del new
+        del catalog, selected, unknown  # ~650k Clip tuples: only their keys are needed now
         report.selected = len(keys)
-        rows = [r for r in work_rows(manifest, release.name, split) if r.key in keys]
-        if forget_vanished(manifest, release.name, rows):
-            rows = [r for r in work_rows(manifest, release.name, split) if r.key in keys]
-        report.already_present = sum(r.state == ClipState.PRESENT.value for r in rows)
+        split_rows = manifest.split_size(release.name, split)
+        # the selection is every row of the split: a later rerun with nothing to do may skip
+        # the catalog (see finished_rerun)
+        manifest.set_meta(
+            _REGISTERED.format(release.name, split),
+            json.dumps({"from": registered, "rows": split_rows, "catalog": catalog_size})
+            if split_rows == len(keys)
+            else "null",
+        )
+        forget_vanished(manifest, release.name, split)
+        if split_rows == len(keys):
+            report.already_present = manifest.split_size(release.name, split, ClipState.PRESENT)
+        else:
+            present = manifest.keys_in_state(release.name, split, ClipState.PRESENT)
+            report.already_present = sum(map(keys.__contains__, present))
         retry = config.retry_failed
+        rows = selected_rows(manifest, release.name, split, keys, NOT_PRESENT)
         todo = [r for r in rows if needs_work(r, retry)]
         report.planned = len(todo)
         pending = replacement_pending(manifest, release, split)
@@ -185,25 +214,72 @@ def download(
             and release.cvdf_dir
         ):
             run_cvdf(
-                config, release, manifest, todo, labels, keys, len(catalog.clips), report, emit,
+                config, release, manifest, todo, labels, keys, catalog_size, report, emit,
                 stop=stop,
             )  # fmt: skip
         if config.source in (SourceKind.YOUTUBE, SourceKind.AUTO):
-            rows = [r for r in work_rows(manifest, release.name, split) if r.key in keys]
+            rows = selected_rows(manifest, release.name, split, keys, NOT_PRESENT)
             auto = config.source is SourceKind.AUTO
             yt = [r for r in rows if needs_work(r, retry, cvdf_gaps=auto)]
             if yt and not report.fatal:
                 run_youtube(config, manifest, yt, report, emit, stop=stop)
         report.failed = Counter(
             r.error_code or "unknown"
-            for r in work_rows(manifest, release.name, split)
-            if r.key in keys and r.state == ClipState.FAILED.value
+            for r in selected_rows(manifest, release.name, split, keys, [ClipState.FAILED.value])
         )
     report.seconds = time.monotonic() - started
     return report
 
 
 # --- planning -------------------------------------------------------------------------------
+
+
+def registration(annotations: Path, selection: Selection) -> str:
+    """What a split's rows were registered from: the annotation file (as ``make`` sees it)
+    and the selection."""
+    st = annotations.stat()
+    chosen = hashlib.sha256(repr(selection).encode()).hexdigest()[:32]
+    return json.dumps([str(annotations.resolve()), st.st_size, st.st_mtime_ns, st.st_ino, chosen])
+
+
+def finished_rerun(
+    config: DownloadConfig,
+    release: Release,
+    manifest: Manifest,
+    registered: str,
+    report: DownloadReport,
+) -> bool:
+    """A rerun of the selection last registered, from the same file, with nothing to do.
+
+    Then the catalog is not read at all (650k rows parsed, keyed and compared for nothing):
+    the split's rows are the selection, its counts come from the counters, and only the rows
+    not present are read. Fills ``report`` and returns True; False means "do the full run".
+    """
+    meta = manifest.get_meta(_REGISTERED.format(release.name, config.split))
+    recorded = json.loads(meta) if meta else None
+    split = config.split
+    if not recorded or recorded["from"] != registered:
+        return False
+    if recorded["rows"] != manifest.split_size(release.name, split):
+        return False
+    if forget_vanished(manifest, release.name, split):
+        return False
+    rows = work_rows(manifest, release.name, split, NOT_PRESENT)
+    retry, auto = config.retry_failed, config.source is SourceKind.AUTO
+    cvdf = config.source in (SourceKind.CVDF, SourceKind.AUTO) and release.cvdf_dir
+    if cvdf and (replacement_pending(manifest, release, split) or any(
+        needs_work(r, retry) for r in rows
+    )):  # fmt: skip
+        return False
+    youtube = config.source in (SourceKind.YOUTUBE, SourceKind.AUTO)
+    if youtube and any(needs_work(r, retry, cvdf_gaps=auto) for r in rows):
+        return False
+    report.selected = recorded["rows"]
+    report.already_present = manifest.split_size(release.name, split, ClipState.PRESENT)
+    report.failed = Counter(
+        r.error_code or "unknown" for r in rows if r.state == ClipState.FAILED.value
+    )
+    return True
 
 
 def archives_dir(root: Path) -> Path:
@@ -286,14 +362,36 @@ def landing_spec(config: DownloadConfig) -> LandingSpec | None:
     )  # fmt: skip
 
 
-def work_rows(manifest: Manifest, release: str, split: str) -> list[WorkRow]:
+def work_rows(
+    manifest: Manifest, release: str, split: str, states: Iterable[str] | None = None
+) -> list[WorkRow]:
+    """The rows of ``release/split`` (only those in ``states`` when given), by key."""
+    where = "release=? AND split=?"
+    args: list[str] = [release, split]
+    if states is not None:
+        states = list(states)
+        where += f" AND state IN ({','.join('?' * len(states))})"
+        args += states
+    # With a state filter, ordering in SQL would walk the key index through every row of the
+    # split; the clips_state index finds the few rows a rerun has and Python sorts them.
+    order = "" if states is not None else " ORDER BY key"
     cur = manifest.execute(
         "SELECT release, split, key, youtube_id, time_start, time_end, label, state, "
-        "error_code, source, path FROM clips "
-        "WHERE release=? AND split=? ORDER BY key",
-        (release, split),
+        f"error_code, source, path FROM clips WHERE {where}{order}",
+        args,
     )
-    return [WorkRow(*r) for r in cur]
+    cur.row_factory = None  # type: ignore[assignment]  # tuples, not sqlite3.Row
+    rows = [WorkRow(*r) for r in cur]
+    if order:
+        return rows
+    return sorted(rows, key=attrgetter("key"))
+
+
+def selected_rows(
+    manifest: Manifest, release: str, split: str, keys: Set[str], states: Iterable[str]
+) -> list[WorkRow]:
+    """The selected rows (``keys``) in ``states``: a rerun reads the few not present, not all."""
+    return [r for r in work_rows(manifest, release, split, states) if r.key in keys]
 
 
 def needs_work(row: WorkRow, retry: tuple[str, ...] | None, *, cvdf_gaps: bool = False) -> bool:
@@ -314,19 +412,16 @@ def needs_work(row: WorkRow, retry: tuple[str, ...] | None, *, cvdf_gaps: bool =
     return not retry or row.error_code in retry
 
 
-def forget_vanished(manifest: Manifest, release: str, rows: Sequence[WorkRow]) -> int:
-    """Present rows whose file is gone are missing again (someone deleted or moved it)."""
-    root = manifest.path.parent.parent
-    gone = [
-        ClipUpdate(release, r.split, r.key, {"state": ClipState.MISSING.value, "verify": None})
-        for r in rows
-        if r.state == ClipState.PRESENT.value and r.path and not (root / r.path).exists()
-    ]
+def forget_vanished(manifest: Manifest, release: str, split: str) -> int:
+    """Present rows whose file is gone are missing again (someone deleted or moved it).
+
+    Checked per folder, not per clip (see ``store/presence.py``).
+    """
+    gone = mark_vanished(manifest, release, split)
     if gone:
         log.warning(
             "%d clips recorded as present are gone from disk; fetching them again", len(gone)
         )
-        manifest.apply(gone)
     return len(gone)
 
 
@@ -393,9 +488,8 @@ def run_cvdf(
             config, release, replacement, manifest, plan, todo, selected, report, emit, stop
         )
     done = {s["url"] for s in manifest.shards(release=release.name) if s["state"] == "done"}
-    present = {
-        r.key for r in work_rows(manifest, release.name, config.split) if r.state == "present"
-    }
+    absent = {r.key for r in work_rows(manifest, release.name, config.split, NOT_PRESENT)}
+    present = {key for key in plan.candidates if key not in absent}
     # a clip whose copy failed the inline check was found: it keeps that reason
     gaps = unplaced(plan, present | report.held_keys, done)
     if gaps:

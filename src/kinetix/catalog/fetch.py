@@ -282,8 +282,14 @@ def load_catalog(
         path = Path(annotations)
     else:
         path = fetch_annotations(rel.name, split, mirror=mirror, offline=offline, config=config)
-    clips = read_annotations(path, release=rel.name, split=split)
-    return Catalog(rel.name, split, clips, LabelRegistry.for_release(rel.name), path)
+    return read_catalog(rel.name, split, path)
+
+
+def read_catalog(release: str, split: str, path: Path | str) -> Catalog:
+    """The catalog of one split read from a local annotation file of any supported format."""
+    path = Path(path)
+    clips = read_annotations(path, release=release, split=split)
+    return Catalog(release, split, clips, LabelRegistry.for_release(release), path)
 
 
 def fetch_downstream(

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Set, Sized
 from dataclasses import dataclass, field
 from enum import Enum
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +120,9 @@ _COUNT_TRIGGERS = (
         INSERT INTO clip_counts VALUES ({_count_values("NEW")}, 1, coalesce(NEW.bytes, 0))
         ON CONFLICT DO UPDATE SET clips=clips+1, bytes=bytes+excluded.bytes; END""",
 )
+
+# add_clips batches at least this big insert with the counters' trigger set aside (see there)
+BULK_ROWS = 5000
 
 # The identity columns every row has (types as exported); CLIP_COLUMNS are the rest.
 ID_COLUMNS: dict[str, str] = {
@@ -346,9 +350,12 @@ class Manifest:
     def add_clips(self, clips: Iterable[Clip], label_index: Mapping[str, int] | None = None) -> int:
         """Register annotated clips (state ``missing``); rows already known are kept as they are.
 
-        Returns how many rows were new.
+        Returns how many rows were new. A big batch is inserted with the counters' insert
+        trigger set aside and its counts added in one aggregate (a trigger per row costs more
+        than the row), all in one transaction, so no reader sees counts that disagree.
         """
         now = time.time()
+        size = len(clips) if isinstance(clips, Sized) else BULK_ROWS
         rows = (
             (
                 c.release, c.split, c.key, c.youtube_id, c.time_start, c.time_end, c.label,
@@ -357,15 +364,127 @@ class Manifest:
             )
             for c in clips
         )  # fmt: skip
-        with self._db:
+        insert = (
+            "INSERT OR IGNORE INTO clips (release, split, key, youtube_id, time_start, "
+            "time_end, label, label_index, is_cc, created_at, updated_at) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+        )
+        bulk = size >= BULK_ROWS and self._has_table("clip_counts")
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            if bulk:
+                (last,) = self._db.execute("SELECT coalesce(max(rowid), 0) FROM clips").fetchone()
+                self._db.execute("DROP TRIGGER IF EXISTS clip_counts_insert")
             # rowcount, not total_changes: the latter counts the counters' trigger rows too
-            cur = self._db.executemany(
-                "INSERT OR IGNORE INTO clips (release, split, key, youtube_id, time_start, "
-                "time_end, label, label_index, is_cc, created_at, updated_at) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                rows,
+            added = max(self._db.executemany(insert, rows).rowcount, 0)
+            if bulk:
+                self._db.execute(
+                    f"INSERT INTO clip_counts SELECT {_count_values('clips')}, COUNT(*), "
+                    f"COALESCE(SUM(bytes), 0) FROM clips WHERE rowid > ? "
+                    f"GROUP BY {_COUNT_KEY_SQL} ON CONFLICT DO UPDATE SET "
+                    "clips=clips+excluded.clips, bytes=bytes+excluded.bytes",
+                    (last,),
+                )
+                self._db.execute(_COUNT_TRIGGERS[0])
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        return added
+
+    def unknown_keys(self, release: str, split: str, keys: Set[str]) -> set[str]:
+        """The ``keys`` no row of ``release/split`` has; no copy of ``keys`` when all are known."""
+        sql = "SELECT key FROM clips WHERE release=? AND split=?"
+        cur = self._db.execute(sql, (release, split))
+        cur.row_factory = None  # type: ignore[assignment]
+        known = sum(map(keys.__contains__, map(itemgetter(0), cur)))
+        if known == len(keys):
+            return set()
+        unknown = set(keys)
+        cur = self._db.execute(sql, (release, split))
+        cur.row_factory = None  # type: ignore[assignment]
+        unknown.difference_update(map(itemgetter(0), cur))
+        return unknown
+
+    def split_size(self, release: str, split: str, state: str | ClipState | None = None) -> int:
+        """Rows of ``release/split`` (in ``state``), from the trigger-kept counters."""
+        if not self._has_table("clip_counts"):
+            sql, args = "SELECT COUNT(*) FROM clips WHERE release=? AND split=?", [release, split]
+            if state is not None:
+                sql += " AND state=?"
+                args.append(state.value if isinstance(state, ClipState) else state)
+            return int(self._db.execute(sql, args).fetchone()[0])
+        sql = "SELECT coalesce(sum(clips), 0) FROM clip_counts WHERE release=? AND split=?"
+        args = [release, split]
+        if state is not None:
+            sql += " AND state=?"
+            args.append(state.value if isinstance(state, ClipState) else state)
+        return int(self._db.execute(sql, args).fetchone()[0])
+
+    def keys_in_state(self, release: str, split: str, state: str | ClipState) -> Iterator[str]:
+        """Keys of the rows of ``release/split`` in ``state``, as plain strings."""
+        state = state.value if isinstance(state, ClipState) else state
+        cur = self._db.execute(
+            "SELECT key FROM clips WHERE release=? AND split=? AND state=?", (release, split, state)
+        )
+        cur.row_factory = None  # type: ignore[assignment]
+        return (key for (key,) in cur)
+
+    # -- folders of present clips (store/presence.py) ------------------------------
+    def present_paths(self, release: str, split: str) -> Iterator[tuple[str, str]]:
+        """(key, path) of every present clip of ``release/split`` that has a path."""
+        # NOT INDEXED: a scan in table order reads ~2x faster than 650k hops through an index
+        cur = self._db.execute(
+            "SELECT key, path FROM clips NOT INDEXED WHERE release=? AND split=? "
+            "AND state='present' AND path IS NOT NULL AND path <> ''",
+            (release, split),
+        )
+        cur.row_factory = None  # type: ignore[assignment]
+        return iter(cur)
+
+    def folder_checks(self, release: str, split: str) -> dict[str, tuple[int, int, int]]:
+        """Folder -> (mtime_ns, present clips, listed at ns) of its last listing."""
+        if not self._has_table("folder_checks"):
+            return {}
+        cur = self._db.execute(
+            "SELECT folder, mtime_ns, clips, checked_ns FROM folder_checks "
+            "WHERE release=? AND split=?",
+            (release, split),
+        )
+        return {r[0]: (r[1], r[2], r[3]) for r in cur}
+
+    def record_folder_checks(
+        self,
+        release: str,
+        split: str,
+        checks: Iterable[tuple[str, int, int, int]],
+        *,
+        replace: bool = False,
+        forget: Iterable[str] = (),
+    ) -> None:
+        """Record (folder, mtime_ns, present clips, listed at ns) of folders just listed.
+
+        ``replace`` drops every older record of the split first; ``forget`` drops these.
+        """
+        with self._db:
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS folder_checks (release TEXT NOT NULL, "
+                "split TEXT NOT NULL, folder TEXT NOT NULL, mtime_ns INTEGER NOT NULL, "
+                "clips INTEGER NOT NULL, checked_ns INTEGER NOT NULL, "
+                "PRIMARY KEY (release, split, folder)) WITHOUT ROWID"
             )
-            return max(cur.rowcount, 0)
+            if replace:
+                self._db.execute(
+                    "DELETE FROM folder_checks WHERE release=? AND split=?", (release, split)
+                )
+            self._db.executemany(
+                "DELETE FROM folder_checks WHERE release=? AND split=? AND folder=?",
+                ((release, split, folder) for folder in forget),
+            )
+            self._db.executemany(
+                "INSERT OR REPLACE INTO folder_checks VALUES (?,?,?,?,?,?)",
+                ((release, split, *check) for check in checks),
+            )
 
     def apply(self, updates: Iterable[ClipUpdate]) -> int:
         """Apply worker results in one transaction; returns the number of rows changed."""
