@@ -14,6 +14,7 @@ import pytest
 import kinetix.catalog.fetch
 from kinetix.catalog.clip import Clip
 from kinetix.config import DownloadConfig
+from kinetix.data.index import ClipEntry, ClipIndex, LabelIndexer, iter_usable
 from kinetix.download import download
 from kinetix.store import presence
 from kinetix.store.layout import manifest_path
@@ -242,3 +243,82 @@ def test_a_rerun_after_ten_clips_vanished_fetches_exactly_those(tmp_path, mirror
     assert not download(cfg).placed
     with Manifest(manifest_path(cfg.root), readonly=True) as m:
         assert m.clip_counts() == m.clip_counts(recount=True)
+
+
+# --- the loader's index: arrays built in SQL, the same as row by row ------------------------
+
+
+def _index_by_rows(root: Path, split: str, include_unverified: bool) -> list[ClipEntry]:
+    """What ClipIndex.load gave when it read one ClipRow at a time (the behaviour to keep)."""
+    indexer = LabelIndexer()
+    entries = []
+    with Manifest(manifest_path(root), readonly=True) as m:
+        for row in iter_usable(m, split=split, include_unverified=include_unverified):
+            v = row.values
+            n, fps, w, h = v.get("num_frames"), v.get("fps"), v.get("width"), v.get("height")
+            entries.append(
+                ClipEntry(
+                    key=row.key,
+                    path=root / str(row.path),
+                    label=indexer(row.release, row.label, v.get("label_index")),
+                    num_frames=n if n is not None and n > 0 else None,
+                    fps=fps if fps is not None and fps > 0 else None,
+                    width=w or None,
+                    height=h or None,
+                    fast_trim=v.get("trim") == "fast",
+                    lead_seconds=max(-(v.get("start_offset") or 0.0), 0.0),
+                )
+            )
+    return entries
+
+
+@pytest.mark.parametrize("include_unverified", [False, True])
+def test_clip_index_equals_the_row_by_row_read(tmp_path, include_unverified) -> None:
+    root = tmp_path / "root"
+    labels = ["abseiling", "air drumming", "zumba", None, "yoga", "massaging person's head"]
+    clips = [Clip("k400", "train", f"v{i:03d}-Ü{i}", i, i + 10, labels[i % 6]) for i in range(60)]
+    clips += [Clip("k400", "val", f"w{i:03d}", i, i + 10, "zumba") for i in range(5)]
+    registry_index = {"abseiling": 0, "air drumming": 1, "zumba": 399}
+    with Manifest(manifest_path(root)) as m:
+        m.add_clips(clips, registry_index)  # yoga and the head massage: no stored index
+        updates = []
+        for i, c in enumerate(clips):
+            fields: dict[str, object] = {
+                "state": ["present", "present", "present", "missing", "present"][i % 5],
+                "path": None if i % 17 == 3 else f"{c.split}/{c.label}/{c.key}.mp4",
+                "verify": ["good", None, "good", "bad", "good", "good", None][i % 7],
+                "num_frames": None if i % 4 == 0 else 100 + i,
+                "fps": [None, 25.0, 30000 / 1001, 0.0, 24000 / 1001][i % 5],
+                "width": None if i % 6 == 0 else 340,
+                "height": None if i % 6 == 0 else 256 - i,
+                "trim": "fast" if i % 3 == 0 else ("exact" if i % 3 == 1 else None),
+                "start_offset": -(i / 7) if i % 3 == 0 else None,
+            }
+            if i == 7:
+                fields["path"] = ""
+            updates.append(ClipUpdate(c.release, c.split, c.key, fields))
+        m.apply(updates)
+    index = ClipIndex.load(root, "train", include_unverified=include_unverified)
+    expected = _index_by_rows(root, "train", include_unverified)
+    assert len(expected) > 20
+    assert [index[i] for i in range(len(index))] == expected
+    assert index.left_out == count_left_out_by_rows(root, "train", include_unverified)
+    labels_seen = {e.label for e in expected}
+    assert -1 in labels_seen and {0, 1, 399} <= labels_seen  # unlabelled and stored indices
+    assert any(e.fast_trim and e.lead_seconds > 0 for e in expected)
+
+
+def count_left_out_by_rows(root: Path, split: str, include_unverified: bool) -> Counter[str]:
+    """The reasons as counted from every row (the counters and the no-path index must agree)."""
+    reasons: Counter[str] = Counter()
+    with Manifest(manifest_path(root), readonly=True) as m:
+        for row in m.clips(split=split):
+            if row.state != "present":
+                reasons[row.state] += 1
+            elif row.values.get("verify") == "bad":
+                reasons["verified bad"] += 1
+            elif row.values.get("verify") is None and not include_unverified:
+                reasons["not verified"] += 1
+            elif not row.path:
+                reasons["no path"] += 1
+    return reasons

@@ -257,6 +257,11 @@ class Manifest:
                 f"CREATE TABLE IF NOT EXISTS shards (url TEXT PRIMARY KEY, {shard_cols})"
             )
             self._db.execute("CREATE INDEX IF NOT EXISTS clips_state ON clips (split, state)")
+            # Present rows without a path: the few a loader leaves out, counted without a scan
+            self._db.execute(
+                "CREATE INDEX IF NOT EXISTS clips_no_path ON clips (split) "
+                "WHERE state='present' AND (path IS NULL OR path = '')"
+            )
             # What each fully read shard holds, so a later run (a bigger selection, a quarantined
             # clip) knows which shard to fetch, or that no shard has the clip, without the network.
             self._db.execute(
