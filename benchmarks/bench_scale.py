@@ -1,10 +1,13 @@
-"""Cost of the read-only verbs as the root grows: `kinetix status`, `export`, `KineticsDataset`.
+"""Cost of the verbs as the root grows: `status`, `export`, `KineticsDataset`, a no-op `download`.
 
 Builds synthetic roots of each size with ``scale_root.build_root`` (rows present and verified,
 one empty file per clip), then runs each command as its own process, ``--rounds`` times
 interleaved across sizes, and prints per command and size the median wall time (with the
 spread), the median CPU seconds of the child, its peak RSS, and the log-log growth exponent of
-the median wall time over the sizes (1.0 = linear in clips).
+the median wall time over the sizes (1.0 = linear in clips). The no-op ``download`` rerun is
+also run once per size under ``strace -f -c`` (when installed) to count its stat-family and
+directory-listing syscalls, and ``KineticsDataset`` is iterated by a DataLoader with 4 workers
+to report each worker's PSS (``psutil``), i.e. whether workers copy the index.
 
     python benchmarks/bench_scale.py --sizes 10000,100000,650000 --rounds 3 --work /tmp/kx-scale
 """
@@ -31,9 +34,33 @@ _DATASET = (
 )
 
 
+_WORKERS = r"""
+import sys, psutil, torch
+from torch.utils.data import DataLoader
+from kinetix.data import KineticsDataset
+class Keys(torch.utils.data.Dataset):
+    def __init__(self, ds): self.ds = ds
+    def __len__(self): return len(self.ds)
+    def __getitem__(self, i): return self.ds.clip(i).label  # reads the index, decodes nothing
+ds = KineticsDataset(sys.argv[1], "train", frames_per_clip=16)
+loader = DataLoader(Keys(ds), batch_size=256, num_workers=4, persistent_workers=True,
+                    sampler=torch.utils.data.RandomSampler(ds, num_samples=40000))
+for _ in loader:
+    pass
+me = psutil.Process()
+kids = me.children()
+pss = [p.memory_full_info().pss / 2**20 for p in kids]
+print(f"{me.memory_full_info().pss / 2**20:.0f} " + " ".join(f"{x:.0f}" for x in pss))
+"""
+
+
 def commands(root: Path, out: Path) -> dict[str, list[str]]:
     kinetix = [sys.executable, "-m", "kinetix.cli.main"]
+    download = [*kinetix, "download", "k400", "--split", "train", "--root", str(root),
+                "--annotations", f"{root}.csv", "--offline", "--layout", "underscore",
+                "--no-progress"]  # fmt: skip
     return {
+        "download rerun": download,
         "status": [*kinetix, "status", str(root)],
         "export mmaction": [
             *kinetix,
@@ -66,6 +93,24 @@ def peak_rss(argv: list[str]) -> float:
         return float("nan")
     done = subprocess.run([gnu_time, "-f", "%M", *argv], check=True, capture_output=True, text=True)
     return int(done.stderr.strip().splitlines()[-1]) / 1024
+
+
+def syscalls(argv: list[str]) -> str:
+    """Stat-family and getdents64 calls of one run (strace -f -c), or '' without strace."""
+    strace = shutil.which("strace")
+    if strace is None:
+        return ""
+    report = Path("/tmp") / f"kx-strace-{os.getpid()}.txt"
+    subprocess.run([strace, "-f", "-c", "-o", str(report), *argv], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    calls: dict[str, int] = {}
+    for line in report.read_text().splitlines():
+        parts = line.split()
+        if len(parts) >= 5 and parts[-1].isidentifier() and parts[3].isdigit():
+            calls[parts[-1]] = int(parts[3])
+    report.unlink()
+    stats = sum(n for name, n in calls.items() if "stat" in name and name != "statfs")
+    return f"stat-family {stats}, getdents64 {calls.get('getdents64', 0)}"
 
 
 def main() -> int:
@@ -111,6 +156,20 @@ def main() -> int:
             else float("nan")
         )
         print(f"{name:<20}" + "".join(f"{cell:>26}" for cell in cells) + f"{exponent:>10.2f}")
+    print()
+    for n in sizes:
+        print(
+            f"download rerun syscalls at {n:,}: "
+            + syscalls(commands(roots[n], args.work)["download rerun"])
+        )
+    for n in sizes:
+        done = subprocess.run([sys.executable, "-c", _WORKERS, str(roots[n])], check=True,
+                              capture_output=True, text=True)  # fmt: skip
+        parent, *workers = done.stdout.split()
+        print(
+            f"DataLoader 4 workers at {n:,}: parent PSS {parent} MB, "
+            f"workers PSS {', '.join(workers)} MB"
+        )
     return 0
 
 
