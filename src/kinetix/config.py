@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from enum import Enum
 from pathlib import Path
 
@@ -28,6 +28,23 @@ class JpegEncoder(str, Enum):
     AUTO = "auto"  # ffmpeg (kept so scripts that said auto still run)
     FFMPEG = "ffmpeg"  # one ffmpeg run per clip: byte for byte `ffmpeg -q:v N`'s JPEGs
     TURBO = "turbo"  # PyAV + libjpeg-turbo from the YUV planes: equal PSNR, ~25% larger
+
+
+def default_of(cls: type, name: str) -> object:
+    """The default of field ``name`` of config dataclass ``cls``: the CLI's flags read theirs here.
+
+    Enum defaults come back as their value (what a flag is spelt with).
+    """
+    for f in fields(cls):
+        if f.name == name:
+            if f.default is not MISSING:
+                value = f.default
+            elif f.default_factory is not MISSING:
+                value = f.default_factory()
+            else:
+                raise TypeError(f"{cls.__name__}.{name} has no default")
+            return value.value if isinstance(value, Enum) else value
+    raise TypeError(f"{cls.__name__} has no field {name!r}")
 
 
 def _enum(cls: type[Enum], value: object, flag: str) -> Enum:
@@ -79,11 +96,13 @@ class TransferConfig:
             raise ConfigError(f"--timeout must be > 0 and <= 3600 seconds, got {self.timeout:g}")
         if self.min_rate < 0:
             raise ConfigError(f"--min-rate must be >= 0 bytes/s, got {self.min_rate}")
-        if self.chunk_size < 1 or self.piece_size < 1:
+        if self.piece_size < 1:
             raise ConfigError(
-                f"chunk_size and piece_size must be >= 1 byte, got {self.chunk_size} "
-                f"and {self.piece_size}"
+                f"--piece-size must be at least 1 byte, got {self.piece_size}; it is the "
+                "size of one Range request and the resume step (e.g. 4M)"
             )
+        if self.chunk_size < 1:
+            raise ConfigError(f"chunk_size must be at least 1 byte, got {self.chunk_size}")
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,7 @@ from kinetix.store.layout import (
     manifest_path,
     missing_manifest_error,
     partial_dir,
+    require_writable,
     slurm_logs,
     state_dir,
 )
@@ -289,16 +290,7 @@ def archives_dir(root: Path) -> Path:
 
 def prepare_root(root: Path) -> None:
     """Create ``ROOT/.kinetix``; a read-only or unusable root is one clear error."""
-    try:
-        state_dir(root).mkdir(parents=True, exist_ok=True)
-        probe = state_dir(root) / ".write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise KinetixError(
-            f"cannot write to {root}: {exc.strerror or exc}; choose a writable --root "
-            "(nothing was changed)"
-        ) from None
+    require_writable(state_dir(root), str(root), "choose a writable --root (nothing was changed)")
 
 
 def check_meta(manifest: Manifest, config: DownloadConfig) -> None:
@@ -643,7 +635,7 @@ def fetch_text(path: str, config: DownloadConfig) -> str:
     cached = state_dir(config.root) / "lists" / path
     if not cached.exists():
         if config.offline:
-            raise KinetixError(f"{path} is not cached under {cached.parent} and --offline is set")
+            raise ConfigError(f"{path} is not cached under {cached.parent} and --offline is set")
         fetch_file(join_url(config.mirror or CVDF_BASE, path), cached, config.transfer)
     return cached.read_text(encoding="utf-8")
 

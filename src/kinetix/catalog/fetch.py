@@ -43,6 +43,7 @@ from kinetix.catalog.releases import (
 )
 from kinetix.config import TransferConfig
 from kinetix.errors import ArchiveError, ConfigError
+from kinetix.store.layout import require_writable
 
 logger = logging.getLogger(__name__)
 
@@ -129,6 +130,7 @@ def fetch_annotations(
             logger.debug("using cached %s", dest)
             return dest
         _require_online(offline, rel, split, mirror, dest)
+        _require_cache(dest.parent)
         _download(location.url, dest, config)
         return dest
     archive = cache_path(location.url)
@@ -139,6 +141,7 @@ def fetch_annotations(
             logger.debug("using cached %s", cached)
             return cached
     _require_online(offline, rel, split, mirror, folder)
+    _require_cache(folder)
     if not _is_intact(archive):
         _download(location.url, archive, config)
     return _extract_member(archive, split, folder)
@@ -155,6 +158,15 @@ def _require_online(
     raise ConfigError(
         f"--offline: no cached annotations for {rel.name} {split} in {where}; "
         f"run '{fetch}' while online, or pass an annotation file"
+    )
+
+
+def _require_cache(folder: Path) -> None:
+    """Fail before the download, in one line, when the cache cannot be written."""
+    require_writable(
+        folder,
+        f"the annotation cache {folder}",
+        "set KINETIX_CACHE to a writable folder, or pass an annotation file (--annotations FILE)",
     )
 
 

@@ -93,6 +93,12 @@ def _read_list(path: str | Path, what: str) -> tuple[str, ...]:
         text = Path(path).read_text(encoding="utf-8-sig")
     except OSError as exc:
         raise ConfigError(f"cannot read {what} file {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        line = exc.object[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{what} file {path}:{line}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x}); "
+            "save it as UTF-8, one entry a line"
+        ) from None
     items = (line.strip() for line in text.splitlines())
     return tuple(item for item in items if item and not item.startswith("#"))
 

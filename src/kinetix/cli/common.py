@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
+from kinetix import sizes
 from kinetix.config import EXECUTOR_KINDS, ExecutorConfig, Selection, SlurmConfig
 from kinetix.errors import ConfigError
-
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
-_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 
 def emit_stderr(line: str) -> None:
@@ -30,13 +28,16 @@ def add_derive_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar or lines")
 
 
-def parse_size(text: str) -> int:
-    """``4M``, ``64KiB``, ``1GB``, ``1048576`` -> bytes (binary units: shards are sized so)."""
-    m = _SIZE.match(text)
-    if not m:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a size; use e.g. 64K, 4M, 1G")
-    unit = (m.group(2) or "").lower().rstrip("b").rstrip("i")
-    return int(float(m.group(1)) * _UNITS[unit])
+def size_flag(flag: str) -> Callable[[str], int]:
+    """An argparse ``type`` for a byte-size flag (see ``kinetix.sizes`` for the units)."""
+
+    def parse(text: str) -> int:
+        try:
+            return sizes.parse_size(text, flag)
+        except ConfigError:  # argparse already names the flag
+            raise argparse.ArgumentTypeError(f"{text!r} is not a size; {sizes.EXAMPLES}") from None
+
+    return parse
 
 
 def add_selection_flags(p: argparse.ArgumentParser) -> None:
@@ -55,20 +56,46 @@ def add_selection_flags(p: argparse.ArgumentParser) -> None:
 
 
 def selection_from(args: argparse.Namespace) -> Selection:
+    """The selection the flags ask for; a flag given but naming nothing is a ``ConfigError``.
+
+    Only a flag left out means "everything": ``--classes ""`` or an empty ``--classes-file``
+    would otherwise silently select the whole split.
+    """
     from kinetix.catalog.select import read_class_file, read_ids_file
 
-    classes: list[str] = []
-    for item in args.classes or ():
-        classes += [c.strip() for c in item.split(",") if c.strip()]
+    classes: list[str] | None = None
+    if args.classes is not None:
+        classes = [c.strip() for item in args.classes for c in item.split(",") if c.strip()]
+        if not classes:
+            given = " ".join(f"--classes {item!r}" for item in args.classes)
+            raise ConfigError(
+                f"{given} names no class; give comma-separated class names, "
+                "or leave the flag out to select every class"
+            )
     if args.classes_file:
-        classes += read_class_file(args.classes_file)
+        from_file = read_class_file(args.classes_file)
+        if not from_file:
+            raise ConfigError(
+                f"--classes-file {args.classes_file} lists no class (blank lines and # comments "
+                "are skipped); put one class name a line, or leave the flag out to select "
+                "every class"
+            )
+        classes = [*(classes or ()), *from_file]
+    ids = None
+    if args.ids:
+        ids = read_ids_file(args.ids)
+        if not ids:
+            raise ConfigError(
+                f"--ids {args.ids} lists no youtube id or clip key (blank lines and # comments "
+                "are skipped); put one a line, or leave the flag out to select every clip"
+            )
     if args.max_per_class is not None and args.max_per_class < 1:
         raise ConfigError(f"--max-per-class must be >= 1, got {args.max_per_class}")
     return Selection(
-        classes=tuple(classes) or None,
+        classes=tuple(classes) if classes is not None else None,
         max_per_class=args.max_per_class,
         seed=args.seed,
-        ids=read_ids_file(args.ids) if args.ids else None,
+        ids=ids,
     )
 
 

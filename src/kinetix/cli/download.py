@@ -11,9 +11,9 @@ from kinetix.cli.common import (
     add_selection_flags,
     emit_stderr,
     executor_from,
-    parse_size,
     print_dry_run,
     selection_from,
+    size_flag,
 )
 from kinetix.config import (
     DownloadConfig,
@@ -24,11 +24,15 @@ from kinetix.config import (
     TrimMode,
     VideoCodec,
     YoutubeConfig,
+    default_of,
 )
 from kinetix.errors import ConfigError
+from kinetix.sizes import format_size
 from kinetix.store.layout import LabelStyle
 
 _PROCESS, _FRAMES = ProcessConfig(), FramesConfig()
+_TRANSFER = TransferConfig()
+_YOUTUBE = YoutubeConfig()
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -46,13 +50,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--source",
         choices=[s.value for s in SourceKind],
-        default=SourceKind.CVDF.value,
-        help="cvdf (default), youtube, or auto: CVDF first, YouTube for what is still missing",
+        default=default_of(DownloadConfig, "source"),
+        help="cvdf, youtube, or auto: CVDF first, YouTube for what is still missing",
     )
     p.add_argument(
         "--layout",
         choices=[s.value for s in LabelStyle],
-        default=LabelStyle.RAW.value,
+        default=default_of(DownloadConfig, "layout"),
         help="label folder names: raw, underscore, torchvision",
     )
     p.add_argument("--mirror", metavar="URL", help="base URL standing in for the CVDF bucket")
@@ -66,38 +70,46 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="retry failed clips too (all, or only these comma-separated reasons)",
     )
     t = p.add_argument_group("transfer")
-    t.add_argument("--connections", type=int, default=8, help="Range connections per shard")
     t.add_argument(
-        "--parallel", "--workers", type=int, default=4, dest="parallel", help="shards/clips at once"
+        "--connections", type=int, default=_TRANSFER.connections, help="Range connections per shard"
+    )
+    t.add_argument(
+        "--parallel",
+        "--workers",
+        type=int,
+        default=default_of(DownloadConfig, "parallel"),
+        dest="parallel",
+        help="shards/clips at once",
     )
     t.add_argument(
         "--piece-size",
-        type=parse_size,
-        default=4 << 20,
+        type=size_flag("--piece-size"),
+        default=format_size(_TRANSFER.piece_size),
         metavar="SIZE",
-        help="Range piece per request, the resume granularity (default 4M)",
+        help="Range piece per request, the resume granularity; K/M/G/KiB.. are powers of 1024, "
+        "KB/MB/GB powers of 1000",
     )
     t.add_argument(
         "--max-clip-size",
-        type=parse_size,
-        default=1 << 30,
+        type=size_flag("--max-clip-size"),
+        default=format_size(int(default_of(DownloadConfig, "max_clip_bytes"))),  # type: ignore[call-overload]
         metavar="SIZE",
-        help="refuse shard members declaring more than this (default 1G)",
+        help="refuse shard members declaring more than this",
     )
     t.add_argument(
         "--timeout",
         type=float,
-        default=TransferConfig.timeout,
+        default=_TRANSFER.timeout,
         metavar="SECONDS",
         help="a connection silent (or below --min-rate) this long is stalled: dropped and "
         "retried, twice at most (default %(default)g)",
     )
     t.add_argument(
         "--min-rate",
-        type=parse_size,
-        default=TransferConfig.min_rate,
+        type=size_flag("--min-rate"),
+        default=format_size(_TRANSFER.min_rate),
         metavar="SIZE",
-        help="minimum bytes/s per connection over each --timeout window (default 1K)",
+        help="minimum bytes/s per connection over each --timeout window",
     )
     t.add_argument("--keep-archives", action="store_true", help="keep the shard archives")
     t.add_argument("--no-progress", action="store_true", help="no bars or progress lines")
@@ -125,13 +137,22 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="also keep each clip as fetched, under ROOT/originals/",
     )
     y = p.add_argument_group("youtube")
-    y.add_argument("--trim", choices=[m.value for m in TrimMode], default=TrimMode.EXACT.value)
+    y.add_argument(
+        "--trim",
+        choices=[m.value for m in TrimMode],
+        default=_YOUTUBE.trim.value,
+        help="exact: re-encode from the annotated start; fast: stream copy from a keyframe",
+    )
     y.add_argument("--no-audio", action="store_true", help="drop the audio track")
     y.add_argument("--cookies", type=Path, metavar="FILE", help="Netscape cookies file")
     y.add_argument("--cookies-from-browser", metavar="BROWSER", help="e.g. firefox, chrome")
     y.add_argument("--proxy", metavar="URL")
-    y.add_argument("--rate", type=float, default=1.0, help="requests per second, all workers")
-    y.add_argument("--margin", type=float, default=0.5, help="seconds fetched past the clip's end")
+    y.add_argument(
+        "--rate", type=float, default=_YOUTUBE.rate, help="requests per second, all workers"
+    )
+    y.add_argument(
+        "--margin", type=float, default=_YOUTUBE.margin, help="seconds fetched past the clip's end"
+    )
     y.add_argument(
         "--youtube-url-template",
         metavar="TEMPLATE",

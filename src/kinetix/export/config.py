@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
 from kinetix.config import ExecutorConfig
 from kinetix.errors import ConfigError
+from kinetix.sizes import EXAMPLES, has_unit, size_or_none
 from kinetix.store.layout import LabelStyle
 
 
@@ -39,11 +39,6 @@ class ExportFormat(str, Enum):
         return self in (self.MMACTION, self.MMACTION_JSON, self.PADDLE, self.SLOWFAST)
 
 
-_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
-          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}  # fmt: skip
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
-
-
 @dataclass(frozen=True)
 class ShardSize:
     """When a WebDataset shard is full: after ``clips`` clips, or before passing ``bytes``."""
@@ -56,20 +51,18 @@ class ShardSize:
         """``1000`` (clips) or ``1GB`` / ``500MiB`` (bytes)."""
         if isinstance(value, ShardSize):
             return value
-        match = _SIZE.match(str(value))
-        unit = match.group(2).lower() if match else ""
-        if match is None or unit not in _UNITS:
-            raise ConfigError(
-                f"invalid --shard-size {value!r}; give a clip count (1000) or a size (1GB, 500MiB)"
-            )
-        number = float(match.group(1))
-        if not unit:
-            if not number.is_integer() or number < 1:
+        text = str(value).strip()
+        if text.isdigit():
+            if int(text) < 1:
                 raise ConfigError(
                     f"--shard-size must be a whole number of clips >= 1, got {value!r}"
                 )
-            return cls(clips=int(number), bytes=None)
-        size = int(number * _UNITS[unit])
+            return cls(clips=int(text), bytes=None)
+        size = size_or_none(text)
+        if size is None or not has_unit(text):
+            raise ConfigError(
+                f"invalid --shard-size {value!r}; give a clip count (1000) or a size ({EXAMPLES})"
+            )
         if size < 1:
             raise ConfigError(f"--shard-size must be at least 1 byte, got {value!r}")
         return cls(clips=None, bytes=size)

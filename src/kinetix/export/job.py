@@ -27,7 +27,7 @@ from kinetix.export.lists import WHITESPACE, ListWriter, list_format
 from kinetix.export.records import ExportRecord, WriterBase
 from kinetix.export.tables import COLUMNS, CsvWriter, ParquetWriter
 from kinetix.export.webdataset import ShardWriter
-from kinetix.store.layout import LabelStyle, manifest_path, slurm_logs
+from kinetix.store.layout import LabelStyle, manifest_path, require_writable, slurm_logs
 from kinetix.store.manifest import Manifest
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,7 @@ def export_root(root: str | Path, config: ExportConfig) -> ExportReport:
     with Manifest(manifest_path(root), readonly=True) as manifest, contextlib.ExitStack() as stack:
         pairs = _pairs(manifest, config, root)
         _refuse_whitespace(manifest, root, pairs, config, info.kind)
+        _require_out(config, out)
         shared: WriterBase | None = None
         if fmt is ExportFormat.CSV:
             shared = stack.enter_context(CsvWriter(out / "manifest.csv"))
@@ -133,6 +134,14 @@ def export_root(root: str | Path, config: ExportConfig) -> ExportReport:
                 )  # fmt: skip
     report.hints = _hints(report, config, info.kind)
     return report
+
+
+def _require_out(config: ExportConfig, out: Path) -> None:
+    """A read-only ``--out`` (or ROOT, for the default one) is one line before any writing."""
+    default = "" if config.out is not None else " (the default --out, under ROOT)"
+    require_writable(out, f"{out}{default}", "pass a writable --out DIR")
+    if config.link_dir is not None:
+        require_writable(config.link_dir, str(config.link_dir), "pass a writable --link-dir")
 
 
 def _pairs(manifest: Manifest, config: ExportConfig, root: Path) -> list[tuple[str, str]]:

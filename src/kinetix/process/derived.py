@@ -14,12 +14,19 @@ from typing import Any, NamedTuple, Protocol
 
 from kinetix.catalog.clip import Clip
 from kinetix.config import ExecutorConfig
-from kinetix.errors import ConfigError, ErrorCode, KinetixError
+from kinetix.errors import ConfigError, ErrorCode
 from kinetix.executors import Executor, Preflight, TaskKind, open_executor, run_tasks
 from kinetix.process.reconcile import root_layout, row_relpath
 from kinetix.process.writer import ManifestWriter
 from kinetix.progress import Progress
-from kinetix.store.layout import LabelStyle, manifest_path, partial_dir, slurm_logs, state_dir
+from kinetix.store.layout import (
+    LabelStyle,
+    manifest_path,
+    partial_dir,
+    require_writable,
+    slurm_logs,
+    state_dir,
+)
 from kinetix.store.lock import RootLock
 from kinetix.store.manifest import ClipState, ClipUpdate, Manifest
 
@@ -172,16 +179,9 @@ class DerivedDataset:
         return self
 
     def _check_writable(self) -> None:
-        try:
-            state_dir(self.out).mkdir(parents=True, exist_ok=True)
-            probe = state_dir(self.out) / ".write-test"
-            probe.write_bytes(b"")
-            probe.unlink()
-        except OSError as exc:
-            raise KinetixError(
-                f"cannot write to {self.out}: {exc.strerror or exc}; choose a writable --out "
-                "(nothing was written)"
-            ) from None
+        require_writable(
+            state_dir(self.out), str(self.out), "choose a writable --out (nothing was written)"
+        )
 
     def _record_meta(self) -> None:
         m, src = self.manifest, self.source_manifest

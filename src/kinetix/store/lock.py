@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from types import TracebackType
 
-from kinetix.errors import LockedError
+from kinetix.errors import ConfigError, LockedError
 from kinetix.store.layout import state_dir
 
 # Descriptors of the locks this process holds. A forked child (a pool worker) shares the lock
@@ -75,8 +75,15 @@ class RootLock:
         self._fd: int | None = None
 
     def acquire(self) -> RootLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:  # a read-only mount, or someone else's root
+            raise ConfigError(
+                f"cannot write to {self.path.parent.parent}: {exc.strerror or exc} "
+                f"({self.path}); this command records its work in the root's manifest, so it "
+                "needs a writable root (copy it somewhere writable, or fix the permissions)"
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
