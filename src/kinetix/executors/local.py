@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -33,6 +34,10 @@ class LocalExecutor:
     def _pool(self, kind: TaskKind) -> _PoolExecutor:
         if kind not in self._pools:
             if kind is TaskKind.CPU:
+                # Free unreachable cycles here, before the workers fork: a child that collects
+                # an inherited PyAV codec context (held by an old exception's traceback) joins
+                # slice threads that exist only in this process, and hangs for good.
+                gc.collect()
                 # Workers die with this process, even on kill -9 (see init_pool_worker).
                 self._pools[kind] = ProcessPoolExecutor(
                     max_workers=max(self.workers, 1),
