@@ -344,18 +344,36 @@ def make_decoder(name: str) -> VideoDecoder:
 
 class JpegFolderReader:
     """Reads ``img_00001.jpg``-style frame folders (1-based, as ``kinetix frames`` writes them)
-    with OpenCV, else Pillow."""
+    with OpenCV, else Pillow, else simplejpeg (libjpeg-turbo; a kinetix dependency, so some
+    decoder is always there)."""
 
     def __init__(self, template: str = "img_{:05d}.jpg"):
         self.template = template
         self._cv2: Any = None
         self._pil: Any = None
+        self._turbo: Any = None
         try:
             import cv2
 
             self._cv2 = cv2
+            return
         except ImportError:
-            self._pil = _import("PIL.Image", requirement="opencv-python-headless")
+            pass
+        try:
+            from PIL import Image
+
+            self._pil = Image
+            return
+        except ImportError:
+            pass
+        try:
+            import simplejpeg
+
+            self._turbo = simplejpeg
+        except ImportError:
+            raise MissingDependencyError(
+                "a JPEG decoder (OpenCV, Pillow or simplejpeg)", requirement="simplejpeg"
+            ) from None
 
     def read(
         self, folder: Path, indices: np.ndarray, size: tuple[int, int] | None = None
@@ -384,6 +402,8 @@ class JpegFolderReader:
             if size is not None and (bgr.shape[1], bgr.shape[0]) != size:
                 bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
             return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        if self._turbo is not None:
+            return self._load_turbo(path, size)
         try:
             image = self._pil.open(path).convert("RGB")
         except OSError as exc:
@@ -391,6 +411,41 @@ class JpegFolderReader:
         if size is not None and image.size != size:
             image = image.resize(size, self._pil.BILINEAR)
         return np.asarray(image)
+
+    def _load_turbo(self, path: Path, size: tuple[int, int] | None) -> np.ndarray:
+        try:
+            data = path.read_bytes()
+            # libjpeg-turbo scales by 1/2..1/8 while decoding, never below the size asked for
+            rgb = self._turbo.decode_jpeg(
+                data,
+                colorspace="RGB",
+                min_width=size[0] if size else 0,
+                min_height=size[1] if size else 0,
+            )
+        except (OSError, ValueError) as exc:
+            raise DecodeError(f"cannot read frame image {path}: {exc}", path=str(path)) from exc
+        if size is not None and (rgb.shape[1], rgb.shape[0]) != size:
+            rgb = resize_bilinear(rgb, size)
+        return rgb
+
+
+def resize_bilinear(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``image`` (H, W, C uint8) at ``size`` (width, height): bilinear on pixel centres, as
+    OpenCV's ``INTER_LINEAR``; for the decoder that has no resize of its own."""
+    width, height = size
+    h, w = image.shape[:2]
+
+    def taps(n_out: int, n_in: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        pos = np.clip((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0, n_in - 1)
+        lo = np.floor(pos).astype(np.intp)
+        return lo, np.minimum(lo + 1, n_in - 1), (pos - lo).astype(np.float32)
+
+    y0, y1, wy = taps(height, h)
+    x0, x1, wx = taps(width, w)
+    src = image.astype(np.float32)
+    rows = src[y0] * (1 - wy)[:, None, None] + src[y1] * wy[:, None, None]
+    out = rows[:, x0] * (1 - wx)[None, :, None] + rows[:, x1] * wx[None, :, None]
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
 def read_bytes(data: bytes | Sequence[int]) -> IO[bytes]:
