@@ -124,6 +124,11 @@ class DownloadReport:
         return not self.errors
 
     @property
+    def not_present(self) -> int:
+        """Selected clips still not on disk after the run (failed, gaps, or never reached)."""
+        return max(self.selected - self.already_present - len(self.placed_keys), 0)
+
+    @property
     def quarantined(self) -> Counter[str]:
         """Clips set aside by the inline check and not placed since, by error code."""
         return Counter(self.quarantined_keys.values())
@@ -471,9 +476,18 @@ def run_cvdf(
     fetch_bytes = check_disk_space(
         config, plan.tasks, mixed=plan.mixed, catalog_size=catalog_size, shards=len(shards)
     )
+
+    def not_in_any_shard() -> int:
+        """Clips every candidate shard was read for, and none held: settled, as gaps."""
+        done = {s["url"] for s in manifest.shards(release=release.name) if s["state"] == "done"}
+        rows = work_rows(manifest, release.name, config.split)
+        present = {r.key for r in rows if r.state == ClipState.PRESENT.value}
+        return len(unplaced(plan, present | report.held_keys, done))
+
     run_shard_tasks(
         config, manifest, plan.tasks, report, emit, "shards",
         total_bytes=fetch_bytes, total_clips=len(part_todo), stop=stop,
+        settle=not_in_any_shard if config.progress else None,
     )  # fmt: skip
     if replacement is not None and not report.fatal:
         run_replacement(
@@ -695,8 +709,12 @@ def run_shard_tasks(
     total_bytes: int | None = None,
     total_clips: int | None = None,
     stop: StopToken | None = None,
+    settle: Callable[[], int] | None = None,
 ) -> None:
     """Run shard tasks and record each result as it comes.
+
+    ``settle`` counts, once every task is in, the clips of ``total_clips`` no shard held, so
+    the clips bar ends at its total instead of short of it by the gaps.
 
     Ctrl-C / SIGTERM (or a full disk) sets ``stop``: transfers in flight are aborted with their
     partial files kept, nothing new starts, and every task already running is waited for, so
@@ -739,6 +757,8 @@ def run_shard_tasks(
                 if result.error_code == INTERRUPTED or (result.error and stop.is_set()):
                     continue  # stopped part way: the partial stays, nothing to record
                 _record_shard(manifest, result, by_id, report, progress, stop)
+            if settle is not None and not stop.is_set():
+                progress.settle(settle(), "not in any shard")
     finally:
         executor.close()
         progress.close()

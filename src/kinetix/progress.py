@@ -38,6 +38,8 @@ class Progress:
         self.what = what
         self.total_bytes, self.total_clips, self.total_tasks = total_bytes, total_clips, total_tasks
         self.bytes = self.clips = self.tasks = self.failed = 0
+        # clips settled without a result of their own (no shard holds them), and what they are
+        self.settled, self._settled_as = 0, ""
         self._lock = threading.Lock()
         self._emit = emit
         self._every = every
@@ -78,6 +80,18 @@ class Progress:
                 self._bars["clips"].update(n + failed)
             self._maybe_line()
 
+    def settle(self, n: int, why: str) -> None:
+        """``n`` clips are done with, though no task reported them (``why``: "not in any
+        shard"): the clips bar reaches its total, and the last line says so."""
+        if n <= 0:
+            return
+        with self._lock:
+            self.settled += n
+            self._settled_as = why
+            if "clips" in self._bars:
+                self._bars["clips"].update(n)
+            self._maybe_line(force=True)
+
     def task_done(self) -> None:
         with self._lock:
             self.tasks += 1
@@ -93,6 +107,8 @@ class Progress:
         parts.append(f"clips {self.clips}" + (f"/{self.total_clips}" if self.total_clips else ""))
         if self.failed:
             parts.append(f"failed {self.failed}")
+        if self.settled:
+            parts.append(f"{self._settled_as} {self.settled}")
         if self.bytes:
             parts.append(f"{_size(self.bytes)} at {_size(self.bytes / elapsed)}/s")
         return ", ".join(parts)
