@@ -22,6 +22,7 @@ from kinetix.cli.main import _verbosity, build_parser, main
 from kinetix.config import DownloadConfig, ExecutorConfig, TransferConfig, YoutubeConfig
 from kinetix.export.config import ShardSize
 from kinetix.sizes import format_size, parse_size
+from kinetix.testing.mirror import MirrorIndex
 from kinetix.testing.server import MirrorServer
 
 DATA = Path(__file__).parent / "data" / "annotations"
@@ -337,3 +338,30 @@ def test_exit_codes_usage_2_failed_work_1(
 def _no_stray_state(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     monkeypatch.setenv("KINETIX_CACHE", str(tmp_path / "kinetix-cache"))
     yield
+
+
+def test_strict_fails_a_run_that_left_clips_out(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, mirror: MirrorIndex,
+    mirror_server: MirrorServer,
+) -> None:  # fmt: skip
+    split = mirror.split("k400", "val")
+    gaps = len(split.missing)
+    argv = ["download", "k400", "--split", "val", "--root", str(tmp_path / "r"),
+            "--mirror", mirror_server.url, "--no-progress"]  # fmt: skip
+    code, out, err = run(capsys, *argv)
+    assert code == 0 and f"failed: not_in_shard {gaps}" in out and err == ""
+    code, out, err = run(capsys, *argv, "--strict")  # a rerun: nothing new, still incomplete
+    assert code == 1
+    selected = len(split.clips)
+    assert one_error_line(err).startswith(
+        f"kinetix: error: --strict: {gaps} of {selected} selected clips are not present "
+        f"(not_in_shard {gaps}); see 'kinetix status "
+    )
+    # a complete selection passes --strict
+    present = sorted(
+        set(mirror.split("k400", "val").clips) - set(mirror.split("k400", "val").missing)
+    )
+    ids = tmp_path / "ids.txt"
+    ids.write_text("\n".join(present) + "\n")
+    code, _, err = run(capsys, *argv, "--strict", "--ids", str(ids))
+    assert code == 0 and err == ""

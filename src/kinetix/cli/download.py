@@ -112,6 +112,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="minimum bytes/s per connection over each --timeout window",
     )
     t.add_argument("--keep-archives", action="store_true", help="keep the shard archives")
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 1 unless every selected clip is present at the end (by default clips no "
+        "source has, e.g. unavailable or not_in_shard, are reported and the exit code is 0)",
+    )
     t.add_argument("--no-progress", action="store_true", help="no bars or progress lines")
     f = p.add_argument_group(
         "processing as clips land (the root then holds the processed clips or frame folders)"
@@ -248,6 +254,17 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"kinetix: {len(report.errors)} shard(s) failed; everything already placed is kept. "
             "Rerun the same command to resume.",
+            file=sys.stderr,
+        )
+        return 1
+    if args.strict and report.not_present:
+        # the run itself succeeded; --strict also asks that every selected clip be there
+        reasons = ", ".join(f"{code} {n}" for code, n in report.failed.most_common())
+        print(
+            f"kinetix: error: --strict: {report.not_present} of {report.selected} selected "
+            "clips are not present"
+            + (f" ({reasons})" if reasons else "")
+            + f"; see 'kinetix status {config.root}'",
             file=sys.stderr,
         )
         return 1
