@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from kinetix.cli.main import main
 from kinetix.demo import run_demo
 from kinetix.store.layout import manifest_path
@@ -31,3 +33,63 @@ def test_demo_runs_the_whole_pipeline(tmp_path, monkeypatch, capsys) -> None:
     # The CLI reuses the built mirror and finishes again with nothing new to fetch.
     assert main(["demo", "--workdir", str(tmp_path)]) == 0
     assert "reusing the synthetic mirror" in capsys.readouterr().out
+
+
+def _tiny_pipeline(workdir, result, say) -> None:
+    (workdir / "k400").mkdir()
+    (workdir / "k400" / "clip.mp4").write_bytes(b"x" * 1_500_000)
+
+
+def test_demo_temp_dir_is_removed_unless_kept_and_says_where_and_how_big(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    import tempfile
+
+    import kinetix.demo
+
+    monkeypatch.setattr(kinetix.demo, "_pipeline", _tiny_pipeline)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    assert main(["demo"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    (made,) = {
+        word.rstrip(")(;") for line in out for word in line.split() if "kinetix-demo-" in word
+    }
+    assert "removed at the end; --keep keeps it" in out[0]
+    assert out[-1] == (
+        f"demo finished; removed its temp dir {made} (1.5 MB); --keep keeps it, "
+        "--workdir DIR puts it where you choose"
+    )
+    assert not Path(made).exists()
+
+    assert main(["demo", "--keep"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    (kept,) = [p for p in tmp_path.iterdir() if p.name.startswith("kinetix-demo-")]
+    assert out[-1] == f"demo finished; kept its temp dir {kept} (1.5 MB); remove it: rm -rf {kept}"
+    assert (kept / "k400" / "clip.mp4").is_file()
+
+    chosen = tmp_path / "mine"
+    assert main(["demo", "--workdir", str(chosen)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        f"demo finished; everything is under {chosen} (1.5 MB)"
+    )
+    assert chosen.is_dir()
+
+
+def test_a_failed_demo_keeps_its_temp_dir_and_says_so(tmp_path, monkeypatch) -> None:
+    import tempfile
+
+    import pytest
+
+    import kinetix.demo
+
+    def broken(workdir, result, say) -> None:
+        (workdir / "half").write_bytes(b"x" * 200_000)
+        raise RuntimeError("stage 3 broke")
+
+    monkeypatch.setattr(kinetix.demo, "_pipeline", broken)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    lines: list[str] = []
+    with pytest.raises(RuntimeError):
+        run_demo(say=lines.append)
+    (left,) = list(tmp_path.iterdir())
+    assert lines[-1] == f"demo stopped; its files stay in {left} (0.2 MB)"

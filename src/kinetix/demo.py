@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -29,6 +30,8 @@ class DemoResult:
     roots: dict[str, Path] = field(default_factory=dict)
     batch_shape: tuple[int, ...] = ()
     batch_labels: list[int] = field(default_factory=list)
+    size_bytes: int = 0  # what the workdir holds at the end
+    removed: bool = False  # the temp workdir was removed (no --workdir, no --keep)
 
 
 @contextlib.contextmanager
@@ -44,13 +47,48 @@ def _env(name: str, value: str) -> Iterator[None]:
             os.environ[name] = old
 
 
-def run_demo(workdir: Path | None = None, *, say: Say = lambda line: None) -> DemoResult:
-    """Build and serve a synthetic mirror, then fetch, download, verify, process, export, load."""
+def run_demo(
+    workdir: Path | None = None, *, keep: bool = False, say: Say = lambda line: None
+) -> DemoResult:
+    """Build and serve a synthetic mirror, then fetch, download, verify, process, export, load.
+
+    Without ``workdir`` everything goes to a new temp dir, removed at the end unless ``keep``
+    (or the demo failed: then it stays, for a look); a ``workdir`` given is always kept. The
+    last line says where it all is, or was, and how big.
+    """
+    temporary = workdir is None
     if workdir is None:
         workdir = Path(tempfile.mkdtemp(prefix="kinetix-demo-"))
+        say(
+            f"working in the temp dir {workdir} ("
+            + ("kept at the end)" if keep else "removed at the end; --keep keeps it)")
+        )
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     result = DemoResult(workdir)
+    try:
+        _pipeline(workdir, result, say)
+    except BaseException:
+        if temporary:
+            say(f"demo stopped; its files stay in {workdir} ({_megabytes(workdir)})")
+        raise
+    result.size_bytes = _disk_usage(workdir)
+    size = f"{result.size_bytes / 1e6:.1f} MB"
+    if temporary and not keep:
+        shutil.rmtree(workdir, ignore_errors=True)
+        result.removed = True
+        say(
+            f"demo finished; removed its temp dir {workdir} ({size}); "
+            "--keep keeps it, --workdir DIR puts it where you choose"
+        )
+    elif temporary:
+        say(f"demo finished; kept its temp dir {workdir} ({size}); remove it: rm -rf {workdir}")
+    else:
+        say(f"demo finished; everything is under {workdir} ({size})")
+    return result
+
+
+def _pipeline(workdir: Path, result: DemoResult, say: Say) -> None:
     # The demo's annotation cache stays in its workdir, never in the user's cache.
     with _env("KINETIX_CACHE", str(workdir / "cache")):
         mirror = _build(workdir, say)
@@ -70,8 +108,15 @@ def run_demo(workdir: Path | None = None, *, say: Say = lambda line: None) -> De
         result.roots["frames"] = _frames(k400, workdir, say)
         _export(k400, workdir, say)
         result.batch_shape, result.batch_labels = _load(k400, say)
-    say(f"demo finished; everything is under {workdir}")
-    return result
+
+
+def _disk_usage(folder: Path) -> int:
+    """Bytes of the files under ``folder`` (links not followed)."""
+    return sum(p.lstat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def _megabytes(folder: Path) -> str:
+    return f"{_disk_usage(folder) / 1e6:.1f} MB"
 
 
 def _build(workdir: Path, say: Say):  # type: ignore[no-untyped-def]

@@ -15,12 +15,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         "and from 'YouTube' (mirror-served source videos), verifies, resizes, extracts frames, "
         "exports lists and loads a batch. No network besides 127.0.0.1.",
     )
-    p.add_argument("--workdir", type=Path, help="where to put everything (default: a temp dir)")
+    p.add_argument(
+        "--workdir",
+        type=Path,
+        help="where to put everything, kept at the end (default: a temp dir, removed at the end)",
+    )
+    p.add_argument(
+        "--keep", action="store_true", help="keep the temp dir at the end and say where it is"
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from kinetix.demo import run_demo
 
-    run_demo(args.workdir, say=lambda line: print(line, flush=True))
+    run_demo(args.workdir, keep=args.keep, say=lambda line: print(line, flush=True))
     return 0
