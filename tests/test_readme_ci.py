@@ -40,7 +40,10 @@ def test_demo_batch_without_torch(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
     labels = ["abseiling", "air drumming", "abseiling", "archery", "archery"]
     root = build_videos_root(tmp_path / "k400", [RootClip(c) for c in clips("val", labels)])
-    monkeypatch.setitem(sys.modules, "torch", None)  # import torch raises ImportError
+    # ``import torch`` and ``from torch.utils.data import ...`` raise ImportError: a submodule
+    # already imported would otherwise be found in sys.modules without its parent
+    for name in [m for m in sys.modules if m == "torch" or m.startswith("torch.")] or ["torch"]:
+        monkeypatch.setitem(sys.modules, name, None)
     lines: list[str] = []
     shape, batch_labels = _load(root, lines.append)
     assert shape[:2] == (4, 8) and len(batch_labels) == 4
