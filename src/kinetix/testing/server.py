@@ -101,6 +101,17 @@ class Fault:
         return self.times is None or self.hits < self.times
 
 
+@dataclass(frozen=True)
+class RequestRecord:
+    """One request as the server saw it: when it arrived and when its answer was done
+    (``time.monotonic()`` of the serving process), so tests measure rates and overlap here."""
+
+    method: str
+    path: str
+    start: float
+    end: float
+
+
 @dataclass
 class MirrorStats:
     """What the server has done, per decoded path (``"600/train/abseiling.tar.gz"``)."""
@@ -110,6 +121,7 @@ class MirrorStats:
     range_requests: int = 0  # requests carrying a Range header
     connections: int = 0  # TCP connections accepted (keep-alive keeps this low)
     throttle_seconds: float = 0.0  # waits imposed by the bandwidth caps, summed
+    log: list[RequestRecord] = field(default_factory=list)  # every answered request, in order
 
     @property
     def total_bytes(self) -> int:
@@ -126,6 +138,7 @@ class MirrorStats:
             self.range_requests,
             self.connections,
             self.throttle_seconds,
+            list(self.log),
         )
 
 
@@ -310,6 +323,11 @@ class MirrorServer:
             self._stats.requests[path] += 1
             self._stats.range_requests += ranged
 
+    def log_request(self, method: str, path: str, start: float) -> None:
+        record = RequestRecord(method, path, start, time.monotonic())
+        with self._lock:
+            self._stats.log.append(record)
+
     def count_bytes(self, path: str, count: int, throttled: float) -> None:
         with self._lock:
             self._stats.bytes_sent[path] += count
@@ -399,10 +417,19 @@ class _MirrorHandler(BaseHTTPRequestHandler):
         log.debug("%s %s", self.address_string(), format % args)
 
     def do_GET(self) -> None:
-        self._serve(head=False)
+        self._logged(head=False)
 
     def do_HEAD(self) -> None:
-        self._serve(head=True)
+        self._logged(head=True)
+
+    def _logged(self, *, head: bool) -> None:
+        start = time.monotonic()
+        try:
+            self._serve(head=head)
+        finally:
+            self.server.mirror.log_request(
+                self.command, unquote(urlsplit(self.path).path).lstrip("/"), start
+            )
 
     # --- answers --------------------------------------------------------------------------------
 
