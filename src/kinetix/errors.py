@@ -17,6 +17,7 @@
     ├── MediaError                      a clip file is not a usable video (carries a ``code``)
     ├── DecodeError                     a loader could not decode a clip or its frames
     ├── SourceError                     a clip source failed (carries a stable ``code``)
+    ├── WorkerLostError                 worker processes kept dying under one task (OOM, kill)
     └── MissingDependencyError (ImportError)  an optional extra is not installed
 
 Every error a worker catches becomes a result with one of the codes in ``ErrorCode``;
@@ -208,6 +209,14 @@ class SourceError(KinetixError):
     def __init__(self, message: str, *, code: ErrorCode):
         super().__init__(message)
         self.code = code
+
+
+class WorkerLostError(KinetixError):
+    """Worker processes died running the same task again and again (out of memory, killed).
+
+    One dead worker is survived: its tasks run again elsewhere. A task that took down several
+    is what kills them, so the run stops; what finished is recorded and a rerun resumes.
+    """
 
 
 class MissingDependencyError(KinetixError, ImportError):

@@ -29,3 +29,20 @@ class Executor(Protocol):
     ) -> Iterator[R]: ...
 
     def close(self) -> None: ...
+
+
+def describe_task(item: object) -> str:
+    """A task as a message names it: its clip key or shard, else a short repr."""
+    for name in ("key", "shard_id", "relpath"):
+        value = getattr(item, name, None)
+        if isinstance(value, str):
+            return value
+    text = repr(item)
+    return text if len(text) <= 100 else text[:99] + "…"
+
+
+def worker_lost_message(deaths: int, item: object) -> str:
+    return (
+        f"a worker process died {deaths} times while running {describe_task(item)} (killed, "
+        "or out of memory); not trying it again. Rerunning resumes the job"
+    )

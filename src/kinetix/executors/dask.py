@@ -7,6 +7,7 @@ one parent process, which alone writes the manifest, exactly as with the local e
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
@@ -14,8 +15,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from kinetix.config import EXECUTOR_KINDS, ExecutorConfig
-from kinetix.errors import ConfigError, MissingDependencyError
-from kinetix.executors.base import TaskKind
+from kinetix.errors import ConfigError, MissingDependencyError, WorkerLostError
+from kinetix.executors.base import TaskKind, worker_lost_message
 from kinetix.executors.preflight import Preflight, run_preflight
 
 log = logging.getLogger(__name__)
@@ -123,15 +124,29 @@ class DaskExecutor:
         distributed = _import_distributed()
         limit = self._capacity()
         it = iter(items)
-        futures = [self.client.submit(fn, x, pure=False) for _, x in zip(range(limit), it)]
+        items_of: dict[Any, T] = {}
+
+        def submit(item: T) -> Any:
+            fut = self.client.submit(fn, item, pure=False)
+            items_of[fut.key] = item
+            return fut
+
+        # A worker that dies (kill -9, OOM, a pre-empted job, a node gone) is noticed by the
+        # scheduler, which runs its tasks again on the others; only a task that took down
+        # distributed.scheduler.allowed-failures + 1 workers comes back as KilledWorker.
+        futures = [submit(x) for _, x in zip(range(limit), it)]
         ac = distributed.as_completed(futures)
         try:
             for fut in ac:
-                result = fut.result()  # an exception here is a bug in fn: let it propagate
+                item = items_of.pop(fut.key)
+                try:
+                    result = fut.result()  # any other exception is a bug in fn: it propagates
+                except distributed.KilledWorker as exc:
+                    deaths = int(dask_config_get("distributed.scheduler.allowed-failures")) + 1
+                    raise WorkerLostError(worker_lost_message(deaths, item)) from exc
                 fut.release()
-                nxt = next(it, _END)
-                if nxt is not _END:
-                    ac.add(self.client.submit(fn, nxt, pure=False))
+                for nxt in itertools.islice(it, 1):
+                    ac.add(submit(nxt))
                 yield result
         finally:
             for f in list(ac.futures):
@@ -152,4 +167,7 @@ class DaskExecutor:
         self.close()
 
 
-_END = object()
+def dask_config_get(key: str) -> Any:
+    import dask
+
+    return dask.config.get(key)

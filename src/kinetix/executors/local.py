@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -14,13 +15,30 @@ from concurrent.futures import (
     wait,
 )
 from concurrent.futures import Executor as _PoolExecutor
-from typing import TypeVar
+from concurrent.futures.process import BrokenProcessPool
+from typing import Generic, TypeVar
 
-from kinetix.executors.base import TaskKind
+from kinetix.errors import WorkerLostError
+from kinetix.executors.base import TaskKind, worker_lost_message
 from kinetix.executors.orphans import init_pool_worker
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+# A task whose worker died this many times is not tried again (Dask's allowed-failures is 3):
+# it is what kills them (a clip that exhausts memory), not bad luck.
+MAX_WORKER_DEATHS = 3
+
+
+class _Task(Generic[T]):
+    """One item in flight: the pool it was handed to, and how many workers died under it."""
+
+    def __init__(self, item: T):
+        self.item = item
+        self.deaths = 0
+        self.pool: _PoolExecutor | None = None
 
 
 class LocalExecutor:
@@ -57,24 +75,51 @@ class LocalExecutor:
             for item in items:
                 yield fn(item)
             return
-        pool = self._pool(kind)
         limit = 4 * (self.workers if kind is TaskKind.CPU else self.io_workers)
-        pending: set[Future[R]] = set()
+        pending: dict[Future[R], _Task[T]] = {}
         it = iter(items)
+
+        def submit(task: _Task[T]) -> None:
+            task.pool = self._pool(kind)
+            pending[task.pool.submit(fn, task.item)] = task
+
+        def finished() -> Iterator[R]:
+            done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+            for f in done:
+                task = pending.pop(f)
+                try:
+                    result = f.result()
+                except BrokenProcessPool:
+                    self._lost(kind, task)
+                    submit(task)
+                    continue
+                yield result
+
         try:
             for item in it:
-                pending.add(pool.submit(fn, item))
+                submit(_Task(item))
                 if len(pending) >= limit:
-                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for f in done:
-                        yield f.result()
+                    yield from finished()
             while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for f in done:
-                    yield f.result()
+                yield from finished()
         finally:
             for f in pending:
                 f.cancel()
+
+    def _lost(self, kind: TaskKind, task: _Task[T]) -> None:
+        """A worker process died (SIGKILL, the OOM killer) and broke the pool: every task the
+        pool held fails with it, and each starts again on a new pool. Workers write their
+        outputs atomically, so nothing a dead one half-wrote is ever seen or recorded."""
+        task.deaths += 1
+        if task.deaths >= MAX_WORKER_DEATHS:
+            raise WorkerLostError(worker_lost_message(task.deaths, task.item))
+        if task.pool is not None and self._pools.get(kind) is task.pool:  # first back: replace it
+            del self._pools[kind]
+            task.pool.shutdown(wait=False, cancel_futures=True)
+            log.warning(
+                "a worker process died (killed, or out of memory); the tasks it and the other "
+                "workers held run again on new workers"
+            )
 
     def close(self) -> None:
         for pool in self._pools.values():

@@ -1,14 +1,16 @@
-"""Pool workers die with their parent: parent-death signal, a parent-alive watch, no SIGINT."""
+"""Workers and their tools die with their parent: parent-death signal, a parent-alive watch."""
 
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
+import functools
 import logging
 import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -16,18 +18,41 @@ _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 _WATCH_INTERVAL = 0.5  # seconds between parent-alive checks
 
 
+@functools.lru_cache(maxsize=1)
+def _prctl() -> Any:
+    """libc's ``prctl``, looked up once (in the parent: a forked child must not search)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl  # the C library python itself links
+    except (OSError, AttributeError):
+        return None
+
+
 def set_parent_death_signal(sig: int = signal.SIGKILL) -> bool:
     """Ask Linux to send ``sig`` to this process when the thread that forked it exits.
 
     Returns False where that is not available (other systems); the parent watch still works.
     """
-    if not sys.platform.startswith("linux"):
+    prctl = _prctl()
+    if prctl is None:
         return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-        return int(libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)) == 0
-    except (OSError, AttributeError):
-        return False
+    return int(prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)) == 0
+
+
+def die_with_parent() -> None:
+    """``preexec_fn`` for a tool a worker runs (ffmpeg): killed with the thread that started it.
+
+    A worker killed with ``kill -9`` (or by the OOM killer, or a pre-empted job) used to leave
+    its ffmpeg running on, writing frames into a folder the task's retry elsewhere was
+    rewriting. The thread waits for the tool, so only the worker's death ends it early.
+    """
+    set_parent_death_signal()
+
+
+def tool_preexec() -> Callable[[], None] | None:
+    """``die_with_parent`` where Linux offers it (libc looked up now, before any fork)."""
+    return die_with_parent if _prctl() is not None else None
 
 
 def _watch_parent(parent: int) -> None:

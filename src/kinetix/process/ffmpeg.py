@@ -10,6 +10,7 @@ import subprocess
 from dataclasses import dataclass
 
 from kinetix.errors import ErrorCode, FFmpegError, KinetixError
+from kinetix.executors.orphans import tool_preexec
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ def run_ffmpeg(args: list[str], *, timeout: float | None = 600, quiet: bool = Tr
     argv += args
     log.debug("ffmpeg %s", " ".join(args))
     try:
-        proc = subprocess.run(argv, capture_output=True, timeout=timeout)
+        proc = subprocess.run(argv, capture_output=True, timeout=timeout, preexec_fn=tool_preexec())
     except subprocess.TimeoutExpired as exc:
         raise FFmpegError(argv, -1, f"timed out after {timeout}s") from exc
     stderr = proc.stderr.decode(errors="replace")
