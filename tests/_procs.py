@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -74,26 +75,37 @@ def wait_until(condition: Callable[[], object], seconds: float) -> bool:
     return bool(condition())
 
 
-class Killer:
-    """A thread that SIGKILLs the first process ``find`` names (polling), once; records it."""
+def kill9(pid: Any) -> None:
+    os.kill(pid, signal.SIGKILL)
 
-    def __init__(self, find: Callable[[], int | None], *, seconds: float = 60.0):
+
+class Killer:
+    """A thread that polls ``find`` and, the first time it names something (a pid), hands it to
+    ``act`` (SIGKILL by default), once; ``killed`` records what it was."""
+
+    def __init__(
+        self,
+        find: Callable[[], Any],
+        *,
+        act: Callable[[Any], None] = kill9,
+        seconds: float = 60.0,
+    ):
         self.find = find
+        self.act = act
         self.seconds = seconds
-        self.killed: int | None = None
-        self.extra: dict[str, int] = {}
+        self.killed: Any = None
         self._thread = threading.Thread(target=self._run, name="test-killer", daemon=True)
 
     def _run(self) -> None:
         deadline = time.monotonic() + self.seconds
         while time.monotonic() < deadline:
-            pid = self.find()
-            if pid is not None:
+            target = self.find()
+            if target is not None:
                 try:
-                    os.kill(pid, signal.SIGKILL)
+                    self.act(target)
                 except ProcessLookupError:
                     continue
-                self.killed = pid
+                self.killed = target
                 return
             time.sleep(0.01)
 

@@ -10,149 +10,55 @@ the reliability tests; these are about workers.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _procs import Killer, alive, descendants, opens_under, processes, wait_until
-from _roots import RootClip, build_videos_root, clips
+from _faults import (
+    SHARD_BPS,
+    Clean,
+    assert_unlocked,
+    check_like_clean,
+    clean_download_run,
+    clean_frames_run,
+    download_argv,
+    ffmpeg_writing_under,
+    frames_argv,
+    jpg_written,
+    make_videos,
+    my_workers,
+    part_has_bytes,
+    writing_a_part,
+)
+from _procs import Killer, alive, descendants, processes, wait_until
 
 from kinetix.cli.main import main
 from kinetix.errors import WorkerLostError
 from kinetix.executors import LocalExecutor, run_tasks
 from kinetix.process.ffmpeg import run_ffmpeg
-from kinetix.store.layout import manifest_path, partial_dir
-from kinetix.store.lock import RootLock
-from kinetix.store.manifest import Manifest
-from kinetix.testing.media import VideoSpec
+from kinetix.store.layout import partial_dir
 from kinetix.testing.server import MirrorServer
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc")
 
-# Long enough (150 frames, 160x120) that ffmpeg is seen writing before the clip is done.
-LONGER = VideoSpec(duration=6.0, fps=25, width=160, height=120, audio=False, gop=25)
-SHARD_BPS = 60_000  # each connection: a 6-clip shard takes a few seconds to arrive
-
-
-def tree(root: Path) -> dict[str, str]:
-    """Relative path -> sha256 of every file outside ``.kinetix``."""
-    return {
-        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and ".kinetix" not in p.parts
-    }
-
-
-def recorded(root: Path) -> dict[str, tuple[object, ...]]:
-    with Manifest(manifest_path(root), readonly=True) as m:
-        return {r.key: (r.state, r.path, r.num_frames, r.bytes) for r in m.clips()}
-
-
-def leftovers(root: Path) -> list[str]:
-    """Whatever is in the root's partial folder: half-written folders, ``.part`` files."""
-    folder = partial_dir(root)
-    return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
-
-
-def assert_unlocked(root: Path) -> None:
-    RootLock(root).acquire().release()
-
-
-# --- inputs and the clean runs they are compared with -------------------------------------------
-
 
 @pytest.fixture(scope="module")
 def videos(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("fault-videos")
-    return build_videos_root(
-        root, [RootClip(c) for c in clips("val", ["abseiling", "archery"] * 4)], LONGER
-    )
+    return make_videos(tmp_path_factory.mktemp("fault-videos"))
 
 
 @pytest.fixture(scope="module")
-def clean_frames(videos, tmp_path_factory) -> tuple[dict[str, str], dict[str, tuple[object, ...]]]:
-    out = tmp_path_factory.mktemp("clean-frames")
-    assert main(["frames", str(videos), "--out", str(out), "--workers", "2", "--no-progress"]) == 0
-    return tree(out), recorded(out)
-
-
-def frames_argv(videos: Path, out: Path, executor: str) -> list[str]:
-    return ["frames", str(videos), "--out", str(out), "--executor", executor, "--workers", "2",
-            "--no-progress"]  # fmt: skip
-
-
-def download_argv(root: Path, server: MirrorServer, executor: str) -> list[str]:
-    return ["download", "k600", "--split", "val", "--root", str(root), "--mirror", server.url,
-            "--executor", executor, "--workers", "2", "--connections", "1",
-            "--no-progress"]  # fmt: skip
+def clean_frames(videos, tmp_path_factory) -> Clean:
+    return clean_frames_run(videos, tmp_path_factory.mktemp("clean-frames"))
 
 
 @pytest.fixture(scope="module")
-def clean_download(
-    mirror, tmp_path_factory
-) -> tuple[dict[str, str], dict[str, tuple[object, ...]]]:
-    root = tmp_path_factory.mktemp("clean-download")
-    with MirrorServer(mirror.root) as server:
-        assert main(download_argv(root, server, "local")) == 0
-    return tree(root), recorded(root)
-
-
-def check_like_clean(root: Path, clean: tuple[dict[str, str], dict[str, tuple[object, ...]]]):
-    files, rows = clean
-    assert tree(root) == files
-    assert recorded(root) == rows
-    assert leftovers(root) == []
-    assert_unlocked(root)
-
-
-# --- who to kill ------------------------------------------------------------------------------
-
-
-def ffmpeg_writing_under(out: Path, seen: dict[str, int]) -> Callable[[], int | None]:
-    """The worker whose ffmpeg is writing frames into ``out``'s partial folder (not yet moved
-    into place: the task is mid-way)."""
-    where = str(partial_dir(out))
-
-    def find() -> int | None:
-        for p in processes():
-            if "ffmpeg" in p.cmdline and where in p.cmdline:
-                seen["ffmpeg"] = p.pid
-                return p.ppid
-        return None
-
-    return find
-
-
-def part_has_bytes(folder: Path) -> bool:
-    try:
-        return any(p.stat().st_size for p in folder.glob("*.part"))
-    except OSError:  # renamed into place while we looked
-        return False
-
-
-def jpg_written(folder: Path) -> bool:
-    return folder.is_dir() and any(folder.glob("*/*.jpg"))
-
-
-def writing_a_part(root: Path, among: Callable[[], list[int]]) -> Callable[[], int | None]:
-    """The worker with a ``.part`` shard open under ``root`` that has bytes in it already."""
-    folder = partial_dir(root)
-
-    def find() -> int | None:
-        if not part_has_bytes(folder):
-            return None
-        return next((pid for pid in among() if opens_under(pid, folder)), None)
-
-    return find
-
-
-def my_workers() -> list[int]:
-    return [pid for pid in descendants(os.getpid()) if pid != os.getpid()]
+def clean_download(mirror, tmp_path_factory) -> Clean:
+    return clean_download_run(mirror.root, tmp_path_factory.mktemp("clean-download"))
 
 
 # --- a worker killed mid-task -----------------------------------------------------------------
@@ -295,6 +201,35 @@ def test_a_worker_whose_node_disappears_hands_its_tasks_on(
     assert killer.killed in pids, "no worker was seen mid-task; nothing was tested"
     assert sum(w.poll() is None for w in workers) == 1  # the run finished on the one left
     check_like_clean(root, clean)
+
+
+def test_a_run_whose_every_worker_is_gone_stops_with_one_line_and_a_rerun_resumes(
+    videos, clean_frames, tmp_path, bare_workers, monkeypatch, capsys
+) -> None:
+    from kinetix.executors.dask import DaskExecutor
+
+    monkeypatch.setattr(DaskExecutor, "poll_seconds", 0.2)
+    monkeypatch.setattr(DaskExecutor, "lost_after", 2.0)
+    spec, workers = bare_workers
+    out = tmp_path / "frames"
+    folder = partial_dir(out)
+
+    def kill_all(pids: list[int]) -> None:
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+
+    find = lambda: [w.pid for w in workers] if jpg_written(folder) else None  # noqa: E731
+    with Killer(find, act=kill_all) as killer:
+        assert main(frames_argv(videos, out, spec)) != 0
+    assert killer.killed, "no worker was seen mid-task; nothing was tested"
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(
+        "kinetix: error: every worker has been gone for 2 s (killed, pre-empted, or their nodes "
+        "lost) with "
+    )
+    assert err[-1].endswith("unfinished; what finished is recorded: rerun the command to resume")
+    assert main(frames_argv(videos, out, "local")) == 0
+    check_like_clean(out, clean_frames)
 
 
 # --- the parent killed mid-run, then rerun -----------------------------------------------------

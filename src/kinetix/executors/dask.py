@@ -10,6 +10,7 @@ import contextlib
 import itertools
 import logging
 import os
+import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -35,6 +36,9 @@ def _import_distributed() -> Any:
 
 class DaskExecutor:
     """Map tasks over a ``distributed.Client``, keeping a bounded number in flight."""
+
+    poll_seconds = 5.0  # how often a run with nothing finishing looks at its workers
+    lost_after = 120.0  # seconds with no worker at all before the run gives up
 
     def __init__(self, client: Any, *, owns: list[Any] | None = None, in_flight: int | None = None):
         self.client = client
@@ -134,23 +138,63 @@ class DaskExecutor:
         # A worker that dies (kill -9, OOM, a pre-empted job, a node gone) is noticed by the
         # scheduler, which runs its tasks again on the others; only a task that took down
         # distributed.scheduler.allowed-failures + 1 workers comes back as KilledWorker.
-        futures = [submit(x) for _, x in zip(range(limit), it)]
-        ac = distributed.as_completed(futures)
+        pending = {submit(x) for _, x in zip(range(limit), it)}
+        alone_since: float | None = None
         try:
-            for fut in ac:
-                item = items_of.pop(fut.key)
+            while pending:
                 try:
-                    result = fut.result()  # any other exception is a bug in fn: it propagates
-                except distributed.KilledWorker as exc:
-                    deaths = int(dask_config_get("distributed.scheduler.allowed-failures")) + 1
-                    raise WorkerLostError(worker_lost_message(deaths, item)) from exc
-                fut.release()
-                for nxt in itertools.islice(it, 1):
-                    ac.add(submit(nxt))
-                yield result
+                    done, _ = distributed.wait(
+                        list(pending), timeout=self.poll_seconds, return_when="FIRST_COMPLETED"
+                    )
+                except (TimeoutError, distributed.TimeoutError):
+                    alone_since = self._check_workers(alone_since, len(pending))
+                    continue
+                alone_since = None
+                for fut in done:
+                    pending.discard(fut)
+                    item = items_of.pop(fut.key)
+                    try:
+                        result = fut.result()  # any other exception is a bug in fn: it propagates
+                    except distributed.KilledWorker as exc:
+                        deaths = int(dask_config_get("distributed.scheduler.allowed-failures")) + 1
+                        raise WorkerLostError(worker_lost_message(deaths, item)) from exc
+                    fut.release()
+                    pending.update(submit(nxt) for nxt in itertools.islice(it, 1))
+                    yield result
         finally:
-            for f in list(ac.futures):
+            for f in pending:
                 f.cancel()
+
+    def _check_workers(self, alone_since: float | None, waiting: int) -> float | None:
+        """Nothing finished for a while: stop when no worker has been left for ``lost_after``.
+
+        The scheduler reruns a lost worker's tasks on the others, but with every worker gone
+        (all jobs pre-empted, the nodes lost) nothing would ever finish and the run would wait
+        forever without a word.
+        """
+        try:
+            workers = len(self.client.nthreads())
+        except Exception as exc:  # the scheduler itself is unreachable: the same outcome
+            log.debug("asking the scheduler for its workers failed: %s", exc)
+            workers = 0
+        if workers:
+            return None
+        now = time.monotonic()
+        if alone_since is None:
+            log.warning(
+                "no Dask worker is left (killed, pre-empted or their nodes lost); %d task(s) "
+                "wait for one for up to %.0f s",
+                waiting,
+                self.lost_after,
+            )
+            return now
+        if now - alone_since >= self.lost_after:
+            raise WorkerLostError(
+                f"every worker has been gone for {self.lost_after:.0f} s (killed, pre-empted, or "
+                f"their nodes lost) with {waiting} task(s) unfinished; what finished is "
+                "recorded: rerun the command to resume"
+            )
+        return alone_since
 
     def close(self) -> None:
         for obj in self._owns:
