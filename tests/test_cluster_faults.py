@@ -119,11 +119,11 @@ def test_a_tool_dies_with_the_worker_that_ran_it(tmp_path) -> None:
         def tools() -> list[int]:
             return [p.pid for p in processes() if p.ppid == worker.pid and "nullsrc" in p.cmdline]
 
-        assert wait_until(tools, 20)
+        assert wait_until(tools, 60)
         tool = tools()[0]
         worker.send_signal(signal.SIGKILL)
         worker.wait()
-        assert wait_until(lambda: not alive(tool), 5), "ffmpeg outlived its worker"
+        assert wait_until(lambda: not alive(tool), 10), "ffmpeg outlived its worker"
     finally:
         worker.kill()
         worker.wait()
