@@ -107,10 +107,11 @@ def test_the_rate_holds_for_four_dask_workers_together(tmp_path, sourced) -> Non
     # Each of the 4 workers alone would allow `rate`: metered per process, they would reach
     # up to 4x (as fast as the machine fetches and trims, ~3 clips/s here). Together: rate.
     assert achieved <= 1.1 * rate, f"{achieved:.2f} lookups/s for --rate {rate}"
-    # Not all at the start then idle: every 3 s of the run saw at most 3 s worth (+ one slot).
+    # Not all at the start then idle: every 4 s of the run saw at most 4 s worth, give or take
+    # two (the time from dispatch to a worker's request varies on a busy machine).
     for i, t in enumerate(lookups):
-        in_window = sum(1 for u in lookups[i:] if u < t + 3.0)
-        assert in_window <= 3.0 * rate + 1, f"{in_window} lookups in 3 s from {t - lookups[0]:.1f}"
+        in_window = sum(1 for u in lookups[i:] if u < t + 4.0)
+        assert in_window <= 4.0 * rate + 2, f"{in_window} lookups in 4 s from {t - lookups[0]:.1f}"
     assert most_clips_at_once(log) <= 4
     load = os.getloadavg()[0] / (os.cpu_count() or 1)
     if achieved < 0.9 * rate and load > 2:
