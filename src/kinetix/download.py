@@ -439,7 +439,7 @@ def run_cvdf(
     stop: StopToken | None = None,
 ) -> None:
     list_path = release.path_list_path(config.split)
-    shards = read_path_list(fetch_text(list_path, config), config.mirror, list_path)
+    shards = load_path_list(list_path, config)
     done = {s["url"] for s in manifest.shards(release=release.name) if s["state"] == "done"}
     listed = manifest.shard_index(shard_id(name) for _, name in shards if shard_id(name) in done)
     replacement = release.replacement_for(config.split)
@@ -651,7 +651,34 @@ def fetch_text(path: str, config: DownloadConfig) -> str:
         if config.offline:
             raise ConfigError(f"{path} is not cached under {cached.parent} and --offline is set")
         fetch_file(join_url(config.mirror or CVDF_BASE, path), cached, config.transfer)
-    return cached.read_text(encoding="utf-8")
+    return cached.read_bytes().decode("utf-8")
+
+
+def load_path_list(path: str, config: DownloadConfig) -> list[tuple[str, str]]:
+    """The shards of a CVDF path list; a cached copy that is not one is fetched once more.
+
+    What is not a list of URLs (junk, an error page in place of the file) is never kept: a
+    cached bad copy would fail every later run the same way.
+    """
+    cached = state_dir(config.root) / "lists" / path
+    for attempt in (1, 2):
+        was_cached = cached.exists()
+        try:
+            return read_path_list(fetch_text(path, config), config.mirror, path)
+        except (UnicodeDecodeError, KinetixError) as exc:
+            if isinstance(exc, KinetixError) and not cached.exists():
+                raise  # the fetch itself failed: its message says why
+            cached.unlink(missing_ok=True)
+            reason = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else str(exc)
+            if was_cached and attempt == 1 and not config.offline:
+                log.warning("the cached %s is damaged (%s); fetching it again", path, reason)
+                continue
+            raise KinetixError(
+                f"{path} from {config.mirror or CVDF_BASE} is not a list of shard URLs "
+                f"({reason.split('; ')[0]}); it was not kept: rerun to fetch it again, or check "
+                "--mirror"
+            ) from None
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def check_disk_space(
@@ -680,11 +707,19 @@ def check_disk_space(
     free = shutil.disk_usage(config.root).free
     if need > free:
         raise DiskSpaceError(
-            f"{config.root} has {free / 1e9:.1f} GB free but this run needs about "
-            f"{need / 1e9:.1f} GB ({len(tasks)} shards, {fetched / 1e9:.1f} GB to fetch); "
+            f"{config.root} has {_size(free)} free but this run needs about "
+            f"{_size(need)} ({len(tasks)} shards, {_size(fetched)} to fetch); "
             "free space, choose another --root, or select fewer clips (--classes, --max-per-class)"
         )
     return fetched
+
+
+def _size(n: float) -> str:
+    """Bytes for a message: ``1.3 GB``, ``700 KB`` (a small disk read "0.0 GB free")."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{int(n)} bytes"
 
 
 def _size_or_zero(url: str, config: DownloadConfig) -> int:

@@ -42,7 +42,7 @@ from kinetix.catalog.releases import (
     normalise_split,
 )
 from kinetix.config import TransferConfig
-from kinetix.errors import ArchiveError, ConfigError
+from kinetix.errors import AnnotationError, ArchiveError, ConfigError
 from kinetix.store.layout import require_writable
 
 logger = logging.getLogger(__name__)
@@ -292,9 +292,18 @@ def load_catalog(
     split = check_split(rel, split)
     if annotations is not None:
         path = Path(annotations)
-    else:
-        path = fetch_annotations(rel.name, split, mirror=mirror, offline=offline, config=config)
-    return read_catalog(rel.name, split, path)
+        return read_catalog(rel.name, split, path)
+    path = fetch_annotations(rel.name, split, mirror=mirror, offline=offline, config=config)
+    try:
+        return read_catalog(rel.name, split, path)
+    except AnnotationError as exc:
+        # What the mirror sent is not an annotation file (junk, a page): never keep it, or
+        # every later run would read the same thing from the cache.
+        path.unlink(missing_ok=True)
+        path.with_name(path.name + SIDECAR_SUFFIX).unlink(missing_ok=True)
+        raise AnnotationError(
+            f"{exc}; the cached copy was removed: rerun to fetch it again, or check --mirror"
+        ) from None
 
 
 def read_catalog(release: str, split: str, path: Path | str) -> Catalog:

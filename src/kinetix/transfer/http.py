@@ -29,6 +29,7 @@ from kinetix.errors import (
     TransferError,
 )
 from kinetix.transfer.connection import HttpSession
+from kinetix.transfer.integrity import md5_from_etag
 from kinetix.transfer.resume import ResumeState, write_state
 from kinetix.transfer.retry import Backoff
 
@@ -217,12 +218,16 @@ def _fetch_once(
             raise _not_an_archive(url, content_type)
         expected = _int_header(response, "Content-Length")
         sha = hashlib.sha256()
+        # An S3 single-part ETag is the body's MD5: a small file is checked against it too
+        # (a flipped byte in an annotation file would otherwise be cached and read for good).
+        md5 = hashlib.md5(usedforsecurity=False)
         size = 0
         watch = session.watch()
         with open(part, "wb") as out:
             while data := session.read(response, config.chunk_size, url, watch):
                 out.write(data)
                 sha.update(data)
+                md5.update(data)
                 size += len(data)
                 received[0] += len(data)
                 if progress is not None:
@@ -231,8 +236,16 @@ def _fetch_once(
             raise IntegrityError(
                 f"GET {url}: body ended after {size} of {expected} bytes (truncated)", url=url
             )
+        etag = _header(response, "ETag")
+        promised = md5_from_etag(etag)
+        if promised is not None and md5.hexdigest() != promised:
+            raise IntegrityError(
+                f"GET {url}: the body's MD5 is {md5.hexdigest()}, its ETag says {promised} "
+                "(damaged in transit)",
+                url=url,
+            )
         session.release(response)
-        return size, _header(response, "ETag"), sha.hexdigest()
+        return size, etag, sha.hexdigest()
     except BaseException:
         session.discard(response)
         raise
