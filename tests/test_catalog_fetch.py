@@ -162,6 +162,6 @@ def test_load_catalog_through_the_mirror(server: MirrorServer, cache: Path) -> N
 def test_load_catalog_rejects_a_file_of_another_release() -> None:
     with pytest.raises(
         AnnotationError,
-        match=r"k600_val.csv: labels that are not k400 classes: 'cracking knuckles' \(1 rows\)",
+        match=r"k600_val.csv:12: labels that are not k400 classes: 'cracking knuckles' \(1 rows;",
     ):
         load_catalog("k400", "val", annotations=DATA / "k600_val.csv")

@@ -341,3 +341,21 @@ def test_blank_lines_hold_no_rows(tmp_path: Path) -> None:
     assert read_annotations(path, release="k600") == read_annotations(
         DATA / "k600_val.csv", release="k600"
     )
+
+
+def test_not_utf8_and_foreign_labels_name_the_line(tmp_path) -> None:
+    """Both used to name the file only: at 650k rows that leaves the user to search for it."""
+    from kinetix.catalog.catalog import Catalog
+    from kinetix.catalog.labels import LabelRegistry
+
+    head = b"label,youtube_id,time_start,time_end,split\n"
+    bad = tmp_path / "latin1.csv"
+    bad.write_bytes(head + b"abseiling,abcdefghijk,0,10,val\nab\xe9seiling,abcdefghijl,0,10,val\n")
+    with pytest.raises(AnnotationError, match=r"latin1\.csv:3: is not UTF-8"):
+        read_annotations(bad, release="k400", split="val")
+    other = tmp_path / "other.csv"
+    rows = b"abseiling,abcdefghijk,0,10,val\n" * 3 + b"flying kites,abcdefghijl,0,10,val\n"
+    other.write_bytes(head + rows)
+    clips = read_annotations(other, release="k400", split="val")
+    with pytest.raises(AnnotationError, match=r"other\.csv:5: labels that are not k400 classes"):
+        Catalog("k400", "val", clips, LabelRegistry.for_release("k400"), other)

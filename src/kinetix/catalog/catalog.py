@@ -8,6 +8,7 @@ from pathlib import Path
 
 from kinetix.catalog.clip import Clip
 from kinetix.catalog.labels import LabelRegistry
+from kinetix.catalog.parse import first_line_with
 from kinetix.catalog.select import select_clips
 from kinetix.catalog.stats import AnnotationStats, compute_stats
 from kinetix.config import Selection
@@ -37,8 +38,10 @@ class Catalog:
             more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
             raise AnnotationError(
                 f"labels that are not {self.registry.release} classes: {shown}{more} "
-                f"({sum(labels[f] for f in foreign)} rows); is this a file of another release?",
+                f"({sum(labels[f] for f in foreign)} rows; the line is the first shown's); "
+                "is this a file of another release?",
                 path=str(self.path),
+                line=first_line_with(self.path, foreign[0]),
             )
 
     def select(self, selection: Selection) -> list[Clip]:

@@ -200,10 +200,42 @@ def _read_stream(stream: IO[str], name: str, release: str | None, split: str | N
         if len(fields) == 2 and _is_youtube_id(fields[0]) and _is_seconds(fields[1]):
             return _RowReader(name, release or _DERIVED_RELEASE, split).read_ava(first, stream)
     except UnicodeDecodeError as exc:
-        raise AnnotationError(f"is not UTF-8 text ({exc.reason})", path=name) from exc
+        line = first_line_not_utf8(Path(name))
+        raise AnnotationError(f"is not UTF-8 text ({exc.reason})", path=name, line=line) from exc
     except csv.Error as exc:
         raise AnnotationError(f"not valid CSV: {exc}", path=name) from exc
     raise AnnotationError(f"expected {_EXPECTED_FORMATS}; got {head[:80]!r}", path=name, line=1)
+
+
+def first_line_not_utf8(path: Path) -> int | None:
+    """The first line of ``path`` that is not UTF-8 (None: unreadable, or not a plain file).
+
+    Text streams decode in blocks, so the failing line is found again on the error path only.
+    """
+    try:
+        with path.open("rb") as f:
+            for number, raw in enumerate(f, 1):
+                try:
+                    raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    return number
+    except OSError:
+        return None
+    return None
+
+
+def first_line_with(path: Path, text: str) -> int | None:
+    """The first line of ``path`` holding ``text`` as a CSV field (or anywhere, for JSON)."""
+    try:
+        with path.open(encoding="utf-8-sig", errors="replace", newline="") as f:
+            for number, line in enumerate(f, 1):
+                if text in line and (
+                    text in (c.strip() for c in next(csv.reader([line]), [])) or "{" in line
+                ):
+                    return number
+    except (OSError, csv.Error):
+        return None
+    return None
 
 
 def _is_youtube_id(text: str) -> bool:
