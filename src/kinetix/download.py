@@ -169,7 +169,7 @@ def download(
         writing(config.root, manifest),  # a killed run's temps and spent .part files go first
     ):
         check_meta(manifest, config)
-        from kinetix.catalog.fetch import fetch_annotations, read_catalog
+        from kinetix.catalog.fetch import fetch_annotations, read_catalog, read_fetched_catalog
 
         annotations = config.annotations or fetch_annotations(
             release.name, split, mirror=config.mirror, offline=config.offline,
@@ -179,7 +179,10 @@ def download(
         if finished_rerun(config, release, manifest, registered, report):
             report.seconds = time.monotonic() - started
             return report
-        catalog = read_catalog(release.name, split, annotations)
+        if config.annotations is not None:
+            catalog = read_catalog(release.name, split, annotations)
+        else:
+            catalog = read_fetched_catalog(release.name, split, Path(annotations))
         selected = catalog.select(config.selection)
         labels = list(catalog.registry.names)
         catalog_size = len(catalog.clips)

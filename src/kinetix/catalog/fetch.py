@@ -294,11 +294,18 @@ def load_catalog(
         path = Path(annotations)
         return read_catalog(rel.name, split, path)
     path = fetch_annotations(rel.name, split, mirror=mirror, offline=offline, config=config)
+    return read_fetched_catalog(rel.name, split, path)
+
+
+def read_fetched_catalog(release: str, split: str, path: Path) -> Catalog:
+    """``read_catalog`` of a file ``fetch_annotations`` cached; one that fails to read is removed.
+
+    What the mirror sent may not be an annotation file (junk, a page): keeping it would make
+    every later run read the same thing from the cache.
+    """
     try:
-        return read_catalog(rel.name, split, path)
+        return read_catalog(release, split, path)
     except AnnotationError as exc:
-        # What the mirror sent is not an annotation file (junk, a page): never keep it, or
-        # every later run would read the same thing from the cache.
         path.unlink(missing_ok=True)
         path.with_name(path.name + SIDECAR_SUFFIX).unlink(missing_ok=True)
         raise AnnotationError(
