@@ -322,3 +322,16 @@ def test_waiting_for_workers_fails_fast_on_a_job_that_cannot_start(state, reason
         )  # fmt: skip
     assert message in str(err.value) and "\n" not in str(err.value)
     assert clock.now <= 31
+
+
+def test_a_finished_derived_job_reruns_without_a_cluster(videos, tmp_path) -> None:
+    """Nothing left to do: no scheduler is contacted (none listens at this address), no SLURM
+    job would be submitted."""
+    nowhere = "dask://127.0.0.1:9"  # discard port: nothing to connect to
+    for verb, extra in (("frames", []), ("process", ["--short-side", "32"])):
+        out = tmp_path / verb
+        argv = [verb, str(videos), "--out", str(out), *extra, "--no-progress"]
+        assert main([*argv, "--workers", "1"]) == 0
+        before = _tree(out)
+        assert main([*argv, "--executor", nowhere]) == 0
+        assert _tree(out) == before

@@ -94,6 +94,8 @@ def test_a_slurm_download_matches_a_local_one(tmp_path, mirror_server, tag) -> N
         ]  # fmt: skip
         assert main(argv) == 0
         runs[name] = {"files": _tree(root), "manifest": _rows(root)}
+        assert main(argv) == 0  # a rerun does no new work (and on SLURM submits no job)
+        assert _tree(root) == runs[name]["files"]
     local, slurm = runs["local"], runs["slurm"]
     assert local["files"] and any(r["state"] == "present" for r in local["manifest"]["clips"])
     assert slurm["files"] == local["files"]
@@ -123,6 +125,7 @@ def test_slurm_frames_match_a_local_run(videos, tmp_path, tag) -> None:
             # a rerun does no new work and needs no cluster: the manifest says it is all done
             assert main([*argv, "--no-progress"]) == 0
             assert _tree(out) == runs[name]["files"]
+            assert len(_slurm_job_logs(out)) == 2, "the rerun submitted no job"
     local, slurm = runs["local"], runs["slurm"]
     assert sum(f.endswith(".jpg") for f in local["files"]) == 6 * 50  # 2 s at 25 fps each
     assert slurm["files"] == local["files"]

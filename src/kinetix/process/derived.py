@@ -15,7 +15,7 @@ from typing import Any, NamedTuple, Protocol
 from kinetix.catalog.clip import Clip
 from kinetix.config import ExecutorConfig
 from kinetix.errors import ConfigError, ErrorCode
-from kinetix.executors import Executor, Preflight, TaskKind, open_executor, run_tasks
+from kinetix.executors import Executor, LocalExecutor, Preflight, TaskKind, open_executor, run_tasks
 from kinetix.process.reconcile import root_layout, row_relpath
 from kinetix.process.writer import ManifestWriter
 from kinetix.progress import Progress
@@ -322,8 +322,16 @@ class DerivedDataset:
         finally:
             progress.close()
 
-    def open_executor(self, config: ExecutorConfig, workers: int | None) -> Executor:
-        """The stage's executor; cluster workers must see the source and write the output."""
+    def open_executor(
+        self, config: ExecutorConfig, workers: int | None, *, needed: bool = True
+    ) -> Executor:
+        """The stage's executor; cluster workers must see the source and write the output.
+
+        ``needed=False`` (nothing planned): an inline executor, so a rerun of a finished job
+        starts no cluster and submits no SLURM job.
+        """
+        if not needed:
+            return LocalExecutor(0)
         preflight = Preflight(
             self.partial, visible=(manifest_path(self.source),), tools=("ffmpeg", "av")
         )

@@ -210,7 +210,7 @@ def extract_dataset(
             )
             for w in work
         ]  # fmt: skip
-        executor = ds.open_executor(config.executor, config.workers)
+        executor = ds.open_executor(config.executor, config.workers, needed=bool(tasks))
         try:
             rest = _sample_space(ds, tasks, config, report, executor)
             ds.run(rest, extract_frames, executor, report, emit)

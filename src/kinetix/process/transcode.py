@@ -140,7 +140,7 @@ def process_dataset(
             )
             for w in work
         ]  # fmt: skip
-        executor = ds.open_executor(config.executor, config.workers)
+        executor = ds.open_executor(config.executor, config.workers, needed=bool(tasks))
         try:
             ds.run(tasks, transcode_clip, executor, report, emit)
         finally:
