@@ -100,7 +100,9 @@ def test_a_slurm_download_matches_a_local_one(tmp_path, mirror_server, tag) -> N
     assert local["files"] and any(r["state"] == "present" for r in local["manifest"]["clips"])
     assert slurm["files"] == local["files"]
     assert slurm["manifest"] == local["manifest"]
-    assert len(_slurm_job_logs(tmp_path / "slurm")) == 2, "two SLURM jobs ran the workers"
+    # Two worker jobs are asked for; on a busy node the work can end before the second starts,
+    # and a job cancelled while pending writes no log. At least one ran the tasks, none extra.
+    assert 1 <= len(_slurm_job_logs(tmp_path / "slurm")) <= 2, "SLURM jobs ran the workers"
     _no_job_left(tag)
 
 
@@ -121,7 +123,7 @@ def test_slurm_frames_match_a_local_run(videos, tmp_path, tag) -> None:
         assert main([*argv, "--no-progress"]) == 0
         runs[name] = {"files": _tree(out), "manifest": _rows(out)}
         if name == "slurm":
-            assert len(_slurm_job_logs(out)) == 2, "two SLURM jobs ran the workers"
+            assert 1 <= len(_slurm_job_logs(out)) <= 2, "SLURM jobs ran the workers"
             # a rerun does no new work and needs no cluster: the manifest says it is all done
             assert main([*argv, "--no-progress"]) == 0
             assert _tree(out) == runs[name]["files"]
