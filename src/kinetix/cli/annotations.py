@@ -95,17 +95,21 @@ def _add_source_flags(p: argparse.ArgumentParser, *, local_file: bool = True) ->
 
 
 def run_fetch(args: argparse.Namespace) -> int:
-    from kinetix.catalog.fetch import fetch_annotations, read_sidecar
+    from kinetix.catalog.downstream import get_downstream
+    from kinetix.catalog.fetch import fetch_annotations, fetch_downstream, read_sidecar
     from kinetix.catalog.releases import get_release
 
     if downstream_name(args.release):
-        return _fetch_downstream(args)
-    release = get_release(args.release)
-    for split in [args.split] if args.split else release.splits:
-        path = fetch_annotations(release.name, split, mirror=args.mirror, offline=args.offline)
+        set_ = get_downstream(args.release)
+        name, splits, fetch = set_.name, set_.splits, fetch_downstream
+    else:
+        release = get_release(args.release)
+        name, splits, fetch = release.name, release.splits, fetch_annotations
+    for split in [args.split] if args.split else splits:
+        path = fetch(name, split, mirror=args.mirror, offline=args.offline)
         record = read_sidecar(path)
         digest = record.sha256 if record else "?"
-        print(f"{release.name} {split}\t{path}\tsha256:{digest}")
+        print(f"{name} {split}\t{path}\tsha256:{digest}")
     return 0
 
 
@@ -166,19 +170,6 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 # --- AVA-Kinetics and Countix -----------------------------------------------------------------
-
-
-def _fetch_downstream(args: argparse.Namespace) -> int:
-    from kinetix.catalog.downstream import get_downstream
-    from kinetix.catalog.fetch import fetch_downstream, read_sidecar
-
-    release = get_downstream(args.release)
-    for split in [args.split] if args.split else release.splits:
-        path = fetch_downstream(release.name, split, mirror=args.mirror, offline=args.offline)
-        record = read_sidecar(path)
-        digest = record.sha256 if record else "?"
-        print(f"{release.name} {split}\t{path}\tsha256:{digest}")
-    return 0
 
 
 def _resolution(args: argparse.Namespace) -> Resolution:
