@@ -299,6 +299,13 @@ def test_cli_fetch_stats_list(
     assert resolved == set(forced)
     assert "1193\t8-T1iL-6zAI\t-\t-\tspan_outside_clip" in lines
 
+    argv = ["annotations", "list", "countix", "--split", "val", "--mirror", url, "--unresolved"]
+    assert main(argv) == 0
+    rest = capsys.readouterr().out.splitlines()[1:]
+    assert rest and not any(line.endswith("\tresolved") for line in rest)
+    every = [line for line in lines[1:] if not line.endswith("\tresolved")]
+    assert set(rest) <= set(every)
+
 
 def test_cli_stats_on_local_files(
     shared_kinetics: Path, capsys: pytest.CaptureFixture[str]
