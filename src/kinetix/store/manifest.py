@@ -27,11 +27,13 @@ from kinetix.store.damage import (
     write_meta_copy,
 )
 from kinetix.store.database import Writer, open_reader
+from kinetix.store.downstream import DOWNSTREAM_ROWS_DDL
 from kinetix.store.layout import missing_manifest_error
 
-# 2: ``clips.integrity``. Older roots are migrated when opened for writing (columns a version
-# adds are added to the tables); read-only openers read them as they are.
-SCHEMA_VERSION = 2
+# 2: ``clips.integrity``. 3: table ``downstream_rows`` (store/downstream.py). Older roots are
+# migrated when opened for writing (columns a version adds are added to the tables, tables it
+# adds are created); read-only openers read them as they are.
+SCHEMA_VERSION = 3
 
 
 class ClipState(str, Enum):
@@ -269,6 +271,8 @@ class Manifest:
                 "bytes INTEGER, PRIMARY KEY (url, key))"
             )
             self._db.execute("CREATE INDEX IF NOT EXISTS shard_members_key ON shard_members (key)")
+            # AVA-Kinetics / Countix rows of a K700-2020 root and the clip each needs
+            self._db.execute(DOWNSTREAM_ROWS_DDL)
             self._db.execute(
                 "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
             )
@@ -350,6 +354,13 @@ class Manifest:
         # a copy outside the database, for 'kinetix repair' when the database is damaged
         meta = dict(self._db.execute("SELECT key, value FROM meta WHERE key != 'generation'"))
         write_meta_copy(self.path, meta)
+
+    def transaction(self) -> sqlite3.Connection:
+        """The writer's connection as a transaction (``with manifest.transaction() as db``),
+        for the ``store/`` modules that own a table of their own (``store/downstream.py``)."""
+        if self._writer is None:
+            raise ManifestError(f"{self.path} is open read-only; it cannot be written")
+        return self._db
 
     # -- clips ---------------------------------------------------------------------
     def add_clips(self, clips: Iterable[Clip], label_index: Mapping[str, int] | None = None) -> int:

@@ -1,0 +1,242 @@
+"""AVA-Kinetics and Countix rows of a K700-2020 root: each row's clip, present or why not.
+
+A root made by ``kinetix download countix|ava-kinetics`` is an ordinary K700-2020 videos root
+(``meta.release`` = ``k700-2020``; its ``clips`` rows are K700-2020 clips) that also records:
+
+- ``meta.downstream``: the annotation set, ``countix`` or ``ava-kinetics``;
+- ``meta.downstream_split``: the set's splits downloaded into it, comma-separated in the
+  order they were first downloaded (``val``, or ``val,train``);
+- table ``downstream_rows``: one row per annotation row of those splits (``line`` is its line
+  in the annotation file, the file a copy of which is kept at
+  ``ROOT/.kinetix/downstream/{member}``), with the K700-2020 clip ``key`` it resolves to
+  (``base_split`` is that clip's split, the same name) or ``reason`` why none: ``no_clip``,
+  ``no_video``, ``outside_clips`` (``catalog/resolve.py``), or a rejected row's code
+  (``box_outside_unit``, ``span_outside_clip`` ... ``catalog/downstream.py``), then
+  ``rejected`` = 1.
+
+Whether a resolved row's clip is on disk is not copied into ``downstream_rows``: it is read
+from the clip's own row through a join, so a clip placed, failed or quarantined later (a
+rerun, ``verify``) is reflected at once. ``downstream_rows()`` is that read model.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
+
+from kinetix.errors import ConfigError
+
+if TYPE_CHECKING:
+    from kinetix.store.manifest import Manifest
+
+DOWNSTREAM_META = "downstream"
+DOWNSTREAM_SPLIT_META = "downstream_split"
+DOWNSTREAM_DIR = "downstream"  # ROOT/.kinetix/downstream/: copies of the annotation files
+
+# Created by Manifest._create (schema 3); a root from before has none and reads as not
+# downstream.
+DOWNSTREAM_ROWS_DDL = (
+    "CREATE TABLE IF NOT EXISTS downstream_rows (release TEXT NOT NULL, split TEXT NOT NULL, "
+    "line INTEGER NOT NULL, youtube_id TEXT NOT NULL, base_split TEXT NOT NULL, key TEXT, "
+    "reason TEXT, rejected INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (release, split, line)) "
+    "WITHOUT ROWID"
+)
+
+# Row states the read model gives besides the clip states (present, missing, failed,
+# quarantined): the row has no clip, or its clip is not in this root's selection.
+UNRESOLVED = "unresolved"  # no K700-2020 clip holds it (reason: no_clip, no_video, outside_clips)
+REJECTED = "rejected"  # the row itself was kept out when read (reason: its code)
+NOT_SELECTED = "not_selected"  # resolves, but the clip is not a row of this root
+
+
+class DownstreamInfo(NamedTuple):
+    """What ``downstream_info`` reads: the annotation set and its splits in this root."""
+
+    release: str  # countix | ava-kinetics
+    splits: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedRow:
+    """One annotation row as recorded: its line, and its clip key or the reason for none."""
+
+    line: int
+    youtube_id: str
+    key: str | None
+    reason: str | None  # None when ``key`` is set
+    rejected: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DownstreamRow:
+    """One annotation row of a root and the state of its K700-2020 clip (the read model).
+
+    ``state`` is the clip's (``present``, ``missing``, ``failed``, ``quarantined``) or
+    ``unresolved`` / ``rejected`` / ``not_selected``. ``reason`` says why it is not present:
+    the resolution's or rejection's code, the clip's ``error_code`` when it failed, ``None``
+    when present or merely not fetched yet. The clip columns (``path`` relative to the root,
+    ``time_start``, ``fps``, ``start_offset``, ``num_frames``) are None without a clip row.
+    """
+
+    release: str
+    split: str
+    line: int
+    youtube_id: str
+    key: str | None
+    state: str
+    reason: str | None
+    path: str | None
+    time_start: int | None
+    time_end: int | None
+    fps: float | None
+    start_offset: float | None
+    num_frames: int | None
+    width: int | None
+    height: int | None
+
+    @property
+    def present(self) -> bool:
+        return self.state == "present" and bool(self.path)
+
+
+def downstream_info(manifest: Manifest) -> DownstreamInfo | None:
+    """The annotation set recorded in this root's meta, or None for a plain Kinetics root."""
+    release = manifest.get_meta(DOWNSTREAM_META)
+    if not release:
+        return None
+    splits = manifest.get_meta(DOWNSTREAM_SPLIT_META) or ""
+    return DownstreamInfo(release, tuple(s for s in splits.split(",") if s))
+
+
+def check_downstream(manifest: Manifest, release: str, root: str | Path) -> None:
+    """Refuse to put ``release``'s rows in a root that holds another set's."""
+    info = downstream_info(manifest)
+    if info is not None and info.release != release:
+        raise ConfigError(
+            f"{root} holds {info.release} ({', '.join(info.splits)}), not {release}; "
+            "use another --root"
+        )
+
+
+def record_downstream(
+    manifest: Manifest,
+    release: str,
+    split: str,
+    rows: Iterable[ResolvedRow],
+    *,
+    base_split: str | None = None,
+) -> int:
+    """Record (replacing any earlier record) every row of ``release/split``; returns the count.
+
+    Also sets ``meta.downstream`` and appends ``split`` to ``meta.downstream_split``.
+    """
+    base = base_split or split
+    with manifest.transaction() as db:
+        db.execute("DELETE FROM downstream_rows WHERE release=? AND split=?", (release, split))
+        count = db.executemany(
+            "INSERT INTO downstream_rows VALUES (?,?,?,?,?,?,?,?)",
+            (
+                (release, split, r.line, r.youtube_id, base, r.key, r.reason, int(r.rejected))
+                for r in rows
+            ),
+        ).rowcount
+    info = downstream_info(manifest)
+    splits = info.splits if info is not None else ()
+    manifest.set_meta(DOWNSTREAM_META, release)
+    if split not in splits:
+        manifest.set_meta(DOWNSTREAM_SPLIT_META, ",".join((*splits, split)))
+    return max(count, 0)
+
+
+def _has_rows_table(manifest: Manifest) -> bool:
+    row = manifest.execute(
+        "SELECT 1 FROM sqlite_master WHERE type='table' AND name='downstream_rows'"
+    ).fetchone()
+    return row is not None
+
+
+_ROWS_SQL = (
+    "SELECT d.release, d.split, d.line, d.youtube_id, d.key, d.reason, d.rejected, "
+    "c.state, c.error_code, c.path, c.time_start, c.time_end, c.fps, c.start_offset, "
+    "c.num_frames, c.width, c.height FROM downstream_rows d LEFT JOIN clips c "
+    "ON c.release=? AND c.split=d.base_split AND c.key=d.key"
+)
+
+
+def downstream_rows(
+    manifest: Manifest, split: str | None = None, *, base_release: str | None = None
+) -> Iterator[DownstreamRow]:
+    """Every recorded annotation row (of ``split``), in (split, line) order, with its clip.
+
+    A root without the table (made before schema 3, or never a downstream root) yields none.
+    """
+    if not _has_rows_table(manifest):
+        return
+    base = base_release or manifest.get_meta("release") or "k700-2020"
+    sql, args = _ROWS_SQL, [base]
+    if split is not None:
+        sql += " WHERE d.split=?"
+        args.append(split)
+    cur = manifest.execute(sql + " ORDER BY d.split, d.line", args)
+    cur.row_factory = None  # type: ignore[assignment]
+    for (
+        release, dsplit, line, youtube_id, key, reason, rejected,
+        state, error_code, path, t0, t1, fps, offset, frames, width, height,
+    ) in cur:  # fmt: skip
+        if rejected:
+            row_state, why = REJECTED, reason
+        elif key is None:
+            row_state, why = UNRESOLVED, reason
+        elif state is None:
+            row_state, why = NOT_SELECTED, None
+        else:
+            row_state = state
+            why = error_code if state in ("failed", "quarantined") else None
+        yield DownstreamRow(
+            release, dsplit, line, youtube_id, key, row_state, why, path,
+            t0, t1, fps, offset, frames, width, height,
+        )  # fmt: skip
+
+
+@dataclass
+class DownstreamSplitCounts:
+    """Per split: rows, present, and the rest by (state, reason)."""
+
+    release: str
+    split: str
+    rows: int = 0
+    present: int = 0
+    missing: Counter[tuple[str, str | None]] | None = None  # (state, reason) -> rows
+
+    def not_present(self) -> int:
+        return self.rows - self.present
+
+
+def downstream_counts(manifest: Manifest) -> list[DownstreamSplitCounts]:
+    """What ``status`` shows for a downstream root, one entry per split (none otherwise)."""
+    if not _has_rows_table(manifest):
+        return []
+    counts: dict[tuple[str, str], DownstreamSplitCounts] = {}
+    for row in downstream_rows(manifest):
+        entry = counts.get((row.release, row.split))
+        if entry is None:
+            entry = counts[(row.release, row.split)] = DownstreamSplitCounts(
+                row.release, row.split, missing=Counter()
+            )
+        entry.rows += 1
+        if row.present:
+            entry.present += 1
+        else:
+            assert entry.missing is not None
+            entry.missing[(row.state, row.reason)] += 1
+    return [counts[k] for k in sorted(counts)]
+
+
+def annotation_copy(root: str | Path, member: str) -> Path:
+    """``ROOT/.kinetix/downstream/{member}``: the annotation file a root's rows were read from."""
+    from kinetix.store.layout import state_dir
+
+    return state_dir(root) / DOWNSTREAM_DIR / Path(member).name
