@@ -264,6 +264,9 @@ class DownloadConfig:
     progress: bool = True
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     annotations: Path | None = None  # a local annotation file instead of the fetched one
+    # countix / ava-kinetics: a local K700-2020 file to resolve their rows against
+    # (``annotations`` is then the set's own CSV)
+    base_annotations: Path | None = None
     offline: bool = False  # use cached annotation files only
     # --max-clip-size: a shard member declaring more is refused (oversized_member), unwritten
     max_clip_bytes: int = 1 << 30

@@ -21,6 +21,7 @@ from operator import attrgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from kinetix.catalog.downstream import downstream_name
 from kinetix.catalog.releases import CVDF_BASE, Release, check_split, get_release, join_url
 from kinetix.config import DownloadConfig, Selection, SourceKind, VerifyConfig
 from kinetix.errors import ConfigError, ConnectError, DiskSpaceError, ErrorCode, KinetixError
@@ -41,6 +42,7 @@ from kinetix.sources.cvdf import (
     unplaced,
 )
 from kinetix.sources.ratelimit import TokenBucket
+from kinetix.store.downstream import DownstreamSplitCounts
 from kinetix.store.layout import (
     LabelStyle,
     clip_folders,
@@ -118,6 +120,8 @@ class DownloadReport:
     errors: list[str] = field(default_factory=list)
     fatal: bool = False  # a failure (disk full) that stopped the run early
     seconds: float = 0.0
+    # ``download countix|ava-kinetics``: the annotation rows and their clips after the run
+    downstream: DownstreamSplitCounts | None = None
 
     @property
     def ok(self) -> bool:
@@ -148,6 +152,15 @@ def download(
     config: DownloadConfig, *, emit: Callable[[str], None] | None = None
 ) -> DownloadReport:
     """Run ``kinetix download``: bring ``config.root`` to the selected clips, resumably."""
+    if downstream_name(config.release) is not None:
+        from kinetix.downstream_download import download_downstream
+
+        return download_downstream(config, emit=emit)
+    if config.base_annotations is not None:
+        raise ConfigError(
+            "--base-annotations applies to countix and ava-kinetics (the K700-2020 file their "
+            f"rows resolve against), not {config.release}; use --annotations"
+        )
     started = time.monotonic()
     release = get_release(config.release)
     split = check_split(release, config.split)

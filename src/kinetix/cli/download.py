@@ -43,7 +43,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "tar.gz shards over several Range connections, extracted while they download; "
         "YouTube clip by clip with yt-dlp. Rerun the same command to resume.",
     )
-    p.add_argument("release", help="k400, k600, k700, k700-2020")
+    p.add_argument(
+        "release",
+        help="k400, k600, k700, k700-2020, or countix / ava-kinetics (the K700-2020 clips their "
+        "rows need)",
+    )
     p.add_argument("--split", required=True, help="train, val, test (holdout_test for k600)")
     p.add_argument("--root", type=Path, default=Path("kinetics"), help="dataset root directory")
     add_selection_flags(p)
@@ -60,7 +64,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="label folder names: raw, underscore, torchvision",
     )
     p.add_argument("--mirror", metavar="URL", help="base URL standing in for the CVDF bucket")
-    p.add_argument("--annotations", type=Path, metavar="FILE", help="use this annotation file")
+    p.add_argument(
+        "--annotations",
+        type=Path,
+        metavar="FILE",
+        help="use this annotation file (countix / ava-kinetics: the set's CSV)",
+    )
+    p.add_argument(
+        "--base-annotations",
+        type=Path,
+        metavar="FILE",
+        help="countix / ava-kinetics: the K700-2020 annotation file their rows resolve against "
+        "(CVDF's or DeepMind's; default: fetched)",
+    )
     p.add_argument("--offline", action="store_true", help="use cached annotation files only")
     p.add_argument(
         "--retry-failed",
@@ -217,6 +233,7 @@ def config_from(args: argparse.Namespace) -> DownloadConfig:
         progress=not args.no_progress,
         executor=executor_from(args),
         annotations=args.annotations,
+        base_annotations=args.base_annotations,
         offline=args.offline,
         max_clip_bytes=args.max_clip_size,
         process=process,
@@ -248,6 +265,17 @@ def run(args: argparse.Namespace) -> int:
         )
     if report.failed:
         print("failed: " + ", ".join(f"{code} {n}" for code, n in report.failed.most_common()))
+    rows = report.downstream
+    if rows is not None:
+        print(
+            f"{rows.release} {rows.split}: {rows.rows} annotation rows, {rows.present} with "
+            "their clip present"
+            + (
+                "; not present: " + ", ".join(f"{why} {n}" for why, n in rows.reasons().items())
+                if rows.not_present()
+                else ""
+            )
+        )
     for error in report.errors:
         print(f"kinetix: error: {error}", file=sys.stderr)
     if report.errors:

@@ -13,7 +13,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "status",
         help="what a dataset root holds: present, missing, failed by reason",
         description="Per split: annotated, present, missing, quarantined and failed clips "
-        "(by reason), bytes on disk; read from the root's manifest, no network.",
+        "(by reason), bytes on disk; for a countix / ava-kinetics root also its annotation "
+        "rows, present or why not; read from the root's manifest, no network.",
     )
     p.add_argument("root", metavar="DIR", help="dataset root (made by 'kinetix download')")
     p.add_argument("--by-class", action="store_true", help="list classes, least complete first")
@@ -44,6 +45,13 @@ def run(args: argparse.Namespace) -> int:
             print("    sources: " + ", ".join(f"{src} {n}" for src, n in s.sources.items()))
         if s.verified_good or s.verified_bad:
             print(f"    verified: {s.verified_good} good, {s.verified_bad} bad")
+    for d in status.downstream:
+        print(
+            f"  {d.release} {d.split}: {d.rows} annotation rows, {d.present} with their clip "
+            f"present ({100 * d.present / max(d.rows, 1):.1f}%)"
+        )
+        if d.not_present:
+            print("    not present: " + ", ".join(f"{why} {n}" for why, n in d.not_present.items()))
     if status.shards:
         print(
             "  shards: " + ", ".join(f"{state} {n}" for state, n in sorted(status.shards.items()))

@@ -214,13 +214,31 @@ class DownstreamSplitCounts:
     def not_present(self) -> int:
         return self.rows - self.present
 
+    def reasons(self) -> dict[str, int]:
+        """Rows not present by reason, most first: ``no_clip``, ``no_video``,
+        ``outside_clips``, ``rejected:CODE``, ``failed:CODE`` (the clip's error code),
+        ``quarantined:CODE``, ``not_fetched`` (the clip is still to fetch), ``not_selected``."""
+        out: Counter[str] = Counter()
+        for (state, reason), n in (self.missing or {}).items():
+            out[reason_label(state, reason)] += n
+        return dict(sorted(out.items(), key=lambda kv: (-kv[1], kv[0])))
 
-def downstream_counts(manifest: Manifest) -> list[DownstreamSplitCounts]:
+
+def reason_label(state: str, reason: str | None) -> str:
+    """One stable word for why a row's clip is not present (see ``reasons``)."""
+    if state == UNRESOLVED:
+        return reason or "unresolved"
+    if state in (REJECTED, "failed", "quarantined"):
+        return f"{state}:{reason or 'unknown'}"
+    if state == "missing":
+        return "not_fetched"
+    return state
+
+
+def downstream_counts(manifest: Manifest, split: str | None = None) -> list[DownstreamSplitCounts]:
     """What ``status`` shows for a downstream root, one entry per split (none otherwise)."""
-    if not _has_rows_table(manifest):
-        return []
     counts: dict[tuple[str, str], DownstreamSplitCounts] = {}
-    for row in downstream_rows(manifest):
+    for row in downstream_rows(manifest, split):
         entry = counts.get((row.release, row.split))
         if entry is None:
             entry = counts[(row.release, row.split)] = DownstreamSplitCounts(

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kinetix.store.downstream import downstream_counts
 from kinetix.store.layout import manifest_path
 from kinetix.store.manifest import Manifest
 
@@ -44,12 +45,24 @@ class ClassStatus:
 
 
 @dataclass
+class DownstreamStatus:
+    """A Countix / AVA-Kinetics split of a root: its annotation rows and their clips."""
+
+    release: str
+    split: str
+    rows: int
+    present: int  # rows whose clip is on disk
+    not_present: dict[str, int]  # reason (see DownstreamSplitCounts.reasons) -> rows
+
+
+@dataclass
 class RootStatus:
     root: str
     kind: str | None
     splits: list[SplitStatus]
     shards: dict[str, int]  # shard state -> count
     classes: list[ClassStatus] | None = None
+    downstream: list[DownstreamStatus] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -71,6 +84,10 @@ def root_status(root: str | Path, *, by_class: bool = False, recount: bool = Fal
             {state: n for state, n in m.execute("SELECT state, COUNT(*) FROM shards GROUP BY 1")}
         )
         kind = m.get_meta("kind")
+        downstream = [
+            DownstreamStatus(c.release, c.split, c.rows, c.present, c.reasons())
+            for c in downstream_counts(m)
+        ]
     splits: dict[tuple[str, str], SplitStatus] = {}
     failed: dict[tuple[str, str], Counter[str]] = {}
     sources: dict[tuple[str, str], Counter[str]] = {}
@@ -105,4 +122,6 @@ def root_status(root: str | Path, *, by_class: bool = False, recount: bool = Fal
             for (release, split, label), (annotated, present) in per_class.items()
         ]
         classes.sort(key=lambda c: (c.complete, -c.annotated, c.label or ""))
-    return RootStatus(str(root), kind, [splits[k] for k in sorted(splits)], dict(shards), classes)
+    return RootStatus(
+        str(root), kind, [splits[k] for k in sorted(splits)], dict(shards), classes, downstream
+    )

@@ -77,7 +77,8 @@ class MirrorSpec:
     ``video`` sets fps, size, pattern and bitrate; a clip lasts its annotation's span unless
     ``clip_duration`` is set. With K700-2020 in the spec the AVA-Kinetics and Countix tarballs
     are written too (``kinetix.testing.downstream``), and ``downstream_clips`` rows of each
-    that resolve against a hosted K700-2020 split have their clips in its shards.
+    that resolve against a hosted K700-2020 split have their clips in its shards
+    (``downstream_missing`` more rows of each have theirs annotated but in no shard).
     ``data_dir`` is the real metadata folder (default: ``$KINETIX_SHARED_DATA``,
     ``../shared/data/kinetics``, else the packaged excerpts).
     """
@@ -103,6 +104,9 @@ class MirrorSpec:
     # Rows of AVA-Kinetics and of Countix per hosted K700-2020 split whose clips go into the
     # shards (their tarballs are written whenever K700-2020 is in the spec).
     downstream_clips: int = 0
+    # ... and whose clips are annotated but in no shard (with a source video when
+    # ``source_videos`` is set): what ``--source auto`` takes from YouTube.
+    downstream_missing: int = 0
 
     def __post_init__(self) -> None:
         releases: dict[str, tuple[str, ...]] = {}
@@ -130,7 +134,9 @@ class MirrorSpec:
         for flag in ("classes", "clips_per_class", "shard_size", "workers"):
             if getattr(self, flag) < 1:
                 raise ConfigError(f"{flag} must be >= 1, got {getattr(self, flag)}")
-        for flag in ("corrupted", "missing", "source_videos", "downstream_clips"):
+        for flag in (
+            "corrupted", "missing", "source_videos", "downstream_clips", "downstream_missing",
+        ):  # fmt: skip
             if getattr(self, flag) < 0:
                 raise ConfigError(f"{flag} must be >= 0, got {getattr(self, flag)}")
         if self.clip_duration is not None and self.clip_duration <= 0:
@@ -413,7 +419,12 @@ def _rank(seed: int, *parts: str) -> str:
 
 
 def _select(
-    release: str, split: str, spec: MirrorSpec, data_dir: Path | None, forced: Sequence[str] = ()
+    release: str,
+    split: str,
+    spec: MirrorSpec,
+    data_dir: Path | None,
+    forced: Sequence[str] = (),
+    forced_missing: Sequence[str] = (),
 ) -> _Selection:
     table = read_rows(release, split, data_dir)
     short = spec.source_max_end if spec.wants_sources(release) else None
@@ -450,6 +461,10 @@ def _select(
         by_key = {r.clip.key: r for r in table.rows}
         present += [by_key[k] for k in forced if k in by_key and k not in have]
         missing = [r for r in missing if r.clip.key not in wanted]
+    if forced_missing:  # annotated, in no shard: a downstream row's clip CVDF lacks
+        by_key = {r.clip.key: r for r in table.rows}
+        have = {r.clip.key for r in present + missing}
+        missing += [by_key[k] for k in forced_missing if k in by_key and k not in have]
     if len(missing) < missing_count:
         log.warning("%s %s: only %d clips could be left missing", release, split, len(missing))
     selection = _Selection(release, split, table, present, missing)
@@ -730,10 +745,14 @@ def build_mirror(root: str | os.PathLike[str], spec: MirrorSpec | None = None) -
     data_dir = spec.data_dir if spec.data_dir is not None else find_shared_data()
     downstream = _plan_downstream(spec, data_dir)
     selections = [
-        _select(release, split, spec, data_dir, _forced_keys(downstream, release, split))
+        _select(
+            release, split, spec, data_dir,
+            _forced_keys(downstream, release, split, spec.downstream_clips),
+            _forced_keys(downstream, release, split, spec.downstream_clips, missing=True),
+        )
         for release, splits in spec.releases.items()
         for split in splits
-    ]
+    ]  # fmt: skip
     _prepare_root(root)
     index = MirrorIndex(
         root=root,
@@ -776,7 +795,7 @@ def build_mirror(root: str | os.PathLike[str], spec: MirrorSpec | None = None) -
         relpath = f"deepmind/{get_release(release).deepmind_archive}"
         _write_deepmind(root / relpath, release, rows)
         index.deepmind[release] = relpath
-    _write_downstream(root, downstream, index)
+    _write_downstream(root, downstream, index, spec.downstream_clips)
     (root / README_NAME).write_text(_README)
     index.files = {
         path.relative_to(root).as_posix(): MirrorFile(path.stat().st_size, _sha256(path))
@@ -864,8 +883,9 @@ def _plan_downstream(
         return [], {}
     rows = {s: [r.clip for r in read_rows("k700-2020", s, data_dir).rows] for s in ("val", "test")}
     files = downstream_files(data_dir, rows, spec.seed)
+    count = spec.downstream_clips + spec.downstream_missing
     forced = {
-        split: forced_clips(files, split, rows[split], spec.downstream_clips, spec.seed)
+        split: forced_clips(files, split, rows[split], count, spec.seed)
         for split in spec.releases["k700-2020"]
         if split in rows
     }
@@ -873,18 +893,28 @@ def _plan_downstream(
 
 
 def _forced_keys(
-    plan: tuple[list[DownstreamFile], dict[str, dict[str, list[str]]]], release: str, split: str
+    plan: tuple[list[DownstreamFile], dict[str, dict[str, list[str]]]],
+    release: str,
+    split: str,
+    in_shards: int,
+    *,
+    missing: bool = False,
 ) -> list[str]:
+    """Clips downstream rows need: the first ``in_shards`` of each set go in the shards, the
+    rest (``missing``) in none."""
     if release != "k700-2020":
         return []
     per_set = plan[1].get(split, {})
-    return list(dict.fromkeys(k for keys in per_set.values() for k in keys))
+    cut = in_shards
+    picked = (keys[cut:] if missing else keys[:cut] for keys in per_set.values())
+    return list(dict.fromkeys(k for keys in picked for k in keys))
 
 
 def _write_downstream(
     root: Path,
     plan: tuple[list[DownstreamFile], dict[str, dict[str, list[str]]]],
     index: MirrorIndex,
+    in_shards: int,
 ) -> None:
     files, forced = plan
     for name, release in DOWNSTREAM.items():
@@ -897,5 +927,10 @@ def _write_downstream(
             "archive": release.archive,
             "members": {f.split: f.member for f in members},
             "generated": [f.split for f in members if f.generated],
-            "clips": {split: per_set.get(name, []) for split, per_set in forced.items()},
+            "clips": {
+                split: per_set.get(name, [])[:in_shards] for split, per_set in forced.items()
+            },
+            "missing": {
+                split: per_set.get(name, [])[in_shards:] for split, per_set in forced.items()
+            },
         }

@@ -1,0 +1,144 @@
+"""``kinetix download countix|ava-kinetics``: the K700-2020 clips an annotation set's rows need.
+
+annotation rows -> resolved to K700-2020 clips (``catalog/resolve.py``) -> every row recorded in
+the root's manifest with its clip key or the reason for none (``store/downstream.py``) -> the
+distinct clips downloaded as an ordinary K700-2020 selection (``download.py``: only the CVDF
+class shards that hold them, YouTube for the rest with ``--source auto``). The root is a
+K700-2020 videos root, so reruns, ``--retry-failed``, ``status`` and ``verify`` behave as for
+any root; whether a row's clip is present is read from the clip's own row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from kinetix.catalog.downstream import get_downstream
+from kinetix.catalog.resolve import Resolution, load_resolution
+from kinetix.config import DownloadConfig, Selection
+from kinetix.errors import ConfigError
+from kinetix.store.downstream import (
+    ResolvedRow,
+    annotation_copy,
+    check_downstream,
+    downstream_counts,
+    record_downstream,
+)
+from kinetix.store.layout import clip_folders, manifest_path, missing_manifest_error
+from kinetix.store.lock import RootLock
+from kinetix.store.manifest import Manifest, manifest_absent
+
+if TYPE_CHECKING:
+    from kinetix.download import DownloadReport
+
+log = logging.getLogger(__name__)
+
+_RECORDED = "downstream_recorded:{}"  # meta: fingerprint of the files a split's rows came from
+
+
+def download_downstream(
+    config: DownloadConfig, *, emit: Callable[[str], None] | None = None
+) -> DownloadReport:
+    """Bring ``config.root`` to the K700-2020 clips of ``config.release``'s ``config.split``."""
+    from kinetix.download import download, prepare_root
+
+    rel = get_downstream(config.release)
+    split = rel.check_split(config.split)
+    resolution = load_resolution(
+        rel.name, split, mirror=config.mirror, offline=config.offline,
+        annotations=config.annotations, base_annotations=config.base_annotations,
+        config=config.transfer,
+    )  # fmt: skip
+    keys = wanted_keys(resolution, config.selection)
+    prepare_root(config.root)
+    if manifest_absent(manifest_path(config.root)) and clip_folders(config.root):
+        raise missing_manifest_error(manifest_path(config.root))
+    with RootLock(config.root), Manifest(manifest_path(config.root)) as manifest:
+        _check_base(manifest, rel.base, config.root)
+        check_downstream(manifest, rel.name, config.root)
+        fingerprint = _fingerprint(resolution)
+        if manifest.get_meta(_RECORDED.format(split)) != fingerprint:
+            recorded = record_downstream(manifest, rel.name, split, resolved_rows(resolution))
+            manifest.set_meta(_RECORDED.format(split), fingerprint)
+            log.info("%s %s: recorded %d annotation rows", rel.name, split, recorded)
+        _keep_copy(resolution.annotations.path, annotation_copy(config.root, rel.member(split)))
+    inner = replace(
+        config,
+        release=rel.base,
+        split=split,
+        selection=Selection(
+            ids=tuple(keys), classes=config.selection.classes,
+            max_per_class=config.selection.max_per_class, seed=config.selection.seed,
+        ),
+        annotations=config.base_annotations,
+        base_annotations=None,
+    )  # fmt: skip
+    report = download(inner, emit=emit)
+    with Manifest(manifest_path(config.root), readonly=True) as manifest:
+        report.downstream = next(iter(downstream_counts(manifest, split)), None)
+    return report
+
+
+def wanted_keys(resolution: Resolution, selection: Selection) -> list[str]:
+    """The clips the resolving rows need, narrowed by ``--ids`` (youtube ids or clip keys)."""
+    clips = resolution.needed()
+    if selection.ids is not None:
+        ids = set(selection.ids)
+        clips = [c for c in clips if c.key in ids or c.youtube_id in ids]
+    return [c.key for c in clips]
+
+
+def resolved_rows(resolution: Resolution) -> Iterator[ResolvedRow]:
+    """Every row of the file: resolved, not resolving (with the reason), or rejected."""
+    for row, clip, reason in zip(resolution.rows, resolution.clips, resolution.reasons):
+        if clip is None:
+            yield ResolvedRow(row.line, row.youtube_id, None, reason)
+        else:
+            yield ResolvedRow(row.line, row.youtube_id, clip.key, None)
+    for bad in resolution.rejected:
+        yield ResolvedRow(bad.line, _youtube_id_of(bad.text), None, bad.reason, rejected=True)
+
+
+def _youtube_id_of(text: str) -> str:
+    """The youtube id in a rejected row's text (its first 11-character field), or ''."""
+    return next((f for f in text.split(",") if len(f) == 11), "")
+
+
+def _check_base(manifest: Manifest, base: str, root: Path) -> None:
+    have = manifest.get_meta("release")
+    if have is not None and have != base and manifest.splits():
+        raise ConfigError(f"{root} holds release {have!r}, not {base!r}; use another --root")
+
+
+def _fingerprint(resolution: Resolution) -> str:
+    """The two files a split's rows were resolved from, as ``make`` sees them."""
+    parts = []
+    for path in (resolution.annotations.path, Path(resolution.base_path)):
+        st = path.stat()
+        parts.append([str(path.resolve()), st.st_size, st.st_mtime_ns])
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+
+
+def _keep_copy(source: Path, dest: Path) -> None:
+    """Copy the annotation file into the root (atomically), unless the same bytes are there."""
+    same_size = dest.exists() and dest.stat().st_size == source.stat().st_size
+    if same_size and _sha256(dest) == _sha256(source):
+        return
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.kx-part")
+    shutil.copyfile(source, tmp)
+    tmp.replace(dest)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
