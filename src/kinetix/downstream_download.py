@@ -10,6 +10,7 @@ any root; whether a row's clip is present is read from the clip's own row.
 
 from __future__ import annotations
 
+import filecmp
 import hashlib
 import json
 import logging
@@ -127,18 +128,9 @@ def _fingerprint(resolution: Resolution) -> str:
 
 def _keep_copy(source: Path, dest: Path) -> None:
     """Copy the annotation file into the root (atomically), unless the same bytes are there."""
-    same_size = dest.exists() and dest.stat().st_size == source.stat().st_size
-    if same_size and _sha256(dest) == _sha256(source):
+    if dest.exists() and filecmp.cmp(source, dest, shallow=False):
         return
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.kx-part")
     shutil.copyfile(source, tmp)
     tmp.replace(dest)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
