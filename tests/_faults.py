@@ -11,6 +11,7 @@ from pathlib import Path
 from _procs import descendants, opens_under, processes
 from _roots import RootClip, build_videos_root, clips
 
+from kinetix.card import CARD_NAME
 from kinetix.cli.main import main
 from kinetix.store.layout import manifest_path, partial_dir
 from kinetix.store.lock import RootLock
@@ -30,7 +31,7 @@ def tree(root: Path) -> dict[str, str]:
     return {
         p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(root.rglob("*"))
-        if p.is_file() and ".kinetix" not in p.parts
+        if p.is_file() and ".kinetix" not in p.parts and p.name != CARD_NAME
     }
 
 

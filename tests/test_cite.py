@@ -17,7 +17,7 @@ from kinetix.errors import ConfigError
         ("k700", "Carreira", 2019, "1907.06987"),
         ("700_2020", "Smaira", 2020, "2010.10864"),
         ("ava_kinetics", "Li", 2020, "2005.00214"),
-        ("countix", "Dwibedi", 2020, None),
+        ("countix", "Dwibedi", 2020, "2006.15418"),  # CVPR 2020, also on arXiv
     ],
 )
 def test_each_release_cites_its_own_paper_first(

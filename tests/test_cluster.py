@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from _roots import RootClip, build_videos_root, clips
 
+from kinetix.card import CARD_NAME
 from kinetix.cli.main import main
 from kinetix.config import (
     DownloadConfig,
@@ -129,7 +130,7 @@ def _tree(root: Path) -> dict[str, str]:
     return {
         p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(root.rglob("*"))
-        if p.is_file() and ".kinetix" not in p.parts
+        if p.is_file() and ".kinetix" not in p.parts and p.name != CARD_NAME
     }
 
 

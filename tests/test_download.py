@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from kinetix.card import CARD_NAME
 from kinetix.cli.main import main
 from kinetix.config import DownloadConfig, Selection
 from kinetix.download import download
@@ -39,7 +40,7 @@ def tree(root: Path) -> dict[str, str]:
     return {
         str(p.relative_to(root)): sha256(p)
         for p in sorted(root.rglob("*"))
-        if p.is_file() and ".kinetix" not in p.parts
+        if p.is_file() and ".kinetix" not in p.parts and p.name != CARD_NAME
     }
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from kinetix.card import CARD_NAME
 from kinetix.store.layout import LabelStyle, clip_relpath, manifest_path, partial_dir
 from kinetix.store.manifest import Manifest
 from kinetix.testing.server import MirrorServer
@@ -27,7 +28,10 @@ def clips_on_disk(root: Path) -> dict[str, str]:
     return {
         p.relative_to(root).as_posix(): sha256(p)
         for p in sorted(root.rglob("*"))
-        if p.is_file() and ".kinetix" not in p.parts and not p.name.startswith(".")
+        if p.is_file()
+        and ".kinetix" not in p.parts
+        and p.name != CARD_NAME
+        and not p.name.startswith(".")
     }
 
 

@@ -19,6 +19,7 @@ import pytest
 from _cluster import TEST_SHAPE
 from _roots import RootClip, build_videos_root, clips
 
+from kinetix.card import CARD_NAME
 from kinetix.cli.main import main
 from kinetix.executors import slurm as slurm_mod
 from kinetix.store.layout import manifest_path, slurm_logs
@@ -36,7 +37,7 @@ def _tree(root: Path) -> dict[str, str]:
     return {
         p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(root.rglob("*"))
-        if p.is_file() and ".kinetix" not in p.parts
+        if p.is_file() and ".kinetix" not in p.parts and p.name != CARD_NAME
     }
 
 

@@ -161,6 +161,14 @@ def download(
             "--base-annotations applies to countix and ava-kinetics (the K700-2020 file their "
             f"rows resolve against), not {config.release}; use --annotations"
         )
+    report = _download(config, emit)
+    from kinetix.card import write_root_card
+
+    write_root_card(config.root)
+    return report
+
+
+def _download(config: DownloadConfig, emit: Callable[[str], None] | None) -> DownloadReport:
     started = time.monotonic()
     release = get_release(config.release)
     split = check_split(release, config.split)

@@ -100,7 +100,7 @@ PAPERS: dict[str, Paper] = {
              "Zisserman, Andrew"),
             "Counting Out Time: Class Agnostic Video Repetition Counting in the Wild", 2020,
             "Proceedings of the IEEE/CVF Conference on Computer Vision and Pattern Recognition "
-            "(CVPR)", None, "inproceedings",
+            "(CVPR)", "2006.15418", "inproceedings",
         ),
     )
 }  # fmt: skip

@@ -15,6 +15,7 @@ import importlib
 import logging
 import os
 import pkgutil
+import shlex
 import sqlite3
 import sys
 from collections.abc import Iterator, Sequence
@@ -117,6 +118,17 @@ def _verbosity(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from kinetix.card import COMMAND
+
+    # what the dataset cards of the roots and exports this command writes say made them
+    token = COMMAND.set(shlex.join(["kinetix", *(sys.argv[1:] if argv is None else argv)]))
+    try:
+        return _run(args)
+    finally:
+        COMMAND.reset(token)
+
+
+def _run(args: argparse.Namespace) -> int:
     verbosity = _verbosity(args)
     level = logging.WARNING - 10 * min(verbosity, 2) if verbosity >= 0 else logging.ERROR
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kinetix.card import write_export_card
 from kinetix.data.index import (
     LabelIndexer,
     RootInfo,
@@ -133,6 +134,10 @@ def export_root(root: str | Path, config: ExportConfig) -> ExportReport:
                     describe_left_out(left_out),
                 )  # fmt: skip
     report.hints = _hints(report, config, info.kind)
+    write_export_card(
+        out, root, fmt.value,
+        [(s.release, s.split, s.written, sum(s.left_out.values())) for s in report.splits],
+    )  # fmt: skip
     return report
 
 

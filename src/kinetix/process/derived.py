@@ -355,6 +355,10 @@ class DerivedDataset:
         self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+        if t is None:
+            from kinetix.card import write_root_card
+
+            write_root_card(self.out)
 
 
 class DerivedTask(Protocol):
