@@ -3,10 +3,12 @@ row's state in the manifest, reruns, --retry-failed, --source auto, status."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
+from kinetix.catalog.clip import Clip
 from kinetix.catalog.downstream import read_downstream
 from kinetix.cli.main import main
 from kinetix.store.downstream import DownstreamInfo, downstream_info, downstream_rows
@@ -213,3 +215,42 @@ def test_a_row_whose_clip_cvdf_lacks_is_failed_then_retried_then_taken_from_yout
         }  # fmt: skip
         with Manifest(manifest_path(tmp_path), readonly=True) as m:
             assert m.get("k700-2020", "val", gap).source == "youtube"  # type: ignore[union-attr]
+
+
+def test_a_local_countix_file_its_status_as_json_and_a_root_of_another_release(
+    tmp_path: Path,
+    downstream_mirror: MirrorIndex,
+    downstream_server: MirrorServer,
+    shared_kinetics: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    real = (shared_kinetics / "countix/countix_val.csv").read_text().splitlines(keepends=True)
+    wanted = downstream_mirror.downstream["countix"]["clips"]["val"]
+    ids = {k.rsplit("_", 2)[0] for k in wanted}
+    mine = [real[0], *(line for line in real[1:] if line.split(",")[0] in ids), real[1192]]
+    local = tmp_path / "my_countix_val.csv"
+    local.write_text("".join(mine))
+    root = tmp_path / "root"
+    extra = ("--annotations", str(local))
+    assert main(argv("countix", "val", root, downstream_server, *extra)) == 0
+    rows = rows_of(root)
+    assert [r.line for r in rows] == list(range(2, len(mine) + 1))
+    assert [r.state for r in rows][-1] == "rejected"
+    assert {r.key for r in rows if r.present} == set(wanted)
+    assert (root / ".kinetix/downstream/countix_val.csv").read_text() == "".join(mine)
+    capsys.readouterr()
+    assert main(["status", str(root), "--json"]) == 0
+    (entry,) = json.loads(capsys.readouterr().out)["downstream"]
+    assert entry == {
+        "release": "countix", "split": "val", "rows": len(mine) - 1,
+        "present": len(mine) - 2, "not_present": {"rejected:span_outside_clip": 1},
+    }  # fmt: skip
+
+    other = tmp_path / "k400"
+    with Manifest(manifest_path(other)) as m:
+        m.set_meta("release", "k400")
+        m.add_clips([Clip("k400", "val", "aaaaaaaaaaa", 0, 10, "abseiling")])
+    assert main(argv("countix", "val", other, downstream_server, *extra)) == 2
+    err = capsys.readouterr().err
+    assert "holds release 'k400', not 'k700-2020'; use another --root" in err
+    assert rows_of(other) == []

@@ -30,6 +30,7 @@ from kinetix.store.downstream import (
     check_downstream,
     downstream_counts,
     record_downstream,
+    recorded_rows,
 )
 from kinetix.store.layout import clip_folders, manifest_path, missing_manifest_error
 from kinetix.store.lock import RootLock
@@ -64,7 +65,9 @@ def download_downstream(
         _check_base(manifest, rel.base, config.root)
         check_downstream(manifest, rel.name, config.root)
         fingerprint = _fingerprint(resolution)
-        if manifest.get_meta(_RECORDED.format(split)) != fingerprint:
+        if manifest.get_meta(_RECORDED.format(split)) != fingerprint or not recorded_rows(
+            manifest, rel.name, split
+        ):
             recorded = record_downstream(manifest, rel.name, split, resolved_rows(resolution))
             manifest.set_meta(_RECORDED.format(split), fingerprint)
             log.info("%s %s: recorded %d annotation rows", rel.name, split, recorded)

@@ -151,6 +151,16 @@ def record_downstream(
     return max(count, 0)
 
 
+def recorded_rows(manifest: Manifest, release: str, split: str) -> int:
+    """How many rows of ``release/split`` the root records (0 without the table)."""
+    if not _has_rows_table(manifest):
+        return 0
+    row = manifest.execute(
+        "SELECT COUNT(*) FROM downstream_rows WHERE release=? AND split=?", (release, split)
+    ).fetchone()
+    return int(row[0])
+
+
 def _has_rows_table(manifest: Manifest) -> bool:
     row = manifest.execute(
         "SELECT 1 FROM sqlite_master WHERE type='table' AND name='downstream_rows'"
