@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -41,6 +42,19 @@ def gappy_mirror(tmp_path_factory: pytest.TempPathFactory, shared_kinetics: Path
     return build_mirror(tmp_path_factory.mktemp("gappy-downstream"), spec)
 
 
+class Downstream(NamedTuple):
+    mirror: MirrorIndex  # conftest's downstream_mirror: K700-2020 val/test, 2 rows per set
+    server: MirrorServer
+    shared: Path  # the real metadata folder
+
+
+@pytest.fixture
+def ds(
+    downstream_mirror: MirrorIndex, downstream_server: MirrorServer, shared_kinetics: Path
+) -> Downstream:
+    return Downstream(downstream_mirror, downstream_server, shared_kinetics)
+
+
 def argv(release: str, split: str, root: Path, server: MirrorServer, *extra: str) -> list[str]:
     return [
         "download", release, "--split", split, "--root", str(root), "--mirror", server.url,
@@ -62,12 +76,9 @@ def rows_of(root: Path, split: str | None = None) -> list:
 
 
 def test_countix_val_fetches_exactly_the_clips_its_rows_need(
-    tmp_path: Path,
-    downstream_mirror: MirrorIndex,
-    downstream_server: MirrorServer,
-    shared_kinetics: Path,
-    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path, ds: Downstream, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    downstream_mirror, downstream_server, shared_kinetics = ds
     wanted = downstream_mirror.downstream["countix"]["clips"]["val"]
     split = downstream_mirror.split("k700-2020", "val")
     assert len(wanted) == 2 and all(split.clips[k].in_shard for k in wanted)
@@ -125,11 +136,9 @@ def test_countix_val_fetches_exactly_the_clips_its_rows_need(
 
 
 def test_ava_kinetics_rows_share_the_clip_of_their_keyframe(
-    tmp_path: Path,
-    downstream_mirror: MirrorIndex,
-    downstream_server: MirrorServer,
-    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path, ds: Downstream, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    downstream_mirror, downstream_server, _ = ds
     # val: generated rows of 7 columns, several box/action rows per keyframe
     wanted = downstream_mirror.downstream["ava-kinetics"]["clips"]["val"]
     assert main(argv("ava-kinetics", "val", tmp_path, downstream_server)) == 0
@@ -218,12 +227,9 @@ def test_a_row_whose_clip_cvdf_lacks_is_failed_then_retried_then_taken_from_yout
 
 
 def test_a_local_countix_file_its_status_as_json_and_a_root_of_another_release(
-    tmp_path: Path,
-    downstream_mirror: MirrorIndex,
-    downstream_server: MirrorServer,
-    shared_kinetics: Path,
-    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path, ds: Downstream, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    downstream_mirror, downstream_server, shared_kinetics = ds
     real = (shared_kinetics / "countix/countix_val.csv").read_text().splitlines(keepends=True)
     wanted = downstream_mirror.downstream["countix"]["clips"]["val"]
     ids = {k.rsplit("_", 2)[0] for k in wanted}
