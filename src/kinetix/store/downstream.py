@@ -196,19 +196,24 @@ def downstream_rows(
         release, dsplit, line, youtube_id, key, reason, rejected,
         state, error_code, path, t0, t1, fps, offset, frames, width, height,
     ) in cur:  # fmt: skip
-        if rejected:
-            row_state, why = REJECTED, reason
-        elif key is None:
-            row_state, why = UNRESOLVED, reason
-        elif state is None:
-            row_state, why = NOT_SELECTED, None
-        else:
-            row_state = state
-            why = error_code if state in ("failed", "quarantined") else None
+        row_state, why = _row_state(key, reason, rejected, state, error_code)
         yield DownstreamRow(
             release, dsplit, line, youtube_id, key, row_state, why, path,
             t0, t1, fps, offset, frames, width, height,
         )  # fmt: skip
+
+
+def _row_state(
+    key: str | None, reason: str | None, rejected: int, state: str | None, error_code: str | None
+) -> tuple[str, str | None]:
+    """A row's (state, reason) from its record and its clip's row (see ``DownstreamRow``)."""
+    if rejected:
+        return REJECTED, reason
+    if key is None:
+        return UNRESOLVED, reason
+    if state is None:
+        return NOT_SELECTED, None
+    return state, error_code if state in ("failed", "quarantined") else None
 
 
 @dataclass
@@ -246,20 +251,36 @@ def reason_label(state: str, reason: str | None) -> str:
 
 
 def downstream_counts(manifest: Manifest, split: str | None = None) -> list[DownstreamSplitCounts]:
-    """What ``status`` shows for a downstream root, one entry per split (none otherwise)."""
+    """What ``status`` shows for a downstream root, one entry per split (none otherwise).
+
+    Counted in SQL, grouped by what decides a row's state: a million AVA rows stay cheap.
+    """
+    if not _has_rows_table(manifest):
+        return []
+    sql = (
+        "SELECT d.release, d.split, d.key IS NULL, d.reason, d.rejected, c.state, c.error_code, "
+        "c.state='present' AND coalesce(c.path, '') <> '', COUNT(*) FROM downstream_rows d "
+        "LEFT JOIN clips c ON c.release=? AND c.split=d.base_split AND c.key=d.key"
+    )
+    args = [manifest.get_meta("release") or "k700-2020"]
+    if split is not None:
+        sql += " WHERE d.split=?"
+        args.append(split)
     counts: dict[tuple[str, str], DownstreamSplitCounts] = {}
-    for row in downstream_rows(manifest, split):
-        entry = counts.get((row.release, row.split))
+    for release, dsplit, no_key, reason, rejected, state, code, present, n in manifest.execute(
+        sql + " GROUP BY 1, 2, 3, 4, 5, 6, 7, 8", args
+    ):
+        entry = counts.get((release, dsplit))
         if entry is None:
-            entry = counts[(row.release, row.split)] = DownstreamSplitCounts(
-                row.release, row.split, missing=Counter()
+            entry = counts[(release, dsplit)] = DownstreamSplitCounts(
+                release, dsplit, missing=Counter()
             )
-        entry.rows += 1
-        if row.present:
-            entry.present += 1
+        entry.rows += n
+        if present:
+            entry.present += n
         else:
             assert entry.missing is not None
-            entry.missing[(row.state, row.reason)] += 1
+            entry.missing[_row_state(None if no_key else "", reason, rejected, state, code)] += n
     return [counts[k] for k in sorted(counts)]
 
 
