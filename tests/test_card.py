@@ -62,6 +62,15 @@ def test_a_countix_root_and_what_is_made_from_it_carry_cards(
     assert "- k700-2020 val: 2 rows written, 0 left out" in text
     assert "{dwibedi2020counting," in text and (out / "manifest.csv").is_file()
 
+    # verify brings the root's card up to date with what it found
+    (clip,) = [p for p in (root / "val").rglob("*.mp4")][:1]
+    with clip.open("r+b") as f:
+        f.truncate(clip.stat().st_size // 3)
+    assert main(["verify", str(root)]) in (0, 1)
+    text = card(root)
+    assert "| k700-2020 | val | 2 | 1 | 1 (quarantined 1) |" in text
+    assert "| val | 1434 | 1 | no_clip 1431, quarantined:" in text
+
 
 def test_a_library_call_says_so_and_a_kinetics_root_cites_its_release(
     tmp_path: Path, mirror: MirrorIndex, mirror_server: MirrorServer

@@ -400,6 +400,9 @@ def verify_dataset(
         started = time.monotonic()
         _run(root, manifest, tasks, config, report, emit, verify_folder if frames else verify_clip)
         report.seconds = time.monotonic() - started
+    from kinetix.card import write_root_card
+
+    write_root_card(root)  # its counts now say what verify found (quarantined, missing)
     if refetch is not None:
         with Manifest(manifest_path(root), readonly=True) as manifest:
             keys = [
