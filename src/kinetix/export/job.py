@@ -7,6 +7,7 @@ import logging
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
 
 import numpy as np
@@ -19,12 +20,19 @@ from kinetix.data.index import (
     describe_left_out,
     iter_usable,
     usable_rows,
+    usable_selects,
 )
 from kinetix.errors import ConfigError
 from kinetix.executors import Executor, Preflight, open_executor
 from kinetix.export.config import ExportConfig, ExportFormat
 from kinetix.export.links import LinkTreeWriter
-from kinetix.export.lists import WHITESPACE, ListWriter, list_format
+from kinetix.export.lists import (
+    WHITESPACE,
+    ListFormat,
+    ListWriter,
+    has_whitespace,
+    list_format,
+)
 from kinetix.export.records import ExportRecord, WriterBase
 from kinetix.export.tables import COLUMNS, CsvWriter, ParquetWriter
 from kinetix.export.webdataset import ShardWriter
@@ -113,7 +121,9 @@ def export_root(root: str | Path, config: ExportConfig) -> ExportReport:
                 writer = own or shared
                 assert writer is not None
                 if links is None and isinstance(writer, (ListWriter, CsvWriter, ParquetWriter)):
-                    written = _write_batches(manifest, root, writer, release, split, config)
+                    written = _write_batches(
+                        manifest, root, writer, release, split, config, first=not report.splits
+                    )
                 else:
                     records = _records(manifest, root, info.kind, release, split, config, indexer)
                     for record in records:
@@ -177,25 +187,52 @@ def _pairs(manifest: Manifest, config: ExportConfig, root: Path) -> list[tuple[s
 def _refuse_whitespace(
     manifest: Manifest, root: Path, pairs: list[tuple[str, str]], config: ExportConfig, kind: str
 ) -> None:
-    """Text lists cannot hold paths with spaces; say so before writing any split."""
-    if not config.format.is_list or config.format is ExportFormat.MMACTION_JSON:
+    """Text lists cannot hold paths with spaces; say so before writing any split.
+
+    The first split is checked as it is written (``_write_list``), before anything else is,
+    so a root of one split is read once. The others are read here in one unordered pass of
+    one string per row; only when a path has whitespace are the rows read in order (from the
+    first split) to name the first.
+    """
+    if not _checks_paths(config):
         return
-    if config.link_dir is not None:
+    fmt = list_format(config.format.value, kind)  # a format the root cannot take fails here
+    base = _list_base(root, config)
+    if not pairs[1:] or not (has_whitespace(base) or any(
+        has_whitespace("\0".join(map(itemgetter(0), rows)))
+        for release, split in pairs[1:]
+        for rows in usable_selects(
+            manifest, ["path"], split=split, release=release,
+            include_unverified=config.include_unverified, ordered=False,
+        )
+    )):  # fmt: skip
         return
-    fmt = list_format(config.format.value, kind)
-    base = str(root).rstrip("/") + "/" if config.absolute else ""
     for release, split in pairs:
         for rows in usable_rows(
             manifest, ["path"], split=split, release=release,
             include_unverified=config.include_unverified,
         ):  # fmt: skip
-            paths = [base + path for (path,) in rows]
-            if WHITESPACE.search("\0".join(paths)):
-                path = next(p for p in paths if WHITESPACE.search(p))
-                raise ConfigError(
-                    f"{path!r} contains whitespace, which {fmt.name} splits lines on; nothing was "
-                    "written. Pass --link-dir DIR to list links named without spaces"
-                )
+            _refuse_paths(fmt, base, [path for (path,) in rows])
+
+
+def _checks_paths(config: ExportConfig) -> bool:
+    """Whether the export refuses paths with whitespace (text lists without a link tree)."""
+    fmt = config.format
+    return fmt.is_list and fmt is not ExportFormat.MMACTION_JSON and config.link_dir is None
+
+
+def _list_base(root: Path, config: ExportConfig) -> str:
+    return str(root).rstrip("/") + "/" if config.absolute else ""
+
+
+def _refuse_paths(fmt: ListFormat, base: str, paths: list[str]) -> None:
+    """Raise for the first of ``base + path`` that has whitespace, if one has."""
+    if has_whitespace(base + "\0".join(paths)):
+        path = next(p for p in (base + path for path in paths) if WHITESPACE.search(p))
+        raise ConfigError(
+            f"{path!r} contains whitespace, which {fmt.name} splits lines on; nothing was "
+            "written. Pass --link-dir DIR to list links named without spaces"
+        )
 
 
 def _split_writer(
@@ -221,8 +258,15 @@ def _write_batches(
     release: str,
     split: str,
     config: ExportConfig,
+    *,
+    first: bool = False,
 ) -> int:
-    """Stream one split's usable rows to a list or table writer in batches of plain tuples."""
+    """Stream one split's usable rows to a list or table writer in batches of plain tuples.
+
+    ``first``: the first split written (a text list checks its paths as it goes).
+    """
+    if isinstance(writer, ListWriter) and _checks_paths(config):
+        return _write_list(manifest, root, writer, release, split, config, check=first)
     is_list = isinstance(writer, ListWriter)
     columns = ["path", "label", "label_index", "num_frames"] if is_list else list(COLUMNS)
     at_label, at_index = columns.index("label"), columns.index("label_index")
@@ -246,6 +290,68 @@ def _write_batches(
             writer.write_batch(fixed)
         written += len(fixed)
     return written
+
+
+# rows a list reads at a time: ~3 MB of Python strings, so memory stays flat in N
+_LIST_BATCH = 16384
+
+
+def _write_list(
+    manifest: Manifest,
+    root: Path,
+    writer: ListWriter,
+    release: str,
+    split: str,
+    config: ExportConfig,
+    *,
+    check: bool,
+) -> int:
+    """A text list from (path, line tail) rows SQL makes (``ListWriter.tail_sql``).
+
+    ``check``: refuse paths with whitespace in this pass (the first split's: the export has
+    written nothing else yet, and this list is discarded if it raises).
+    """
+    tail = writer.tail_sql()
+    frames = "num_frames" if writer.format.frames else "NULL"
+    columns = ["path", tail] if tail is not None else ["path", "label", "label_index", frames]
+    base = _list_base(root, config)
+    indexer = LabelIndexer()
+    written = 0
+    for rows in usable_selects(
+        manifest, columns, split=split, release=release,
+        include_unverified=config.include_unverified, batch=_LIST_BATCH,
+    ):  # fmt: skip
+        if check:
+            _refuse_paths(writer.format, base, list(map(itemgetter(0), rows)))
+        written += len(rows)
+        if tail is None:
+            entries = [(p, indexer(release, label, i), n) for p, label, i, n in rows]
+            writer.write_batch(root, split, entries, checked=True)
+        elif not writer.write_tails(root, split, rows):
+            _write_list_rows(manifest, root, writer, release, split, rows, indexer)
+    return written
+
+
+def _write_list_rows(
+    manifest: Manifest,
+    root: Path,
+    writer: ListWriter,
+    release: str,
+    split: str,
+    rows: list[tuple[str, str]],
+    indexer: LabelIndexer,
+) -> None:
+    """A batch holding rows whose line Python makes: those from their columns, in order."""
+    start = 0
+    for i in [i for i, (_, tail) in enumerate(rows) if tail.startswith("\0")]:
+        writer.write_tails(root, split, rows[start:i])
+        (path, label, stored, n) = manifest.execute(
+            "SELECT path, label, label_index, num_frames FROM clips WHERE rowid=?",
+            (int(rows[i][1][1:]),),
+        ).fetchone()
+        writer.write_batch(root, split, [(path, indexer(release, label, stored), n)], checked=True)
+        start = i + 1
+    writer.write_tails(root, split, rows[start:])
 
 
 def _records(
