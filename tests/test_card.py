@@ -10,6 +10,9 @@ from kinetix.card import CARD_NAME
 from kinetix.cli.main import main
 from kinetix.config import DownloadConfig
 from kinetix.download import download
+from kinetix.store.downstream import DownstreamInfo, downstream_info, downstream_rows
+from kinetix.store.layout import manifest_path
+from kinetix.store.manifest import Manifest
 from kinetix.testing.mirror import MirrorIndex
 from kinetix.testing.server import MirrorServer
 
@@ -50,10 +53,20 @@ def test_a_countix_root_and_what_is_made_from_it_carry_cards(
     assert text.startswith("# Dataset card: Countix on Kinetics-700-2020\n")
     assert f"- made from: `{root}`" in text and '"short_side": 32' in text
     assert "| k700-2020 | val | 2 | 2 | 0 |" in text and "{dwibedi2020counting," in text
+    # the processed root has the Countix rows too, on its own clips
+    assert "| val | 1434 | 2 | no_clip 1431, rejected:span_outside_clip 1 |" in text
+    with Manifest(manifest_path(small), readonly=True) as m:
+        assert downstream_info(m) == DownstreamInfo("countix", ("val",))
+        present = [r for r in downstream_rows(m) if r.present]
+    assert len(present) == 2 and all((small / r.path).is_file() for r in present)
+    assert (small / ".kinetix/downstream/countix_val.csv").is_file()
 
     assert main(["frames", str(root), "--out", str(frames), "--fps", "5"]) == 0
     text = card(frames)
     assert "- kind: frames" in text and f"kinetix frames {root} --out {frames}" in text
+    with Manifest(manifest_path(frames), readonly=True) as m:
+        folders = [r for r in downstream_rows(m) if r.present]
+    assert len(folders) == 2 and all((frames / r.path / "img_00001.jpg").is_file() for r in folders)
 
     assert main(["export", str(root), "--format", "csv", "--out", str(out)]) == 0
     text = card(out)

@@ -13,6 +13,7 @@ from kinetix.store.downstream import (
     DownstreamInfo,
     ResolvedRow,
     check_downstream,
+    copy_downstream,
     downstream_counts,
     downstream_info,
     downstream_rows,
@@ -120,3 +121,21 @@ def test_a_schema_2_root_opens_read_only_and_migrates_when_written(tmp_path: Pat
         assert m.get_meta("schema_version") == str(SCHEMA_VERSION) == "3"
         assert record_downstream(m, "countix", "val", ROWS[:1]) == 1
         assert [r.state for r in downstream_rows(m)] == ["present"]
+
+
+def test_a_derived_root_gets_the_rows_once_and_reads_its_own_clips(tmp_path: Path) -> None:
+    source, derived = tmp_path / "src", tmp_path / "small"
+    with _root(source) as m:
+        record_downstream(m, "countix", "val", ROWS)
+        m.set_meta("downstream_recorded:val", "files-1")
+    with (
+        Manifest(manifest_path(source), readonly=True) as src,
+        Manifest(manifest_path(derived)) as m,
+    ):
+        m.set_meta("release", "k700-2020")
+        m.add_clips(CLIPS[:1])  # only one clip processed so far, and not yet present
+        assert copy_downstream(src, m) == len(ROWS)
+        assert copy_downstream(src, m) == 0  # same files: left alone
+        assert downstream_info(m) == DownstreamInfo("countix", ("val",))
+        states = [r.state for r in downstream_rows(m)]
+    assert states[:4] == ["missing", "missing", "not_selected", "not_selected"]

@@ -10,11 +10,9 @@ any root; whether a row's clip is present is read from the clip's own row.
 
 from __future__ import annotations
 
-import filecmp
 import hashlib
 import json
 import logging
-import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -25,10 +23,12 @@ from kinetix.catalog.resolve import Resolution, load_resolution
 from kinetix.config import DownloadConfig, Selection
 from kinetix.errors import ConfigError
 from kinetix.store.downstream import (
+    RECORDED_META,
     ResolvedRow,
     annotation_copy,
     check_downstream,
     downstream_counts,
+    keep_copy,
     record_downstream,
     recorded_rows,
 )
@@ -40,8 +40,6 @@ if TYPE_CHECKING:
     from kinetix.download import DownloadReport
 
 log = logging.getLogger(__name__)
-
-_RECORDED = "downstream_recorded:{}"  # meta: fingerprint of the files a split's rows came from
 
 
 def download_downstream(
@@ -65,13 +63,13 @@ def download_downstream(
         _check_base(manifest, rel.base, config.root)
         check_downstream(manifest, rel.name, config.root)
         fingerprint = _fingerprint(resolution)
-        if manifest.get_meta(_RECORDED.format(split)) != fingerprint or not recorded_rows(
+        if manifest.get_meta(RECORDED_META.format(split)) != fingerprint or not recorded_rows(
             manifest, rel.name, split
         ):
             recorded = record_downstream(manifest, rel.name, split, resolved_rows(resolution))
-            manifest.set_meta(_RECORDED.format(split), fingerprint)
+            manifest.set_meta(RECORDED_META.format(split), fingerprint)
             log.info("%s %s: recorded %d annotation rows", rel.name, split, recorded)
-        _keep_copy(resolution.annotations.path, annotation_copy(config.root, rel.member(split)))
+        keep_copy(resolution.annotations.path, annotation_copy(config.root, rel.member(split)))
     inner = replace(
         config,
         release=rel.base,
@@ -127,13 +125,3 @@ def _fingerprint(resolution: Resolution) -> str:
         st = path.stat()
         parts.append([str(path.resolve()), st.st_size, st.st_mtime_ns])
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
-
-
-def _keep_copy(source: Path, dest: Path) -> None:
-    """Copy the annotation file into the root (atomically), unless the same bytes are there."""
-    if dest.exists() and filecmp.cmp(source, dest, shallow=False):
-        return
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.kx-part")
-    shutil.copyfile(source, tmp)
-    tmp.replace(dest)

@@ -13,12 +13,14 @@ from types import TracebackType
 from typing import Any, NamedTuple, Protocol
 
 from kinetix.catalog.clip import Clip
+from kinetix.catalog.downstream import get_downstream
 from kinetix.config import ExecutorConfig
 from kinetix.errors import ConfigError, ErrorCode
 from kinetix.executors import Executor, LocalExecutor, Preflight, TaskKind, open_executor, run_tasks
 from kinetix.process.reconcile import root_layout, row_relpath
 from kinetix.process.writer import ManifestWriter
 from kinetix.progress import Progress
+from kinetix.store.downstream import annotation_copy, copy_downstream, downstream_info, keep_copy
 from kinetix.store.layout import (
     LabelStyle,
     manifest_path,
@@ -215,6 +217,12 @@ class DerivedDataset:
             value = src.get_meta(key)
             if value is not None:
                 m.set_meta(key, value)
+        copy_downstream(src, m)  # a Countix / AVA-Kinetics root's rows, on this root's clips
+        info = downstream_info(src)
+        if info is not None:
+            for split in info.splits:
+                member = get_downstream(info.release).member(split)
+                keep_copy(annotation_copy(self.source, member), annotation_copy(self.out, member))
 
     def source_rows(self) -> list[SourceClip]:
         """Clips to derive from: present in the source and not verified bad."""

@@ -21,6 +21,8 @@ rerun, ``verify``) is reflected at once. ``downstream_rows()`` is that read mode
 
 from __future__ import annotations
 
+import filecmp
+import shutil
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -35,6 +37,9 @@ if TYPE_CHECKING:
 DOWNSTREAM_META = "downstream"
 DOWNSTREAM_SPLIT_META = "downstream_split"
 DOWNSTREAM_DIR = "downstream"  # ROOT/.kinetix/downstream/: copies of the annotation files
+# meta, per split: fingerprint of the two files its rows were resolved from (a rerun with the
+# same files does not record them again)
+RECORDED_META = "downstream_recorded:{}"
 
 # Created by Manifest._create (schema 3); a root from before has none and reads as not
 # downstream.
@@ -149,6 +154,37 @@ def record_downstream(
     if split not in splits:
         manifest.set_meta(DOWNSTREAM_SPLIT_META, ",".join((*splits, split)))
     return max(count, 0)
+
+
+def copy_downstream(source: Manifest, dest: Manifest) -> int:
+    """Give a root made from ``source`` (``process``, ``frames``) the same annotation rows.
+
+    The derived root keeps the source's clip keys, so the rows read its own clips' states and
+    paths. Splits whose rows are already there from the same files are left alone; returns
+    the rows copied.
+    """
+    info = downstream_info(source)
+    if info is None or not _has_rows_table(source):
+        return 0
+    copied = 0
+    for split in info.splits:
+        fingerprint = source.get_meta(RECORDED_META.format(split)) or ""
+        have = recorded_rows(dest, info.release, split)
+        if have and dest.get_meta(RECORDED_META.format(split)) == fingerprint:
+            continue
+        cur = source.execute(
+            "SELECT line, youtube_id, key, reason, rejected FROM downstream_rows "
+            "WHERE release=? AND split=?",
+            (info.release, split),
+        )
+        cur.row_factory = None  # type: ignore[assignment]
+        rows = [
+            ResolvedRow(line, yid, key, why, bool(rejected))
+            for line, yid, key, why, rejected in cur
+        ]
+        copied += record_downstream(dest, info.release, split, rows)
+        dest.set_meta(RECORDED_META.format(split), fingerprint)
+    return copied
 
 
 def recorded_rows(manifest: Manifest, release: str, split: str) -> int:
@@ -282,6 +318,17 @@ def downstream_counts(manifest: Manifest, split: str | None = None) -> list[Down
             assert entry.missing is not None
             entry.missing[_row_state(None if no_key else "", reason, rejected, state, code)] += n
     return [counts[k] for k in sorted(counts)]
+
+
+def keep_copy(source: Path, dest: Path) -> None:
+    """Copy an annotation file into a root (atomically), unless the same bytes are there; a
+    source that is not there (a root made before the copies were kept) is skipped."""
+    if not source.is_file() or (dest.exists() and filecmp.cmp(source, dest, shallow=False)):
+        return
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.kx-part")
+    shutil.copyfile(source, tmp)
+    tmp.replace(dest)
 
 
 def annotation_copy(root: str | Path, member: str) -> Path:
