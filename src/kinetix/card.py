@@ -22,7 +22,7 @@ from kinetix.catalog.citations import LICENCE_NOTE, Paper, papers_for
 from kinetix.catalog.downstream import DOWNSTREAM
 from kinetix.store.downstream import DownstreamSplitCounts, downstream_counts, downstream_info
 from kinetix.store.layout import manifest_path
-from kinetix.store.manifest import Manifest, manifest_absent
+from kinetix.store.manifest import Manifest
 from kinetix.store.status import SplitStatus, root_status
 
 log = logging.getLogger(__name__)
@@ -56,16 +56,13 @@ class CardFacts:
 
 
 def root_facts(root: str | Path) -> CardFacts:
-    """The facts of a root, from its manifest (its source's, for the annotation set)."""
+    """The facts of a root, from its manifest (a derived root carries its source's rows)."""
     status = root_status(root)
     with Manifest(manifest_path(root), readonly=True) as m:
         info = downstream_info(m)
         rows = downstream_counts(m)
         settings, source = m.get_meta("settings"), m.get_meta("source_root")
         release = m.get_meta("release")
-    if info is None and source is not None and not manifest_absent(manifest_path(source)):
-        with contextlib.suppress(Exception), Manifest(manifest_path(source), readonly=True) as src:
-            info = downstream_info(src)  # a processed or frames root of a Countix root
     releases = sorted({s.release for s in status.splits} | ({release} if release else set()))
     return CardFacts(
         "dataset root",
