@@ -7,8 +7,8 @@ from dataclasses import MISSING, dataclass, field, fields
 from enum import Enum
 from pathlib import Path
 
+from kinetix.catalog.labels import LabelStyle
 from kinetix.errors import ConfigError
-from kinetix.store.layout import LabelStyle
 
 
 class SourceKind(str, Enum):

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
+from kinetix.catalog.labels import LabelStyle
 from kinetix.config import DownloadConfig, Selection, SourceKind, YoutubeConfig
-from kinetix.store.layout import LabelStyle
 
 Say = Callable[[str], None]
 

@@ -3,13 +3,48 @@
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable, Iterator, Mapping
+from enum import Enum
 from functools import cache
 from importlib import resources
 
 from kinetix.catalog.releases import get_release
 from kinetix.errors import ConfigError
-from kinetix.store.layout import LabelStyle, label_folder
+
+UNLABELED_DIR = "_unlabeled"  # the folder of clips without a label (test splits)
+
+
+class LabelStyle(str, Enum):
+    """How a label becomes a folder name."""
+
+    RAW = "raw"  # "massaging person's head"
+    UNDERSCORE = "underscore"  # "massaging_person's_head" (PaddleVideo lists)
+    TORCHVISION = "torchvision"  # "massaging_persons_head" (torchvision.datasets.Kinetics)
+
+    @classmethod
+    def parse(cls, value: str) -> LabelStyle:
+        try:
+            return cls(value)
+        except ValueError:
+            raise ConfigError(
+                f"unknown layout {value!r}; valid values are {', '.join(s.value for s in cls)}"
+            ) from None
+
+
+_TORCHVISION_DROP = re.compile(r"['()]")
+
+
+def label_folder(label: str | None, style: LabelStyle = LabelStyle.RAW) -> str:
+    """The folder name of a label in the given style; unlabelled clips share one folder."""
+    if label is None:
+        return UNLABELED_DIR
+    if style is LabelStyle.RAW:
+        return label
+    if style is LabelStyle.UNDERSCORE:
+        return label.replace(" ", "_")
+    return _TORCHVISION_DROP.sub("", label).replace(" ", "_")
+
 
 _FOLDER_PUNCTUATION = str.maketrans({"'": None, "(": None, ")": None, "_": " "})
 

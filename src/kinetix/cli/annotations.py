@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kinetix.catalog.downstream import downstream_name
+from kinetix.catalog.labels import LabelStyle
 from kinetix.cli.common import add_selection_flags, selection_from
-from kinetix.store.layout import LabelStyle
 
 if TYPE_CHECKING:
     from kinetix.catalog.resolve import Resolution

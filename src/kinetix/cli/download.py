@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from kinetix.catalog.labels import LabelStyle
 from kinetix.cli.common import (
     add_executor_flags,
     add_selection_flags,
@@ -28,7 +29,6 @@ from kinetix.config import (
 )
 from kinetix.errors import ConfigError
 from kinetix.sizes import format_size
-from kinetix.store.layout import LabelStyle
 
 _PROCESS, _FRAMES = ProcessConfig(), FramesConfig()
 _TRANSFER = TransferConfig()

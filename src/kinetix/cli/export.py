@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from kinetix.catalog.labels import LabelStyle
 from kinetix.cli.common import add_executor_flags, executor_from, print_dry_run
-from kinetix.store.layout import LabelStyle
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from kinetix.catalog.labels import LabelStyle
 from kinetix.cli.common import add_executor_flags, emit_stderr, executor_from
 from kinetix.config import RepairConfig, VerifyLevel
-from kinetix.store.layout import LabelStyle
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
+from kinetix.catalog.labels import LabelStyle
 from kinetix.config import ExecutorConfig
 from kinetix.errors import ConfigError
 from kinetix.sizes import EXAMPLES, has_unit, size_or_none
-from kinetix.store.layout import LabelStyle
 
 
 class ExportFormat(str, Enum):

@@ -2,46 +2,30 @@
 
 from __future__ import annotations
 
-import re
-from enum import Enum
 from pathlib import Path
 
+# the label enum and folder names belong to the catalog; re-exported here, where they were
+from kinetix.catalog.labels import UNLABELED_DIR, LabelStyle, label_folder
 from kinetix.errors import ConfigError, ManifestDamagedError, ManifestError
 
-UNLABELED_DIR = "_unlabeled"
+__all__ = [
+    "SPLIT_DIRS",
+    "STATE_DIR",
+    "UNLABELED_DIR",
+    "LabelStyle",
+    "clip_folders",
+    "clip_relpath",
+    "label_folder",
+    "manifest_path",
+    "missing_manifest_error",
+    "partial_dir",
+    "quarantine_dir",
+    "require_writable",
+    "slurm_logs",
+    "state_dir",
+]
 SPLIT_DIRS = ("train", "val", "test", "holdout_test")  # the folders clips live under
 STATE_DIR = ".kinetix"
-
-
-class LabelStyle(str, Enum):
-    """How a label becomes a folder name."""
-
-    RAW = "raw"  # "massaging person's head"
-    UNDERSCORE = "underscore"  # "massaging_person's_head" (PaddleVideo lists)
-    TORCHVISION = "torchvision"  # "massaging_persons_head" (torchvision.datasets.Kinetics)
-
-    @classmethod
-    def parse(cls, value: str) -> LabelStyle:
-        try:
-            return cls(value)
-        except ValueError:
-            raise ConfigError(
-                f"unknown layout {value!r}; valid values are {', '.join(s.value for s in cls)}"
-            ) from None
-
-
-_TORCHVISION_DROP = re.compile(r"['()]")
-
-
-def label_folder(label: str | None, style: LabelStyle = LabelStyle.RAW) -> str:
-    """The folder name of a label in the given style; unlabelled clips share one folder."""
-    if label is None:
-        return UNLABELED_DIR
-    if style is LabelStyle.RAW:
-        return label
-    if style is LabelStyle.UNDERSCORE:
-        return label.replace(" ", "_")
-    return _TORCHVISION_DROP.sub("", label).replace(" ", "_")
 
 
 def clip_relpath(split: str, label: str | None, key: str, style: LabelStyle) -> str:
