@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-import types
 from pathlib import Path
 
 import pytest
@@ -137,10 +136,7 @@ def test_refetch_hands_quarantined_clips_to_download(root, monkeypatch) -> None:
             calls.append((where, sorted(keys)))
         return len(keys) - 1
 
-    fake = types.ModuleType("kinetix.download")
-    fake.refetch = refetch  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "kinetix.download", fake)
-    report = verify_dataset(root, VerifyConfig(refetch=True, workers=0))
+    report = verify_dataset(root, VerifyConfig(refetch=True, workers=0), refetch=refetch)
     quarantined = sorted(("k400", "val", k) for k in KEYS if rows(root)[k]["verify"] == "bad")
     assert calls == [(root, quarantined)]
     assert (report.refetch_asked, report.refetched) == (6, 5)
@@ -152,6 +148,15 @@ def test_refetch_without_download_fails_before_any_work(root, monkeypatch) -> No
     monkeypatch.setitem(sys.modules, "kinetix.download", None)  # import raises ImportError
     with pytest.raises(KinetixError, match=r"--refetch needs kinetix\.download\.refetch"):
         verify_dataset(root, VerifyConfig(refetch=True, workers=0))
+    assert all(r["verify"] is None for r in rows(root).values())
+
+
+def test_cli_refetch_without_download_fails_before_any_work(root, monkeypatch, capsys) -> None:
+    from kinetix.cli.main import main
+
+    monkeypatch.setitem(sys.modules, "kinetix.download", None)  # import raises ImportError
+    assert main(["verify", str(root), "--refetch", "--workers", "0"]) != 0
+    assert "--refetch needs kinetix.download.refetch" in capsys.readouterr().err
     assert all(r["verify"] is None for r in rows(root).values())
 
 

@@ -5,9 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kinetix.cli.common import add_executor_flags, emit_stderr, executor_from, print_dry_run
 from kinetix.config import VerifyConfig, VerifyLevel
+from kinetix.errors import KinetixError
+
+if TYPE_CHECKING:
+    from kinetix.process.verify import RefetchFn
 
 _DEFAULTS = VerifyConfig()
 
@@ -59,6 +64,18 @@ def _n(count: int, what: str) -> str:
     return f"{count} {word}" + (f" {rest}" if rest else "")
 
 
+def load_refetch() -> RefetchFn:
+    """``kinetix.download.refetch``, imported only when asked: it pulls in the download stack."""
+    try:
+        from kinetix.download import refetch
+    except ImportError as exc:
+        raise KinetixError(
+            f"--refetch needs kinetix.download.refetch, which this installation lacks ({exc}); "
+            "run 'kinetix download' on the root instead: it fetches quarantined clips again"
+        ) from None
+    return refetch
+
+
 def run(args: argparse.Namespace) -> int:
     from kinetix.process.verify import verify_dataset
 
@@ -66,7 +83,10 @@ def run(args: argparse.Namespace) -> int:
     if config.executor.dry_run:
         print_dry_run(config.executor, config.workers, Path(args.root))
         return 0
-    r = verify_dataset(args.root, config, emit=None if args.no_progress else emit_stderr)
+    emit = None if args.no_progress else emit_stderr
+    r = verify_dataset(
+        args.root, config, emit=emit, refetch=load_refetch() if args.refetch else None
+    )
     bad = sum(r.bad.values())
     reasons = ", ".join(f"{code} {n}" for code, n in r.bad.most_common())
     speed = f" at {r.rate:.1f} clips/s" if r.checked else ""

@@ -359,27 +359,27 @@ class VerifyReport:
         return self.checked / self.seconds if self.seconds > 0 else 0.0
 
 
-def load_refetch() -> RefetchFn:
-    """``kinetix.download.refetch``, imported only when asked: it pulls in the download stack."""
-    try:
-        from kinetix.download import refetch
-    except ImportError as exc:
-        raise KinetixError(
-            f"--refetch needs kinetix.download.refetch, which this installation lacks ({exc}); "
-            "run 'kinetix download' on the root instead: it fetches quarantined clips again"
-        ) from None
-    return refetch
-
-
 def verify_dataset(
     root: str | os.PathLike[str],
     config: VerifyConfig,
     *,
     emit: Callable[[str], None] | None = None,
+    refetch: RefetchFn | None = None,
 ) -> VerifyReport:
-    """Run ``kinetix verify``: check every present clip of ``root``, resumably, in parallel."""
+    """Run ``kinetix verify``: check every present clip of ``root``, resumably, in parallel.
+
+    With ``config.refetch``, ``refetch(root, keys)`` fetches the quarantined clips again once
+    the root is unlocked: the caller passes ``kinetix.download.refetch`` (the CLI does), so
+    ``process/`` does not import the download job that sits above it.
+    """
     root = Path(root)
-    refetch = load_refetch() if config.refetch else None  # fail before the work, not after it
+    if config.refetch and refetch is None:  # fail before the work, not after it
+        raise ConfigError(
+            "--refetch needs kinetix.download.refetch: pass verify_dataset(..., "
+            "refetch=kinetix.download.refetch) (the CLI does); nothing was verified"
+        )
+    if not config.refetch:
+        refetch = None
     report = VerifyReport(root, config.level)
     with Manifest(manifest_path(root), readonly=True) as check:
         kind = check.get_meta("kind")
