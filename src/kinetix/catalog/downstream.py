@@ -33,6 +33,8 @@ import csv
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from functools import cache
+from importlib import resources
 from pathlib import Path
 from typing import IO, NamedTuple
 
@@ -387,6 +389,27 @@ def _ava_row(number: int, row: list[str]) -> AvaRow:
         )
     person = _integer(row[7], "person_id") if len(row) == 8 else None
     return AvaRow(number, youtube_id, timestamp, (x1, y1, x2, y2), action, person)
+
+
+# AVA v2.2 action types by id range (the official action list's label_type)
+AVA_ACTION_TYPES = (
+    (range(1, 15), "PERSON_MOVEMENT"),
+    (range(15, 64), "OBJECT_MANIPULATION"),
+    (range(64, 81), "PERSON_INTERACTION"),
+)
+
+
+@cache
+def ava_actions() -> tuple[str, ...]:
+    """The 80 AVA v2.2 action names; action id ``i`` is ``ava_actions()[i - 1]``."""
+    text = resources.files("kinetix.catalog").joinpath("label_maps/label_map_ava.txt")
+    names = tuple(line for line in text.read_text("utf-8").splitlines() if line.strip())
+    assert len(names) == AVA_NUM_CLASSES, "the packaged AVA action list must have 80 names"
+    return names
+
+
+def ava_action_type(action: int) -> str:
+    return next(kind for ids, kind in AVA_ACTION_TYPES if action in ids)
 
 
 def rejected_reasons(rejected: Iterable[RejectedRow]) -> dict[str, int]:

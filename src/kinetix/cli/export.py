@@ -74,11 +74,11 @@ def run(args: argparse.Namespace) -> int:
     report = export_root(args.root, config)
     for s in report.splits:
         where = f" -> {s.output}" if s.output else ""
-        print(f"{s.release} {s.split}: {s.written} clips{where}")
+        print(f"{s.release} {s.split}: {s.written} {report.unit}{where}")
         if s.left_out:
             total = sum(s.left_out.values())
             print(f"  left out {total}: {describe_left_out(s.left_out)}")
-    print(f"exported {report.written} clips as {report.format.value} to {report.out}")
+    print(f"exported {report.written} {report.unit} as {report.format.value} to {report.out}")
     for hint in report.hints:
         print(f"  {hint}")
     return 0

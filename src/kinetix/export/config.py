@@ -21,6 +21,8 @@ class ExportFormat(str, Enum):
     CSV = "csv"  # the manifest rows
     PARQUET = "parquet"
     WEBDATASET = "webdataset"  # OUT/{split}-000000.tar: {key}.mp4, {key}.json, {key}.cls
+    COUNTIX = "countix"  # a Countix root: countix_{split}.csv/.parquet, spans on the clips
+    AVA = "ava"  # an AVA-Kinetics root: mmaction2's rawframes, CSV and action list
 
     @classmethod
     def parse(cls, value: str | ExportFormat) -> ExportFormat:
@@ -33,6 +35,11 @@ class ExportFormat(str, Enum):
             raise ConfigError(
                 f"unknown export format {value!r}; valid values are {valid}"
             ) from None
+
+    @property
+    def is_downstream(self) -> bool:
+        """Formats of a Countix / AVA-Kinetics root (``export/downstream.py``)."""
+        return self in (self.COUNTIX, self.AVA)
 
     @property
     def is_list(self) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
 from pathlib import Path
@@ -60,6 +60,7 @@ class ExportReport:
     out: Path
     splits: list[SplitReport] = field(default_factory=list)
     hints: list[str] = field(default_factory=list)
+    unit: str = "clips"  # what ``written`` counts: clips, or annotation rows / keyframes
 
     @property
     def written(self) -> int:
@@ -76,6 +77,10 @@ class ExportReport:
 def export_root(root: str | Path, config: ExportConfig) -> ExportReport:
     """Export the usable clips of ``root`` as ``config.format``; see ``ExportReport``."""
     root = Path(root)
+    if config.format.is_downstream:
+        from kinetix.export.downstream import export_downstream  # it builds on this module
+
+        return export_downstream(root, config)
     info = RootInfo.read(root)
     fmt = config.format
     if fmt in (ExportFormat.TORCHVISION, ExportFormat.WEBDATASET) and info.kind != "videos":
@@ -165,12 +170,7 @@ def _pairs(manifest: Manifest, config: ExportConfig, root: Path) -> list[tuple[s
         pairs = [p for p in pairs if p[0] == config.release]
     known = sorted({s for _, s in pairs})
     if config.splits is not None:
-        missing = [s for s in config.splits if s not in known]
-        if missing:
-            raise ConfigError(
-                f"{root} has no split {', '.join(map(repr, missing))}; its splits are "
-                f"{', '.join(known) or 'none'}"
-            )
+        check_splits(root, config.splits, known)
         pairs = [p for p in pairs if p[1] in config.splits]
     for split in {s for _, s in pairs}:
         releases = sorted(r for r, s in pairs if s == split)
@@ -182,6 +182,16 @@ def _pairs(manifest: Manifest, config: ExportConfig, root: Path) -> list[tuple[s
     if not pairs:
         raise ConfigError(f"{root} has no clips to export")
     return pairs
+
+
+def check_splits(root: Path, wanted: Sequence[str], known: Sequence[str], what: str = "") -> None:
+    """One line naming the ``--split`` values ``root`` does not have (``what``: whose splits)."""
+    missing = [s for s in wanted if s not in known]
+    if missing:
+        raise ConfigError(
+            f"{root} has no {what}split {', '.join(map(repr, missing))}; its splits are "
+            f"{', '.join(known) or 'none'}"
+        )
 
 
 def _refuse_whitespace(

@@ -83,14 +83,11 @@ class Writer(Protocol):
     def __exit__(self, *exc: object) -> None: ...
 
 
-_W = TypeVar("_W", bound="WriterBase")
+_W = TypeVar("_W", bound="OutputBase")
 
 
-class WriterBase:
+class OutputBase:
     """Context-manager plumbing; ``abort`` drops partial output when the export fails."""
-
-    def write(self, record: ExportRecord) -> None:
-        raise NotImplementedError
 
     def close(self) -> None:
         raise NotImplementedError
@@ -106,3 +103,10 @@ class WriterBase:
             self.close()
         else:
             self.abort()
+
+
+class WriterBase(OutputBase):
+    """An output written one ``ExportRecord`` at a time."""
+
+    def write(self, record: ExportRecord) -> None:
+        raise NotImplementedError

@@ -1,0 +1,267 @@
+"""`kinetix export --format countix|ava` of roots `kinetix download countix|ava-kinetics` made on
+the synthetic mirror: numbers checked against the source rows, and the ava export read the way
+mmaction2's AVAKineticsDataset reads it."""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import pytest
+from _downstream import FPS, NO_SUCH_ID, Clips, ava_text, build, countix_text, mirror_clips
+
+from kinetix.catalog.downstream import ava_actions
+from kinetix.cli.main import main
+from kinetix.data.decoders import JpegFolderReader
+from kinetix.errors import ConfigError
+from kinetix.export import ExportConfig, export_root
+from kinetix.export.ava import frame_window
+from kinetix.testing.media import frame_index
+from kinetix.testing.server import MirrorServer
+
+
+class Roots(NamedTuple):
+    countix: Path
+    ava: Path
+    clips: Clips
+    lead: float  # the YouTube clip's start_offset (its lead-in, negative)
+
+
+def download(release: str, root: Path, annotations: Path, server: MirrorServer) -> None:
+    url = server.url.rstrip("/")
+    argv = [
+        "download", release, "--split", "val", "--root", str(root), "--mirror", url,
+        "--annotations", str(annotations), "--source", "auto", "--trim", "fast",
+        "--youtube-url-template", url + "/youtube/{youtube_id}.mp4", "--rate", "50",
+        "--no-progress",
+    ]  # fmt: skip
+    assert main(argv) == 0
+
+
+@pytest.fixture(scope="module")
+def roots(tmp_path_factory: pytest.TempPathFactory, shared_kinetics: Path) -> Iterator[Roots]:
+    folder = tmp_path_factory.mktemp("downstream-export")
+    mirror = build(folder / "mirror", shared_kinetics)
+    clips = mirror_clips(mirror)
+    (folder / "countix_val.csv").write_text(countix_text(clips))
+    (folder / "kinetics_val_v1.0.csv").write_text(ava_text(clips))
+    with pytest.MonkeyPatch.context() as mp, MirrorServer(mirror.root) as server:
+        mp.setenv("KINETIX_CACHE", str(folder / "cache"))
+        download("countix", folder / "countix", folder / "countix_val.csv", server)
+        download("ava-kinetics", folder / "ava", folder / "kinetics_val_v1.0.csv", server)
+    from kinetix.store.layout import manifest_path
+    from kinetix.store.manifest import Manifest
+
+    with Manifest(manifest_path(folder / "countix"), readonly=True) as m:
+        row = m.get("k700-2020", "val", clips.youtube.key)
+        assert row is not None and row.values["trim"] == "fast"
+        lead = float(row.values["start_offset"])
+    assert lead < 0, "the fast trim starts at the keyframe before time_start"
+    yield Roots(folder / "countix", folder / "ava", clips, lead)
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def export_cli(root: Path, fmt: str, out: Path, capsys: pytest.CaptureFixture[str]) -> str:
+    """``kinetix export ROOT --format FMT --out OUT``; what it printed."""
+    assert main(["export", str(root), "--format", fmt, "--out", str(out)]) == 0
+    return capsys.readouterr().out
+
+
+def test_countix_table_has_spans_in_clip_seconds_and_frames(
+    roots: Roots, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "countix"
+    printed = export_cli(roots.countix, "countix", out, capsys)
+    assert "countix val: 2 rows" in printed
+    assert "left out 3: 1 count_not_positive" not in printed  # reasons carry their kind
+    assert "1 no_clip, 1 rejected:count_not_positive, 1 rejected:span_outside_clip" in printed
+    rows = {int(r["line"]): r for r in read_csv(out / "countix_val.csv")}
+    assert set(rows) == {2, 3}
+    a, b = roots.clips.cvdf, roots.clips.youtube
+    # an exact CVDF cut: 3.2 s into a 25 fps clip is frame 80; the end (7.5 s) is exclusive
+    exact = rows[2]
+    assert exact["path"] == f"val/{a.label}/{a.key}.mp4"
+    assert (float(exact["start_seconds"]), float(exact["end_seconds"])) == (3.2, 7.5)
+    assert (int(exact["start_frame"]), int(exact["end_frame"])) == (80, 188)
+    assert (int(exact["count"]), exact["label"], float(exact["fps"])) == (6, a.label, FPS)
+    # the fast-trimmed YouTube clip starts at the keyframe before time_start: its lead-in
+    # moves the same 3.2 s to 3.2 - start_offset seconds into the file
+    fast = rows[3]
+    assert float(fast["start_offset"]) == roots.lead
+    assert float(fast["start_seconds"]) == pytest.approx(3.2 - roots.lead)
+    assert int(fast["start_frame"]) == math.floor((3.2 - roots.lead) * FPS + 1e-6)
+    assert int(fast["end_frame"]) == math.ceil((5.0 - roots.lead) * FPS - 1e-6)
+    # against the source rows: the span in video seconds is kept as it was
+    assert float(fast["repetition_start"]) == pytest.approx(b.time_start + 3.2)
+    # the Parquet table holds the same rows
+    pq = pytest.importorskip("pyarrow.parquet")
+    table = pq.read_table(out / "countix_val.parquet").to_pylist()
+    assert [(r["line"], r["start_frame"], r["end_frame"]) for r in table] == [
+        (2, 80, 188), (3, int(fast["start_frame"]), int(fast["end_frame"])),
+    ]  # fmt: skip
+    assert (out / "DATASET_CARD.md").is_file()
+
+
+def test_bad_rows_are_listed_with_their_line_and_never_clamped(
+    roots: Roots, tmp_path: Path
+) -> None:
+    report = export_root(roots.countix, ExportConfig("countix", out=tmp_path))
+    (split,) = report.splits
+    assert split.written == 2
+    rejected = {int(r["line"]): r for r in read_csv(tmp_path / "countix_val_rejected.csv")}
+    assert {n: r["reason"] for n, r in rejected.items()} == {
+        4: "count_not_positive", 5: "span_outside_clip",
+    }  # fmt: skip
+    assert rejected[5]["column"] == "repetition_end" and rejected[5]["row"].endswith(",4")
+    # the row whose clip no root has is data: listed with its reason, not an error
+    (missing,) = read_csv(tmp_path / "countix_val_not_present.csv")
+    assert (missing["line"], missing["youtube_id"], missing["reason"]) == (
+        "6", NO_SUCH_ID, "no_clip",
+    )  # fmt: skip
+    assert dict(split.left_out) == {
+        "no_clip": 1, "rejected:count_not_positive": 1, "rejected:span_outside_clip": 1,
+    }  # fmt: skip
+
+
+def test_export_refuses_a_root_of_the_other_set(roots: Roots, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="holds ava-kinetics rows, not countix"):
+        export_root(roots.ava, ExportConfig("countix", out=tmp_path))
+    with pytest.raises(ConfigError, match="no ava-kinetics split 'train'"):
+        export_root(roots.ava, ExportConfig("ava", out=tmp_path, splits=("train",)))
+
+
+# --- what mmaction2's AVAKineticsDataset does with the files (mmaction/datasets/ava_dataset.py
+# and SampleAVAFrames / RawFrameDecode, read and restated here) --------------------------
+
+
+class MmactionKeyframe(NamedTuple):
+    folder: Path
+    timestamp: int
+    start: int  # timestamp_start, from the folder name
+    end: int
+    boxes: list[tuple[float, ...]]
+    labels: list[set[int]]
+    entities: list[int]
+
+
+def mmaction_records(ann_file: Path, prefix: Path) -> list[MmactionKeyframe]:
+    """Lines split on ',', ``int()`` of the timestamp, label and entity; rows of one keyframe
+    merged by equal box; ``{id}_{start}_{end}`` folder names give the shot."""
+    by_key: dict[str, MmactionKeyframe] = {}
+    for line in ann_file.read_text().splitlines():
+        cells = line.strip().split(",")
+        video_id, timestamp = cells[0], int(cells[1])
+        box = tuple(map(float, cells[2:6]))
+        label, entity = int(cells[6]), int(cells[7])
+        parts = video_id.split("_")
+        start, end = int(parts[-2]), int(parts[-1])
+        key = f"{video_id},{timestamp:04d}"
+        record = by_key.setdefault(
+            key, MmactionKeyframe(prefix / video_id, timestamp, start, end, [], [], [])
+        )
+        if box in record.boxes:
+            record.labels[record.boxes.index(box)].add(label)
+        else:
+            record.boxes.append(box)
+            record.labels.append({label})
+            record.entities.append(entity)
+    return list(by_key.values())
+
+
+def mmaction_frame_inds(record: MmactionKeyframe, clip_len: int, interval: int) -> np.ndarray:
+    """SampleAVAFrames in test mode: a clip centred on fps * (timestamp - start) + start_index
+    (0), clamped to the shot (1, (end - start) * fps + 1)."""
+    centre = 30 * (record.timestamp - record.start)
+    first = centre - (clip_len // 2) * interval
+    inds = np.arange(first, centre + ((clip_len + 1) // 2) * interval, interval)
+    return np.clip(inds, 1, (record.end - record.start) * 30)
+
+
+def label_map(pbtxt: Path) -> dict[int, str]:
+    """mmaction2's read_labelmap: '  name:' then '  id:' or '  label_id:' lines."""
+    names: dict[int, str] = {}
+    name = ""
+    for line in pbtxt.read_text().splitlines(keepends=True):
+        if line.startswith("  name:"):
+            name = line.split('"')[1]
+        elif line.startswith("  id:") or line.startswith("  label_id:"):
+            names[int(line.strip().split(" ")[-1])] = name
+    return names
+
+
+def test_ava_export_is_what_mmaction2_reads(
+    roots: Roots, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "ava"
+    printed = export_cli(roots.ava, "ava", out, capsys)
+    ann_file = out / "annotations/kinetics_val.csv"
+    label_file = out / "annotations/ava_action_list_v2.2.pbtxt"
+    assert f"ann_file='{ann_file}'" in printed and f"label_file='{label_file}'" in printed
+    assert f"data_prefix=dict(img='{out / 'rawframes'}')" in printed
+    assert "type='AVAKineticsDataset'" in printed
+
+    names = label_map(label_file)
+    assert sorted(names) == list(range(1, 81)) and names[1] == ava_actions()[0]
+    assert names[80] == "watch (a person)"
+
+    found = mmaction_records(ann_file, out / "rawframes")
+    records = {r.folder.name.rsplit("_", 2)[0]: r for r in found}
+    a, b = roots.clips.cvdf, roots.clips.youtube
+    assert set(records) == {a.youtube_id, b.youtube_id}  # the bad box and lost video are out
+    ra, rb = records[a.youtube_id], records[b.youtube_id]
+    # boxes stay normalised, labels are the file's 1..80, one box per person with its actions
+    assert ra.boxes == [(0.1, 0.2, 0.5, 0.9), (0.5, 0.25, 0.75, 1.0)]
+    assert ra.labels == [{12, 80}, {1}] and ra.entities == [0, 1]
+    assert rb.boxes == [(0.0, 0.0, 1.0, 1.0)] and rb.labels == [{57}]
+    assert all(0 <= v <= 1 for r in (ra, rb) for box in r.boxes for v in box)
+    # the integer timestamp is the keyframe's second; the folder spans it
+    assert (ra.timestamp, rb.timestamp) == (a.time_start + 4, b.time_start + 5)
+    reader = JpegFolderReader()
+    for record, keyframe, clip, lead in (
+        (ra, a.time_start + 4.0, a, 0.0),
+        (rb, b.time_start + 5.5, b, roots.lead),
+    ):
+        assert record.start <= record.timestamp < record.end
+        count = (record.end - record.start) * 30
+        files = sorted(p.name for p in record.folder.iterdir())
+        assert files == [f"img_{k:05d}.jpg" for k in range(1, count + 1)]
+        # mmaction2's keyframe image shows the keyframe: the clip frame at that time, counted
+        # from the file's first frame (the lead-in included), even for 13.5 s
+        inds = mmaction_frame_inds(record, clip_len=8, interval=8)
+        images = reader.read(record.folder, inds - 1)  # reader indices are 0-based
+        centre = images[len(inds) // 2]
+        clip_frame = math.floor((keyframe - clip.time_start - lead) * FPS + 1e-6)
+        # CVDF clips' pattern counts clip frames; a YouTube source counts video frames
+        offset = 0 if clip is a else round((clip.time_start + lead) * FPS)
+        assert frame_index(centre) == clip_frame + offset
+        # every image shows the clip frame at its own 30 fps time
+        for k, image in zip(inds, images):
+            t = keyframe + (k - 30 * (record.timestamp - record.start)) / 30
+            frame = math.floor((t - clip.time_start - lead) * FPS + 1e-6)
+            assert frame_index(image) == frame + offset
+
+
+def test_ava_export_rerun_decodes_nothing_again(roots: Roots, tmp_path: Path) -> None:
+    export_root(roots.ava, ExportConfig("ava", out=tmp_path))
+    folders = sorted((tmp_path / "rawframes").iterdir())
+    stamps = {p: p.stat().st_mtime_ns for f in folders for p in f.iterdir()}
+    export_root(roots.ava, ExportConfig("ava", out=tmp_path))
+    assert {p: p.stat().st_mtime_ns for f in folders for p in f.iterdir()} == stamps
+    assert not list((tmp_path / "rawframes").glob(".*.tmp"))
+
+
+def test_frame_window_keeps_a_second_either_side_inside_the_clip() -> None:
+    w = frame_window(13.5, 8, 18)
+    assert (w.start, w.end, w.second, w.centre, w.count) == (11, 15, 13, 60, 120)
+    assert w.folder("abcdefghijk") == "abcdefghijk_000011_000015"
+    assert frame_window(8.2, 8, 18).start == 7  # the keyframe's image must not be img_00000
+    assert frame_window(17.9, 8, 18).end == 18
+    assert frame_window(0.5, 0, 10).start == 0
