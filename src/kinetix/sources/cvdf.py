@@ -97,7 +97,9 @@ class ShardPlan:
     """The tasks a run needs, and which shards could hold each wanted clip."""
 
     tasks: list[ShardTask] = field(default_factory=list)
-    candidates: dict[str, set[str]] = field(default_factory=dict)  # key -> shard URLs
+    # key -> shard URLs; clips with the same candidates share one frozenset (545k sets of one
+    # URL would be ~120 MB and a set built per clip)
+    candidates: dict[str, frozenset[str]] = field(default_factory=dict)
     mixed: bool = False  # some clips could be in any shard (class-mixed shards)
 
 
@@ -218,18 +220,30 @@ def plan_shards(
     anywhere: dict[str, str] = {}
     single: dict[str, dict[str, str]] = defaultdict(dict)
     plan = ShardPlan()
+    nowhere: frozenset[str] = frozenset()
+    only = {url: frozenset((url,)) for url in names}
+    # per (split, label): its shard and its folder, worked out once, not once per clip
+    classes: dict[tuple[str, str | None], tuple[str | None, str]] = {}
+    candidates = plan.candidates
     for row in rows:
-        rel = clip_relpath(row.split, row.label, row.key, layout)
-        url = listed.get(row.key) or label_shard(row.label)
+        split, label, key = row.split, row.label, row.key
+        known = classes.get((split, label))
+        if known is None:
+            folder = clip_relpath(split, label, "", layout)[: -len(".mp4")]
+            known = classes[(split, label)] = (label_shard(label), folder)
+        url, folder = known
+        rel = folder + key + ".mp4"
+        if listed:
+            url = listed.get(key) or url
         if url == NO_SHARD:
-            plan.candidates[row.key] = set()  # the mirror has no shard for its class
+            candidates[key] = nowhere  # the mirror has no shard for its class
         elif url is not None and url in names:
-            plan.candidates[row.key] = {url}
-            single[url][row.key] = rel
+            candidates[key] = only[url]
+            single[url][key] = rel
         else:
-            plan.candidates[row.key] = set(everywhere)
+            candidates[key] = everywhere
             plan.mixed = True
-            anywhere[row.key] = rel
+            anywhere[key] = rel
     wanted: dict[str, dict[str, str]] = {}
     for url in names:
         mine = single.get(url, {})

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Mapping, Set, Sized
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from enum import Enum
+from itertools import repeat
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-from kinetix.catalog.clip import Clip
+from kinetix.catalog.clip import Clip, clip_key
 from kinetix.errors import ManifestError
 from kinetix.store.damage import (
     damaged_error,
@@ -363,29 +365,46 @@ class Manifest:
         return self._db
 
     # -- clips ---------------------------------------------------------------------
-    def add_clips(self, clips: Iterable[Clip], label_index: Mapping[str, int] | None = None) -> int:
+    def add_clips(
+        self,
+        clips: Iterable[Clip],
+        label_index: Mapping[str, int] | None = None,
+        *,
+        keys: Sequence[str] | None = None,
+    ) -> int:
         """Register annotated clips (state ``missing``); rows already known are kept as they are.
 
-        Returns how many rows were new. A big batch is inserted with the counters' insert
-        trigger set aside and its counts added in one aggregate (a trigger per row costs more
-        than the row), all in one transaction, so no reader sees counts that disagree.
+        Returns how many rows were new. ``keys``, when given, are the clips' keys in order
+        (the caller has them already). Rows go in in key order, stably (of two rows with one
+        key the first given wins, as before): the primary-key index then grows at its end
+        instead of at ~545k random places, which was most of a fresh registration's cost. A
+        big batch is inserted with the counters' insert trigger set aside and its counts added
+        in one statement (a trigger per row costs more than the row), all in one transaction,
+        so no reader sees counts that disagree.
         """
+        clips = clips if isinstance(clips, Sequence) else list(clips)
+        if not clips:
+            return 0
         now = time.time()
-        size = len(clips) if isinstance(clips, Sized) else BULK_ROWS
-        rows = (
-            (
-                c.release, c.split, c.key, c.youtube_id, c.time_start, c.time_end, c.label,
-                None if label_index is None or c.label is None else label_index.get(c.label),
-                None if c.is_cc is None else int(c.is_cc), now, now,
-            )
-            for c in clips
+        # column-wise, in C: no Python bytecode per row between the catalog and SQLite
+        releases, splits, ids, starts, ends, labels, ccs, _ = zip(*clips)
+        if keys is None:
+            keys = list(map(clip_key, ids, starts, ends))
+        n = len(clips)
+        nothing = repeat(None, n)
+        index = nothing if label_index is None else map(label_index.get, labels)
+        cc = ccs if ccs.count(None) == n else (None if v is None else int(v) for v in ccs)
+        rows = sorted(
+            zip(releases, splits, keys, ids, starts, ends, labels, index, cc, repeat(now),
+                repeat(now)),
+            key=itemgetter(2),
         )  # fmt: skip
         insert = (
             "INSERT OR IGNORE INTO clips (release, split, key, youtube_id, time_start, "
             "time_end, label, label_index, is_cc, created_at, updated_at) "
             "VALUES (?,?,?,?,?,?,?,?,?,?,?)"
         )
-        bulk = size >= BULK_ROWS and self._has_table("clip_counts")
+        bulk = n >= BULK_ROWS and self._has_table("clip_counts")
         self._db.execute("BEGIN IMMEDIATE")
         try:
             if bulk:
@@ -393,7 +412,19 @@ class Manifest:
                 self._db.execute("DROP TRIGGER IF EXISTS clip_counts_insert")
             # rowcount, not total_changes: the latter counts the counters' trigger rows too
             added = max(self._db.executemany(insert, rows).rowcount, 0)
-            if bulk:
+            if bulk and added == n:
+                # every row is new, so its counters' group is its (release, split, label)
+                self._db.executemany(
+                    f"INSERT INTO clip_counts VALUES (?, ?, ?, '{ClipState.MISSING.value}', "
+                    "'', '', '', ?, 0) ON CONFLICT DO UPDATE SET clips=clips+excluded.clips",
+                    (
+                        (release, split, label or "", count)
+                        for (release, split, label), count in Counter(
+                            zip(releases, splits, labels)
+                        ).items()
+                    ),
+                )
+            elif bulk:
                 self._db.execute(
                     f"INSERT INTO clip_counts SELECT {_count_values('clips')}, COUNT(*), "
                     f"COALESCE(SUM(bytes), 0) FROM clips WHERE rowid > ? "
@@ -401,6 +432,7 @@ class Manifest:
                     "clips=clips+excluded.clips, bytes=bytes+excluded.bytes",
                     (last,),
                 )
+            if bulk:
                 self._db.execute(_COUNT_TRIGGERS[0])
             self._db.execute("COMMIT")
         except BaseException:

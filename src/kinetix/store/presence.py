@@ -62,7 +62,9 @@ def mark_vanished(manifest: Manifest, release: str, split: str) -> list[str]:
             if folder_of(path) in changed
         ]  # fmt: skip
     else:
-        rows = list(manifest.present_paths(release, split))
+        # a fresh split has no present row: the counters say so without a scan of every row
+        none = manifest.split_size(release, split, ClipState.PRESENT) == 0
+        rows = [] if none else list(manifest.present_paths(release, split))
         counts = dict(Counter(folder_of(path) for _, path in rows))
         changed = {folder: _mtime(root + folder) for folder in counts}
     listed_ns = time.time_ns()
