@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 from collections.abc import Iterable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from pathlib import Path
 from kinetix import __version__
 from kinetix.catalog.citations import LICENCE_NOTE, Paper, papers_for
 from kinetix.catalog.downstream import DOWNSTREAM
+from kinetix.durable import temp_sibling, write_text_atomic
 from kinetix.store.downstream import DownstreamSplitCounts, downstream_counts, downstream_info
 from kinetix.store.layout import manifest_path
 from kinetix.store.manifest import Manifest
@@ -133,14 +133,11 @@ def _papers(names: Iterable[str]) -> list[Paper]:
 def write_card(folder: str | Path, text: str) -> Path | None:
     """Write ``folder/DATASET_CARD.md`` atomically when its text changed; None if unchanged."""
     path = Path(folder) / CARD_NAME
-    tmp = path.with_name(f".{CARD_NAME}.kx-part")
-    tmp.unlink(missing_ok=True)  # left by a run killed while it wrote the card
+    temp_sibling(path).unlink(missing_ok=True)  # left by a run killed while it wrote the card
     with contextlib.suppress(OSError):
         if path.read_text(encoding="utf-8") == text:
             return None
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(path, text)
 
 
 def write_root_card(root: str | Path, *, command: str | None = None) -> Path | None:

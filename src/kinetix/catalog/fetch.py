@@ -42,8 +42,8 @@ from kinetix.catalog.releases import (
     normalise_split,
 )
 from kinetix.config import TransferConfig
+from kinetix.durable import require_writable, sha256_file, write_text_atomic
 from kinetix.errors import AnnotationError, ArchiveError, ConfigError
-from kinetix.store.layout import require_writable
 
 logger = logging.getLogger(__name__)
 
@@ -175,18 +175,10 @@ def _is_intact(path: Path) -> bool:
     record = read_sidecar(path)
     if record is None or not path.is_file():
         return False
-    if path.stat().st_size != record.size or _sha256(path) != record.sha256:
+    if path.stat().st_size != record.size or sha256_file(path) != record.sha256:
         logger.warning("%s no longer matches its sidecar; fetching it again", path)
         return False
     return True
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _download(url: str, dest: Path, config: TransferConfig) -> CachedFile:
@@ -200,10 +192,7 @@ def _download(url: str, dest: Path, config: TransferConfig) -> CachedFile:
 
 
 def _write_sidecar(path: Path, record: CachedFile) -> None:
-    sidecar = Path(str(path) + SIDECAR_SUFFIX)
-    temp = sidecar.with_name(sidecar.name + ".tmp")
-    temp.write_text(json.dumps(asdict(record), indent=2) + "\n", encoding="utf-8")
-    os.replace(temp, sidecar)
+    write_text_atomic(Path(str(path) + SIDECAR_SUFFIX), json.dumps(asdict(record), indent=2) + "\n")
 
 
 def _split_of_member(name: str) -> str | None:

@@ -10,13 +10,14 @@ damaged manifest becomes one ``ManifestDamagedError`` naming the way back (``kin
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
 import sqlite3
 import struct
 from pathlib import Path
 from typing import Any
 
+from kinetix.durable import write_text_atomic
 from kinetix.errors import ManifestDamagedError
 from kinetix.store.layout import STATE_DIR
 
@@ -100,13 +101,10 @@ def meta_copy_path(manifest: Path) -> Path:
 
 def write_meta_copy(manifest: Path, meta: dict[str, str]) -> None:
     """Keep the manifest's meta (release, layout, kind, mirror ...) beside it, atomically."""
-    target = meta_copy_path(manifest)
-    tmp = target.with_name(f".{target.name}.kx-part")
-    try:
-        tmp.write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
-        os.replace(tmp, target)
-    except OSError:  # a convenience for repair, never a reason to fail a run
-        tmp.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):  # a convenience for repair, never a reason to fail a run
+        write_text_atomic(
+            meta_copy_path(manifest), json.dumps(meta, indent=1, sort_keys=True) + "\n"
+        )
 
 
 def read_meta_copy(manifest: Path) -> dict[str, Any]:

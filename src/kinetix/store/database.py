@@ -18,7 +18,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import os
@@ -29,6 +28,7 @@ import uuid
 from pathlib import Path
 from urllib.parse import quote
 
+from kinetix.durable import fsync_dir, fsync_file
 from kinetix.errors import ManifestError
 from kinetix.store.filesystem import FilesystemInfo, filesystem_info
 
@@ -149,13 +149,12 @@ class Writer:
                 dst.execute("PRAGMA journal_mode=DELETE")
             finally:
                 dst.close()
-            with open(tmp, "rb") as f:
-                os.fsync(f.fileno())
+            fsync_file(tmp)
             os.replace(tmp, self.published)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        _fsync_dir(self.published.parent)
+        fsync_dir(self.published.parent)
         self._published_at = time.monotonic()
 
     def close(self) -> None:
@@ -189,12 +188,3 @@ def _identity(path: Path, *, immutable: bool) -> tuple[str, int] | None:
 def _remove_db(path: Path) -> None:
     for p in (path, _sidecar(path, "-wal"), _sidecar(path, "-shm"), _sidecar(path, "-journal")):
         p.unlink(missing_ok=True)
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-# the label enum and folder names belong to the catalog; re-exported here, where they were
+# the label enum and folder names belong to the catalog, the writable check to durable;
+# re-exported here, where they were
 from kinetix.catalog.labels import UNLABELED_DIR, LabelStyle, label_folder
-from kinetix.errors import ConfigError, ManifestDamagedError, ManifestError
+from kinetix.durable import require_writable
+from kinetix.errors import ManifestDamagedError, ManifestError
 
 __all__ = [
     "SPLIT_DIRS",
@@ -80,19 +82,3 @@ def missing_manifest_error(path: Path) -> ManifestError:
             "and the catalog (verifying them, downloading nothing)"
         )
     return ManifestError(f"no manifest at {path}; run 'kinetix download' on this root first")
-
-
-def require_writable(folder: str | Path, name: str, fix: str) -> None:
-    """Create ``folder`` and prove a file can be written in it, or raise one clear ConfigError.
-
-    ``name`` is what the message calls the folder (``--root``'s path), ``fix`` what to do
-    about it. Checked before any work, so a read-only mount fails before the first byte.
-    """
-    folder = Path(folder)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / ".write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise ConfigError(f"cannot write to {name}: {exc.strerror or exc}; {fix}") from None
