@@ -11,10 +11,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
+
+import pytest
 
 from kinetix.catalog.clip import Clip
+from kinetix.cli.main import main
+from kinetix.store.layout import manifest_path
+from kinetix.store.manifest import Manifest
 from kinetix.testing.media import VideoSpec
 from kinetix.testing.mirror import MirrorIndex, MirrorSpec, build_mirror
+from kinetix.testing.server import MirrorServer
 
 FPS = 25
 VIDEO = VideoSpec(fps=FPS, width=64, height=48, audio=False, gop=3 * FPS, pattern="index")
@@ -85,3 +92,40 @@ def ava_text(clips: Clips) -> str:
         f"{NO_SUCH_ID},12.000000,0.100,0.100,0.200,0.200,5,0",  # line 6: no clip
     ]
     return "\n".join(rows) + "\n"
+
+
+class Roots(NamedTuple):
+    countix: Path
+    ava: Path
+    clips: Clips
+    lead: float  # the YouTube clip's start_offset (its lead-in, negative)
+
+
+def download(release: str, root: Path, annotations: Path, server: MirrorServer) -> None:
+    url = server.url.rstrip("/")
+    argv = [
+        "download", release, "--split", "val", "--root", str(root), "--mirror", url,
+        "--annotations", str(annotations), "--source", "auto", "--trim", "fast",
+        "--youtube-url-template", url + "/youtube/{youtube_id}.mp4", "--rate", "50",
+        "--no-progress",
+    ]  # fmt: skip
+    assert main(argv) == 0
+
+
+def build_roots(folder: Path, shared_kinetics: Path) -> Roots:
+    """A Countix and an AVA-Kinetics root, each downloaded through the CLI from this mirror
+    with ``--source auto --trim fast`` and this module's annotation files."""
+    mirror = build(folder / "mirror", shared_kinetics)
+    clips = mirror_clips(mirror)
+    (folder / "countix_val.csv").write_text(countix_text(clips))
+    (folder / "kinetics_val_v1.0.csv").write_text(ava_text(clips))
+    with pytest.MonkeyPatch.context() as mp, MirrorServer(mirror.root) as server:
+        mp.setenv("KINETIX_CACHE", str(folder / "cache"))
+        download("countix", folder / "countix", folder / "countix_val.csv", server)
+        download("ava-kinetics", folder / "ava", folder / "kinetics_val_v1.0.csv", server)
+    with Manifest(manifest_path(folder / "countix"), readonly=True) as m:
+        row = m.get("k700-2020", "val", clips.youtube.key)
+        assert row is not None and row.values["trim"] == "fast"
+        lead = float(row.values["start_offset"])
+    assert lead < 0, "the fast trim starts at the keyframe before time_start"
+    return Roots(folder / "countix", folder / "ava", clips, lead)

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import pytest
-from _downstream import FPS, NO_SUCH_ID, Clips, ava_text, build, countix_text, mirror_clips
+from _downstream import FPS, NO_SUCH_ID, Roots, build_roots
 
 from kinetix.catalog.downstream import ava_actions
 from kinetix.cli.main import main
@@ -21,47 +20,11 @@ from kinetix.errors import ConfigError
 from kinetix.export import ExportConfig, export_root
 from kinetix.export.ava import frame_window
 from kinetix.testing.media import frame_index
-from kinetix.testing.server import MirrorServer
-
-
-class Roots(NamedTuple):
-    countix: Path
-    ava: Path
-    clips: Clips
-    lead: float  # the YouTube clip's start_offset (its lead-in, negative)
-
-
-def download(release: str, root: Path, annotations: Path, server: MirrorServer) -> None:
-    url = server.url.rstrip("/")
-    argv = [
-        "download", release, "--split", "val", "--root", str(root), "--mirror", url,
-        "--annotations", str(annotations), "--source", "auto", "--trim", "fast",
-        "--youtube-url-template", url + "/youtube/{youtube_id}.mp4", "--rate", "50",
-        "--no-progress",
-    ]  # fmt: skip
-    assert main(argv) == 0
 
 
 @pytest.fixture(scope="module")
-def roots(tmp_path_factory: pytest.TempPathFactory, shared_kinetics: Path) -> Iterator[Roots]:
-    folder = tmp_path_factory.mktemp("downstream-export")
-    mirror = build(folder / "mirror", shared_kinetics)
-    clips = mirror_clips(mirror)
-    (folder / "countix_val.csv").write_text(countix_text(clips))
-    (folder / "kinetics_val_v1.0.csv").write_text(ava_text(clips))
-    with pytest.MonkeyPatch.context() as mp, MirrorServer(mirror.root) as server:
-        mp.setenv("KINETIX_CACHE", str(folder / "cache"))
-        download("countix", folder / "countix", folder / "countix_val.csv", server)
-        download("ava-kinetics", folder / "ava", folder / "kinetics_val_v1.0.csv", server)
-    from kinetix.store.layout import manifest_path
-    from kinetix.store.manifest import Manifest
-
-    with Manifest(manifest_path(folder / "countix"), readonly=True) as m:
-        row = m.get("k700-2020", "val", clips.youtube.key)
-        assert row is not None and row.values["trim"] == "fast"
-        lead = float(row.values["start_offset"])
-    assert lead < 0, "the fast trim starts at the keyframe before time_start"
-    yield Roots(folder / "countix", folder / "ava", clips, lead)
+def roots(tmp_path_factory: pytest.TempPathFactory, shared_kinetics: Path) -> Roots:
+    return build_roots(tmp_path_factory.mktemp("downstream-export"), shared_kinetics)
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:

@@ -9,6 +9,11 @@ from kinetix.data.decoders import (
     VideoDecoder,
     make_decoder,
 )
+from kinetix.data.downstream_datasets import (
+    AvaKineticsDataset,
+    CountixDataset,
+    collate_keyframes,
+)
 from kinetix.data.index import ClipIndex, RootInfo
 from kinetix.data.samplers import (
     FrameSampler,
@@ -20,7 +25,9 @@ from kinetix.data.samplers import (
 from kinetix.data.streaming import ShardSampleDecoder
 
 __all__ = [
+    "AvaKineticsDataset",
     "ClipIndex",
+    "CountixDataset",
     "DecordDecoder",
     "FrameSampler",
     "JpegFolderReader",
@@ -34,6 +41,7 @@ __all__ = [
     "TorchCodecDecoder",
     "UniformSampler",
     "VideoDecoder",
+    "collate_keyframes",
     "make_decoder",
     "make_sampler",
 ]

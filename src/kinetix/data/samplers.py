@@ -102,6 +102,19 @@ class MultiViewSampler(_StridedSampler):
         return self._place(offsets, starts, num_frames)
 
 
+class CentredSampler(_StridedSampler):
+    """``frames_per_clip`` frames ``frame_stride`` apart with frame ``frames_per_clip // 2`` on a
+    given centre (an AVA keyframe), as mmaction2's ``SampleAVAFrames`` in test mode; indices
+    past either end of the clip repeat its first or last frame."""
+
+    views = 1
+
+    def around(self, centre: int, num_frames: int, fps: float | None) -> np.ndarray:
+        offsets = self.offsets(fps)
+        offsets = offsets - offsets[self.frames_per_clip // 2]
+        return np.clip(centre + offsets, 0, max(num_frames, 1) - 1)
+
+
 class UniformSampler:
     """``frames_per_clip`` frames spread evenly over the whole clip, each the centre of its
     segment (TSN's test sampling); no stride, no randomness."""
