@@ -72,7 +72,12 @@ def reference_export(root: Path, config: ExportConfig) -> None:
 
 
 def files(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))}
+    """The export's files; the dataset card beside them says what was exported, not how."""
+    return {
+        str(p.relative_to(folder)): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.name != "DATASET_CARD.md"
+    }
 
 
 def both(root: Path, tmp_path: Path, fmt: str, **options) -> tuple[dict, dict]:

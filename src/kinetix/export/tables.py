@@ -50,6 +50,7 @@ class ParquetWriter(WriterBase):
     """``manifest.parquet``, written in row groups so memory stays flat on 650k clips."""
 
     BATCH = 8192
+    ROW_GROUP = 65536  # add_rows: rows per row group, as many as one export batch held
 
     def __init__(self, path: Path):
         try:
@@ -65,6 +66,8 @@ class ParquetWriter(WriterBase):
         self._file = AtomicFile(path, "wb")
         self._writer = pq.ParquetWriter(self._file.file, self.schema)
         self._batch: list[Sequence[Any]] = []
+        self._pending: list[list[Any]] = []  # add_rows' arrays, one list per call
+        self._pending_rows = 0
 
     def write(self, record: ExportRecord) -> None:
         self._batch.append(tuple(table_row(record).values()))
@@ -77,18 +80,41 @@ class ParquetWriter(WriterBase):
         self._batch = list(rows)
         self._flush()
 
+    def add_rows(self, rows: Sequence[Sequence[Any]]) -> None:
+        """Rows of values in ``COLUMNS`` order, made Arrow arrays now (so the Python rows can
+        go) and written in row groups of ``ROW_GROUP`` rows; ``end_group`` writes the rest."""
+        self._flush()
+        self._pending.append(self._arrays(rows))
+        self._pending_rows += len(rows)
+        if self._pending_rows >= self.ROW_GROUP:
+            self.end_group()
+
+    def end_group(self) -> None:
+        """Write the rows ``add_rows`` holds as one row group."""
+        if self._pending:
+            pa = self._pa
+            columns = [pa.concat_arrays([chunk[i] for chunk in self._pending])
+                       for i in range(len(self.schema))]  # fmt: skip
+            self._writer.write_table(pa.Table.from_arrays(columns, schema=self.schema))
+            self.count += self._pending_rows
+            self._pending, self._pending_rows = [], 0
+
+    def _arrays(self, rows: Sequence[Sequence[Any]]) -> list[Any]:
+        return [
+            self._pa.array(values, type=field.type)
+            for values, field in zip(zip(*rows), self.schema)
+        ]
+
     def _flush(self) -> None:
         if self._batch:
-            columns = [
-                self._pa.array(values, type=field.type)
-                for values, field in zip(zip(*self._batch), self.schema)
-            ]
+            columns = self._arrays(self._batch)
             self._writer.write_table(self._pa.Table.from_arrays(columns, schema=self.schema))
             self.count += len(self._batch)
             self._batch = []
 
     def close(self) -> None:
         self._flush()
+        self.end_group()
         self._writer.close()
         self._file.commit()
 
