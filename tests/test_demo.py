@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from kinetix.catalog.downstream import read_downstream
 from kinetix.cli.main import main
 from kinetix.demo import run_demo
+from kinetix.store.downstream import annotation_copy, downstream_rows
 from kinetix.store.layout import manifest_path
 from kinetix.store.manifest import Manifest
 
@@ -29,6 +31,14 @@ def test_demo_runs_the_whole_pipeline(tmp_path, monkeypatch, capsys) -> None:
     assert result.batch_shape[0] == 4 and result.batch_shape[1:2] == (8,)
     assert all(0 <= label < 400 for label in result.batch_labels)
     assert (tmp_path / "exports" / "mmaction").is_dir()
+    # the Countix step: the mirror's two Countix val rows with their clips, their counts
+    if "countix" in result.roots:
+        copy = annotation_copy(result.roots["countix"], "countix_val.csv")
+        rows = {r.line: r for r in read_downstream(copy, "countix", "val").rows}
+        with Manifest(manifest_path(result.roots["countix"]), readonly=True) as m:
+            present = [rows[r.line].count for r in downstream_rows(m, "val") if r.present]
+        assert sorted(result.countix_counts) == sorted(present) and len(present) == 2
+        assert any(line.startswith("[10/10] Countix batch: frames (2, 8,") for line in lines)
 
     # The CLI reuses the built mirror and finishes again with nothing new to fetch.
     assert main(["demo", "--workdir", str(tmp_path)]) == 0

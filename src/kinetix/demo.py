@@ -30,6 +30,7 @@ class DemoResult:
     roots: dict[str, Path] = field(default_factory=dict)
     batch_shape: tuple[int, ...] = ()
     batch_labels: list[int] = field(default_factory=list)
+    countix_counts: list[int] = field(default_factory=list)  # the Countix batch's counts
     size_bytes: int = 0  # what the workdir holds at the end
     removed: bool = False  # the temp workdir was removed (no --workdir, no --keep)
 
@@ -103,11 +104,15 @@ def _pipeline(workdir: Path, result: DemoResult, say: Say) -> None:
             k400 = _download_cvdf(workdir, server.url, say)
             result.roots["k400"] = k400
             result.roots["k700"] = _download_youtube(workdir, server.url, mirror, say)
+            countix = _download_countix(workdir, server.url, mirror, say)
         _verify(k400, say)
         result.roots["k400-128"] = _process(k400, workdir, say)
         result.roots["frames"] = _frames(k400, workdir, say)
         _export(k400, workdir, say)
         result.batch_shape, result.batch_labels = _load(k400, say)
+        if countix is not None:
+            result.roots["countix"] = countix
+            result.countix_counts = _load_countix(countix, say)
 
 
 def _disk_usage(folder: Path) -> int:
@@ -124,17 +129,19 @@ def _build(workdir: Path, say: Say):  # type: ignore[no-untyped-def]
 
     root = workdir / "mirror"
     if (root / "mirror.json").exists():
-        say(f"[1/9] reusing the synthetic mirror in {root}")
+        say(f"[1/10] reusing the synthetic mirror in {root}")
         return MirrorIndex.load(root)
     say(
-        f"[1/9] building a synthetic CVDF mirror in {root} (real annotation rows, generated videos)"
+        f"[1/10] building a synthetic CVDF mirror in {root} (real annotation rows, generated "
+        "videos)"
     )
     spec = MirrorSpec(
-        releases={"k400": ("val",), "k700": ("val",)},
+        releases={"k400": ("val",), "k700": ("val",), "k700-2020": ("val",)},
         classes=3,
         clips_per_class=3,
         source_videos=2,
         source_releases=("k700",),
+        downstream_clips=2,  # the K700-2020 clips of two Countix val rows
     )
     return build_mirror(root, spec)
 
@@ -145,7 +152,7 @@ def _annotations(url: str, say: Say) -> None:
     path = fetch_annotations("k400", "val", mirror=url)
     catalog = load_catalog("k400", "val", mirror=url)
     stats = catalog.stats()
-    say(f"[2/9] annotations: {path.name} cached; {stats.rows} clips in {stats.labels} classes")
+    say(f"[2/10] annotations: {path.name} cached; {stats.rows} clips in {stats.labels} classes")
 
 
 def _download_cvdf(workdir: Path, url: str, say: Say) -> Path:
@@ -163,7 +170,7 @@ def _download_cvdf(workdir: Path, url: str, say: Say) -> Path:
     )
     report = download(config)
     placed = ", ".join(f"{src} {n}" for src, n in report.placed.most_common()) or "none new"
-    say(f"[3/9] download k400 val from the CVDF-shaped shards: {placed}")
+    say(f"[3/10] download k400 val from the CVDF-shaped shards: {placed}")
     for s in root_status(root).splits:
         failed = ", ".join(f"{code} {n}" for code, n in s.failed.items()) or "none"
         say(f"      status: {s.present}/{s.annotated} present, failed: {failed}")
@@ -188,7 +195,22 @@ def _download_youtube(workdir: Path, url: str, mirror, say: Say) -> Path:  # typ
     )
     report = download(config)
     got = report.placed.get("youtube", 0)
-    say(f"[4/9] download k700 val --source youtube (yt-dlp, exact trim): {got} clip(s) {ids}")
+    say(f"[4/10] download k700 val --source youtube (yt-dlp, exact trim): {got} clip(s) {ids}")
+    return root
+
+
+def _download_countix(workdir: Path, url: str, mirror, say: Say) -> Path | None:  # type: ignore[no-untyped-def]
+    from kinetix.download import download
+
+    if "countix" not in mirror.downstream:
+        say("      (no Countix step: the mirror was built without the real annotation folder)")
+        return None
+    root = workdir / "countix"
+    config = DownloadConfig(root=root, release="countix", split="val", mirror=url, progress=False)
+    report = download(config)
+    rows = report.downstream
+    present = f"{rows.present} of {rows.rows} rows with their clip" if rows else "no rows"
+    say(f"      download countix val: the K700-2020 clips its rows need; {present}")
     return root
 
 
@@ -198,7 +220,7 @@ def _verify(root: Path, say: Say) -> None:
 
     report = verify_dataset(root, VerifyConfig(workers=2))
     bad = ", ".join(f"{code} {n}" for code, n in report.bad.items()) or "none"
-    say(f"[5/9] verify: {report.checked} clips probed and decoded, {report.good} good, bad: {bad}")
+    say(f"[5/10] verify: {report.checked} clips probed and decoded, {report.good} good, bad: {bad}")
 
 
 def _process(root: Path, workdir: Path, say: Say) -> Path:
@@ -207,7 +229,7 @@ def _process(root: Path, workdir: Path, say: Say) -> Path:
 
     out = workdir / "k400-short48"
     report = process_dataset(root, out, ProcessConfig(short_side=48, preset="veryfast", workers=2))
-    say(f"[6/9] process --short-side 48 -> {out.name}: {report.done} clips re-encoded")
+    say(f"[6/10] process --short-side 48 -> {out.name}: {report.done} clips re-encoded")
     return out
 
 
@@ -218,7 +240,7 @@ def _frames(root: Path, workdir: Path, say: Say) -> Path:
     out = workdir / "frames"
     report = extract_dataset(root, out, FramesConfig(audio=AudioConfig(), workers=2))
     say(
-        f"[7/9] frames -> {out.name}/{{split}}/{{label}}/{{key}}/img_00001.jpg + audio.wav: "
+        f"[7/10] frames -> {out.name}/{{split}}/{{label}}/{{key}}/img_00001.jpg + audio.wav: "
         f"{report.done} clips, {report.frames} frames"
     )
     return out
@@ -229,7 +251,7 @@ def _export(root: Path, workdir: Path, say: Say) -> None:
 
     for fmt in (ExportFormat.MMACTION, ExportFormat.WEBDATASET):
         report = export_root(root, ExportConfig(format=fmt, out=workdir / "exports" / fmt.value))
-        say(f"[8/9] export {fmt.value}: {report.written} clips -> {report.out}")
+        say(f"[8/10] export {fmt.value}: {report.written} clips -> {report.out}")
 
 
 def _load(root: Path, say: Say) -> tuple[tuple[int, ...], list[int]]:
@@ -245,11 +267,28 @@ def _load(root: Path, say: Say) -> tuple[tuple[int, ...], list[int]]:
         samples = [ds[i] for i in range(min(4, len(ds)))]
         batch = np.stack([frames for frames, _ in samples])
         numpy_labels = [int(label) for _, label in samples]
-        say(f"[9/9] batch (torch not installed, numpy): {batch.shape} labels {numpy_labels}")
+        say(f"[9/10] batch (torch not installed, numpy): {batch.shape} labels {numpy_labels}")
         return tuple(batch.shape), numpy_labels
     # KineticsDataset is duck-typed (torch is optional), hence the cast for the type checker.
     loader: DataLoader[Any] = DataLoader(cast(Any, ds), batch_size=4, num_workers=2, shuffle=True)
     frames, labels = next(iter(loader))
     shape = tuple(frames.shape)
-    say(f"[9/9] DataLoader batch (2 workers): frames {shape} uint8, labels {labels.tolist()}")
+    say(f"[9/10] DataLoader batch (2 workers): frames {shape} uint8, labels {labels.tolist()}")
     return shape, [int(x) for x in labels]
+
+
+def _load_countix(root: Path, say: Say) -> list[int]:
+    import numpy as np
+
+    from kinetix.data import CountixDataset
+
+    ds = CountixDataset(root, "val", frames_per_clip=8, output="numpy")
+    items = [ds[i] for i in range(min(2, len(ds)))]
+    frames = np.stack([item["frames"] for item in items])
+    counts = [item["count"] for item in items]
+    spans = [item["span"].tolist() for item in items]
+    say(
+        f"[10/10] Countix batch: frames {frames.shape} uint8 over each repetition span, "
+        f"counts {counts}, spans in clip frames {spans}"
+    )
+    return counts
