@@ -23,18 +23,20 @@ from kinetix.catalog.resolve import Resolution, load_resolution
 from kinetix.config import DownloadConfig, Selection
 from kinetix.errors import ConfigError
 from kinetix.store.downstream import (
-    RECORDED_META,
     ResolvedRow,
     annotation_copy,
     check_downstream,
     downstream_counts,
     keep_copy,
     record_downstream,
+    recorded_fingerprint,
     recorded_rows,
+    set_recorded_fingerprint,
 )
 from kinetix.store.layout import clip_folders, manifest_path, missing_manifest_error
 from kinetix.store.lock import RootLock
 from kinetix.store.manifest import Manifest, manifest_absent
+from kinetix.store.root import RootMeta
 
 if TYPE_CHECKING:
     from kinetix.download import DownloadReport
@@ -63,11 +65,11 @@ def download_downstream(
         _check_base(manifest, rel.base, config.root)
         check_downstream(manifest, rel.name, config.root)
         fingerprint = _fingerprint(resolution)
-        if manifest.get_meta(RECORDED_META.format(split)) != fingerprint or not recorded_rows(
+        if recorded_fingerprint(manifest, split) != fingerprint or not recorded_rows(
             manifest, rel.name, split
         ):
             recorded = record_downstream(manifest, rel.name, split, resolved_rows(resolution))
-            manifest.set_meta(RECORDED_META.format(split), fingerprint)
+            set_recorded_fingerprint(manifest, split, fingerprint)
             log.info("%s %s: recorded %d annotation rows", rel.name, split, recorded)
         keep_copy(resolution.annotations.path, annotation_copy(config.root, rel.member(split)))
     inner = replace(
@@ -113,7 +115,7 @@ def _youtube_id_of(text: str) -> str:
 
 
 def _check_base(manifest: Manifest, base: str, root: Path) -> None:
-    have = manifest.get_meta("release")
+    have = RootMeta.read(manifest).release
     if have is not None and have != base and manifest.splits():
         raise ConfigError(f"{root} holds release {have!r}, not {base!r}; use another --root")
 

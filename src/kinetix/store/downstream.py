@@ -24,7 +24,7 @@ from __future__ import annotations
 import filecmp
 import shutil
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
@@ -109,11 +109,25 @@ class DownstreamRow:
 
 def downstream_info(manifest: Manifest) -> DownstreamInfo | None:
     """The annotation set recorded in this root's meta, or None for a plain Kinetics root."""
-    release = manifest.get_meta(DOWNSTREAM_META)
+    return downstream_from_meta(manifest.meta())
+
+
+def downstream_from_meta(meta: Mapping[str, str]) -> DownstreamInfo | None:
+    """``downstream_info`` of a root's ``meta`` table already read (``store/root.py``)."""
+    release = meta.get(DOWNSTREAM_META)
     if not release:
         return None
-    splits = manifest.get_meta(DOWNSTREAM_SPLIT_META) or ""
+    splits = meta.get(DOWNSTREAM_SPLIT_META) or ""
     return DownstreamInfo(release, tuple(s for s in splits.split(",") if s))
+
+
+def recorded_fingerprint(manifest: Manifest, split: str) -> str | None:
+    """What ``split``'s rows were last recorded from (``set_recorded_fingerprint``)."""
+    return manifest.get_meta(RECORDED_META.format(split))
+
+
+def set_recorded_fingerprint(manifest: Manifest, split: str, fingerprint: str) -> None:
+    manifest.set_meta(RECORDED_META.format(split), fingerprint)
 
 
 def check_downstream(manifest: Manifest, release: str, root: str | Path) -> None:
@@ -168,9 +182,9 @@ def copy_downstream(source: Manifest, dest: Manifest) -> int:
         return 0
     copied = 0
     for split in info.splits:
-        fingerprint = source.get_meta(RECORDED_META.format(split)) or ""
+        fingerprint = recorded_fingerprint(source, split) or ""
         have = recorded_rows(dest, info.release, split)
-        if have and dest.get_meta(RECORDED_META.format(split)) == fingerprint:
+        if have and recorded_fingerprint(dest, split) == fingerprint:
             continue
         cur = source.execute(
             "SELECT line, youtube_id, key, reason, rejected FROM downstream_rows "
@@ -183,7 +197,7 @@ def copy_downstream(source: Manifest, dest: Manifest) -> int:
             for line, yid, key, why, rejected in cur
         ]
         copied += record_downstream(dest, info.release, split, rows)
-        dest.set_meta(RECORDED_META.format(split), fingerprint)
+        set_recorded_fingerprint(dest, split, fingerprint)
     return copied
 
 

@@ -350,6 +350,10 @@ class Manifest:
         row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
         return default if row is None else row[0]
 
+    def meta(self) -> dict[str, str]:
+        """The whole ``meta`` table in one read (``store/root.py`` types it)."""
+        return {str(k): str(v) for k, v in self._db.execute("SELECT key, value FROM meta")}
+
     def set_meta(self, key: str, value: str) -> None:
         with self._db:
             self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
