@@ -7,6 +7,7 @@ import shutil
 import av
 import pytest
 from _dataset import SPEC, media
+from av.video.frame import PictureType
 
 from kinetix.config import VerifyConfig, VerifyLevel
 from kinetix.errors import ErrorCode, MediaError
@@ -62,6 +63,26 @@ def test_a_cut_in_the_last_packet_is_truncated(tmp_path) -> None:
     corrupt_video(path, "truncate", keep=0.995)
     with pytest.raises(MediaError) as err:
         check_video(path)
+    assert err.value.code is ErrorCode.TRUNCATED
+
+
+def test_quick_tail_without_deblocking_or_unreferenced_frames_finds_the_same_end(tmp_path) -> None:
+    """The quick check skips deblocking and non-reference frames before its last packets, yet
+    on a one-keyframe clip with B-frames it reports the end a full decode finds, and a clip cut
+    inside that tail is still cut short."""
+    spec = SPEC.with_(duration=4.0, gop=250, preset="medium", pattern="scene", width=128, height=96)
+    with av.open(str(media(spec))) as container:
+        kinds = {PictureType(frame.pict_type).name for frame in container.decode(video=0)}
+    assert "B" in kinds  # frames no other frame refers to, for the tail to drop
+    quick = check_video(media(spec), VerifyLevel.QUICK)
+    deep = check_video(media(spec), VerifyLevel.DEEP)
+    assert quick.num_frames == deep.num_frames == 100
+    assert quick.duration == pytest.approx(deep.duration, abs=1e-6)
+    path = tmp_path / "cut.mp4"
+    shutil.copyfile(media(spec), path)
+    corrupt_video(path, "truncate", keep=0.97)
+    with pytest.raises(MediaError) as err:
+        check_video(path, VerifyLevel.QUICK)
     assert err.value.code is ErrorCode.TRUNCATED
 
 
