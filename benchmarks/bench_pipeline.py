@@ -49,7 +49,7 @@ from kinetix.process.ffmpeg import find_ffmpeg
 from kinetix.testing.media import VideoSpec
 from kinetix.testing.mirror import MirrorIndex, MirrorSpec, build_mirror
 
-CLIPS_PER_CLASS = 2
+MAX_CLASSES = 8
 VIDEO = VideoSpec(
     duration=10.0, fps=25, width=640, height=360, audio=True, pattern="scene",
     gop=250, preset="medium", crf=23,
@@ -79,9 +79,11 @@ def mirror_for(args: argparse.Namespace, work: Path) -> MirrorIndex:
     root = work / f"mirror-{args.shards}x{args.clips_per_shard}-{VIDEO.width}x{VIDEO.height}"
     if (root / "mirror.json").exists():
         return MirrorIndex.load(root)
+    # the shipped excerpt of K400 val holds 8 classes: more clips means more clips per class
+    classes = max(c for c in range(1, MAX_CLASSES + 1) if clips % c == 0 and clips // c >= 2)
     spec = MirrorSpec(
-        releases={"k400": ("val",)}, classes=clips // CLIPS_PER_CLASS,
-        clips_per_class=CLIPS_PER_CLASS, shard_size=args.clips_per_shard, plain_tar_shard=False,
+        releases={"k400": ("val",)}, classes=classes, clips_per_class=clips // classes,
+        shard_size=args.clips_per_shard, plain_tar_shard=False,
         appledouble=False, corrupted=0, missing=0, video=VIDEO, clip_duration=VIDEO.duration,
     )  # fmt: skip
     building = root.with_name(root.name + ".building")

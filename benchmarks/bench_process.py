@@ -14,7 +14,9 @@ method's JPEG size and PSNR against the source frames are printed beside its spe
   ``build_rawframes`` way) at libjpeg quality 95 (mmcv's default) and at turbo's quality;
 - resize: ``kinetix process --short-side 256`` vs ``ffmpeg -vf scale=-2:256 -c:v libx264``,
   ``--jobs`` at a time (mmaction2 ``resize_videos``), same preset and CRF;
-- verify: ``kinetix verify`` (first and last frame) clips per second.
+- verify: ``kinetix verify`` (every packet read, first frame and last GOP decoded) and
+  ``verify --deep`` (every frame decoded) vs ``ffmpeg -i clip -f null -`` (decode every frame)
+  and ``ffmpeg -i clip -c copy -f null -`` (read every packet), ``--jobs`` at a time.
 
 Rounds are interleaved, the order rotated each round, and the median and the range (min-max)
 of wall and CPU seconds (user+sys of this process and every child) are printed; on a shared
@@ -47,7 +49,7 @@ import numpy as np
 import simplejpeg
 
 from kinetix.catalog.clip import Clip
-from kinetix.config import FramesConfig, ProcessConfig, VerifyConfig
+from kinetix.config import FramesConfig, ProcessConfig, VerifyConfig, VerifyLevel
 from kinetix.process.ffmpeg import find_ffmpeg
 from kinetix.process.frames import extract_dataset
 from kinetix.process.jpeg import jpeg_quality
@@ -198,6 +200,38 @@ def ffmpeg_resize(ffmpeg: str, clips: list[Path], out: Path, preset: str, jobs: 
         dests = [out / f"{i}.mp4" for i in range(len(clips))]
         return float(sum(pool.map(_resize_one, [ffmpeg] * len(clips), clips, dests,
                                   [preset] * len(clips))))  # fmt: skip
+
+
+# What users run to check clips: decode every frame (the promise of ``verify --deep``), or
+# read every packet and decode nothing (weaker than ``verify``'s quick check).
+DECODE_ALL = ["-v", "error", "-xerror", "-i", "CLIP", "-map", "0:v", "-f", "null", "-"]
+READ_PACKETS = [
+    "-v",
+    "error",
+    "-xerror",
+    "-i",
+    "CLIP",
+    "-map",
+    "0",
+    "-c",
+    "copy",
+    "-f",
+    "null",
+    "-",
+]
+
+
+def _check_one(ffmpeg: str, clip: Path, argv: list[str]) -> int:
+    args = [str(clip) if a == "CLIP" else a for a in argv]
+    subprocess.run([ffmpeg, "-nostdin", "-threads", "1", *args], check=True)
+    return 1
+
+
+def ffmpeg_checks(ffmpeg: str, clips: list[Path], argv: list[str], jobs: int) -> float:
+    """``ls clips | xargs -P jobs -I{} ffmpeg ... -i {} ... -f null -``."""
+    with ThreadPoolExecutor(jobs) as pool:
+        return float(sum(pool.map(_check_one, [ffmpeg] * len(clips), clips,
+                                  [argv] * len(clips))))  # fmt: skip
 
 
 def remover(path: Path) -> Callable[[], None]:
@@ -377,13 +411,37 @@ def main() -> int:
             with Manifest(manifest_path(root)) as m:  # forget earlier runs' results
                 m.apply([ClipUpdate(r.release, r.split, r.key, {"verify": None})
                          for r in m.clips()])  # fmt: skip
-            result = verify_dataset(root, VerifyConfig())
+            result = verify_dataset(root, VerifyConfig(workers=args.jobs))
             checked.append(result.rate)
             return float(result.checked)
 
-        got = compare({"kinetix": (kinetix_verify, lambda: None)}, args.rounds)
-        report("kinetix", "clips", got["kinetix"])
-        print(f"  {'checking alone (no walk, pool start)':34s} {max(checked):6.1f} clips/s")
+        def kinetix_deep() -> float:
+            with Manifest(manifest_path(root)) as m:
+                m.apply([ClipUpdate(r.release, r.split, r.key, {"verify": None})
+                         for r in m.clips()])  # fmt: skip
+            config = VerifyConfig(level=VerifyLevel.DEEP, workers=args.jobs)
+            return float(verify_dataset(root, config).checked)
+
+        def ffmpeg_check(argv: list[str]) -> Callable[[], float]:
+            return lambda: ffmpeg_checks(ff.path, clips, argv, args.jobs)
+
+        nothing = lambda: None  # noqa: E731 - no output to remove
+        got = compare(
+            {
+                "kinetix verify (quick)": (kinetix_verify, nothing),
+                "kinetix verify --deep": (kinetix_deep, nothing),
+                "ffmpeg -f null (decode all)": (ffmpeg_check(DECODE_ALL), nothing),
+                "ffmpeg -c copy -f null": (ffmpeg_check(READ_PACKETS), nothing),
+            },
+            args.rounds,
+        )
+        for name, timing in got.items():
+            report(name, "clips", timing)
+        print(f"  {'quick, checking alone (no walk, pool start)':34s} {max(checked):6.1f} clips/s")
+        ratios("verify --deep vs ffmpeg -f null", got["kinetix verify --deep"],
+               got["ffmpeg -f null (decode all)"])  # fmt: skip
+        ratios("verify (quick) vs ffmpeg -c copy", got["kinetix verify (quick)"],
+               got["ffmpeg -c copy -f null"])  # fmt: skip
     if args.workdir is None:
         shutil.rmtree(work)
     return 0
