@@ -20,9 +20,10 @@ from kinetix import __version__
 from kinetix.catalog.citations import LICENCE_NOTE, Paper, papers_for
 from kinetix.catalog.downstream import DOWNSTREAM
 from kinetix.durable import temp_sibling, write_text_atomic
-from kinetix.store.downstream import DownstreamSplitCounts, downstream_counts, downstream_info
+from kinetix.store.downstream import DownstreamSplitCounts, downstream_counts
 from kinetix.store.layout import manifest_path
 from kinetix.store.manifest import Manifest
+from kinetix.store.root import RootMeta
 from kinetix.store.status import SplitStatus, root_status
 
 log = logging.getLogger(__name__)
@@ -59,10 +60,9 @@ def root_facts(root: str | Path) -> CardFacts:
     """The facts of a root, from its manifest (a derived root carries its source's rows)."""
     status = root_status(root)
     with Manifest(manifest_path(root), readonly=True) as m:
-        info = downstream_info(m)
+        meta = RootMeta.read(m)
         rows = downstream_counts(m)
-        settings, source = m.get_meta("settings"), m.get_meta("source_root")
-        release = m.get_meta("release")
+    info, settings, source, release = meta.downstream, meta.settings, meta.source_root, meta.release
     releases = sorted({s.release for s in status.splits} | ({release} if release else set()))
     return CardFacts(
         "dataset root",

@@ -23,11 +23,11 @@ from kinetix.config import RepairConfig, VerifyConfig
 from kinetix.errors import ConfigError, ManifestError
 from kinetix.process.reconcile import FileStat, parse_clip_path, walk_clips
 from kinetix.process.verify import VerifyReport, verify_dataset
-from kinetix.store.damage import diagnose_file, read_meta_copy, schema_problem
-from kinetix.store.database import open_reader
+from kinetix.store.damage import check_manifest, salvage_meta
 from kinetix.store.layout import LabelStyle, clip_relpath, manifest_path, quarantine_dir
 from kinetix.store.lock import RootLock
-from kinetix.store.manifest import ClipState, ClipUpdate, Manifest, manifest_absent
+from kinetix.store.manifest import ClipState, ClipUpdate, Manifest
+from kinetix.store.root import RootKind, write_root_meta
 
 log = logging.getLogger(__name__)
 
@@ -46,29 +46,6 @@ class RepairReport:
     verify: VerifyReport | None = None
 
 
-def check_manifest(path: Path) -> str | None:
-    """What is wrong with a manifest (None: healthy), reading every page (``quick_check``)."""
-    if manifest_absent(path):
-        return "it is missing" if not path.exists() else "it is empty"
-    problem = diagnose_file(path)
-    if problem is not None:
-        return problem
-    try:
-        db = open_reader(path)
-        try:
-            problem = schema_problem(db)
-            if problem is None:
-                result = [r[0] for r in db.execute("PRAGMA quick_check(100)")]
-                if result != ["ok"]:
-                    first = result[0].splitlines()[0]
-                    problem = f"SQLite's check finds {len(result)} problem(s), first: {first}"
-        finally:
-            db.close()
-    except sqlite3.DatabaseError as exc:
-        problem = f"SQLite says: {exc}"
-    return problem
-
-
 def repair(
     root: str | os.PathLike[str],
     config: RepairConfig,
@@ -83,7 +60,7 @@ def repair(
         report.problem = check_manifest(path)
         if report.problem is None:
             return report
-        meta = _salvage_meta(path)
+        meta = salvage_meta(path)
         kind = meta.get("kind") or "videos"
         if kind != "videos":
             raise ConfigError(
@@ -114,11 +91,10 @@ def repair(
         catalogs = [_catalog(release, split, mirror, config) for split in splits]
         report.set_aside = _set_aside(path)
         with Manifest(path) as manifest:
-            manifest.set_meta("kind", "videos")
-            manifest.set_meta("release", release)
-            manifest.set_meta("layout", layout.value)
-            if mirror:
-                manifest.set_meta("mirror", mirror)
+            write_root_meta(
+                manifest, kind=RootKind.VIDEOS.value, release=release, layout=layout.value,
+                mirror=mirror or None,
+            )  # fmt: skip
             for catalog in catalogs:
                 _record(root, manifest, catalog, layout, files, by_split, held, report)
     if emit is not None:
@@ -126,21 +102,6 @@ def repair(
     verify = VerifyConfig(level=config.level, workers=config.workers, executor=config.executor)
     report.verify = verify_dataset(root, verify, emit=emit)
     return report
-
-
-def _salvage_meta(path: Path) -> dict[str, str]:
-    """The root's meta: the copy beside the manifest, else whatever the damaged file yields."""
-    meta = {k: str(v) for k, v in read_meta_copy(path).items()}
-    if meta or manifest_absent(path):
-        return meta
-    try:
-        db = sqlite3.connect(f"file:{path.absolute()}?mode=ro&immutable=1", uri=True)
-        try:
-            return {str(k): str(v) for k, v in db.execute("SELECT key, value FROM meta")}
-        finally:
-            db.close()
-    except sqlite3.Error:
-        return {}
 
 
 def _recorded_layout(meta: dict[str, str]) -> LabelStyle | None:

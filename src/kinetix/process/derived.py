@@ -17,20 +17,18 @@ from kinetix.catalog.downstream import get_downstream
 from kinetix.config import ExecutorConfig
 from kinetix.errors import ConfigError, ErrorCode
 from kinetix.executors import Executor, LocalExecutor, Preflight, TaskKind, open_executor, run_tasks
-from kinetix.process.reconcile import root_layout, row_relpath
+from kinetix.process.reconcile import row_relpath
 from kinetix.process.writer import ManifestWriter
 from kinetix.progress import Progress
-from kinetix.store.downstream import annotation_copy, copy_downstream, downstream_info, keep_copy
+from kinetix.store.downstream import annotation_copy, copy_downstream, keep_copy
 from kinetix.store.layout import (
     LabelStyle,
     manifest_path,
     partial_dir,
-    require_writable,
     slurm_logs,
-    state_dir,
 )
-from kinetix.store.lock import RootLock
 from kinetix.store.manifest import ClipState, ClipUpdate, Manifest
+from kinetix.store.root import DatasetRoot
 
 log = logging.getLogger(__name__)
 
@@ -133,20 +131,19 @@ class DerivedDataset:
         self.out = Path(out).absolute()
         self.kind = kind
         self.settings = settings
-        self._lock: RootLock | None = None
-        self._source_manifest: Manifest | None = None
-        self._manifest: Manifest | None = None
+        self._source_root: DatasetRoot | None = None
+        self._out_root: DatasetRoot | None = None
         self._layout = LabelStyle.RAW
 
     @property
     def manifest(self) -> Manifest:
-        assert self._manifest is not None, "open() the dataset first"
-        return self._manifest
+        assert self._out_root is not None, "open() the dataset first"
+        return self._out_root.manifest
 
     @property
     def source_manifest(self) -> Manifest:
-        assert self._source_manifest is not None, "open() the dataset first"
-        return self._source_manifest
+        assert self._source_root is not None, "open() the dataset first"
+        return self._source_root.manifest
 
     @property
     def partial(self) -> Path:
@@ -160,18 +157,18 @@ class DerivedDataset:
                 f"--out {self.out} is inside the source root {self.source}; "
                 "choose a folder outside it"
             )
-        self._source_manifest = Manifest(manifest_path(self.source), readonly=True)
-        self._layout = root_layout(self._source_manifest)
-        kind = self._source_manifest.get_meta("kind")
-        if kind not in (None, "videos"):
+        self._source_root = DatasetRoot.open(self.source)
+        source_meta = self._source_root.meta
+        self._layout = source_meta.label_style
+        if not source_meta.is_videos:
             self.close()
             raise ConfigError(
-                f"{self.source} is a {kind} dataset; {self.kind} reads video datasets"
+                f"{self.source} is a {source_meta.kind} dataset; {self.kind} reads video datasets"
             )
         try:
-            self._check_writable()
-            self._lock = RootLock(self.out).acquire()
-            self._manifest = Manifest(manifest_path(self.out))
+            self._out_root = DatasetRoot.open(
+                self.out, write=True, fix="choose a writable --out (nothing was written)"
+            )
             self._record_meta()
             shutil.rmtree(self.partial, ignore_errors=True)
             self.partial.mkdir(parents=True, exist_ok=True)
@@ -180,22 +177,17 @@ class DerivedDataset:
             raise
         return self
 
-    def _check_writable(self) -> None:
-        require_writable(
-            state_dir(self.out), str(self.out), "choose a writable --out (nothing was written)"
-        )
-
     def _record_meta(self) -> None:
-        m, src = self.manifest, self.source_manifest
-        kind = m.get_meta("kind")
+        assert self._out_root is not None and self._source_root is not None
+        m, have, src = self.manifest, self._out_root.meta, self._source_root.meta
+        kind = have.recorded_kind
         if kind not in (None, self.kind):
             raise ConfigError(
                 f"{self.out} already holds a {kind} dataset; choose another --out for {self.kind}"
             )
         wanted = json.dumps(self.settings, sort_keys=True)
-        have = m.get_meta("settings")
-        if have is not None and have != wanted:
-            before = json.loads(have)
+        if have.settings is not None and have.settings != wanted:
+            before = json.loads(have.settings)
             diff = ", ".join(
                 f"{k} {before.get(k)!r} (now {v!r})"
                 for k, v in sorted(self.settings.items())
@@ -205,20 +197,18 @@ class DerivedDataset:
                 f"{self.out} was made with other settings: {diff}; choose another --out, "
                 "or delete it to start over"
             )
-        source_root = m.get_meta("source_root")
+        source_root = have.source_root
         if source_root is not None and source_root != str(self.source):
             raise ConfigError(
                 f"{self.out} was made from {source_root}, not {self.source}; choose another --out"
             )
-        m.set_meta("kind", self.kind)
-        m.set_meta("settings", wanted)
-        m.set_meta("source_root", str(self.source))
-        for key in ("release", "layout"):
-            value = src.get_meta(key)
-            if value is not None:
-                m.set_meta(key, value)
-        copy_downstream(src, m)  # a Countix / AVA-Kinetics root's rows, on this root's clips
-        info = downstream_info(src)
+        self._out_root.record(
+            kind=self.kind, settings=wanted, source_root=str(self.source),
+            release=src.release, layout=src.layout,
+        )  # fmt: skip
+        # a Countix / AVA-Kinetics root's rows, on this root's clips
+        copy_downstream(self.source_manifest, m)
+        info = src.downstream
         if info is not None:
             for split in info.splits:
                 member = get_downstream(info.release).member(split)
@@ -226,19 +216,15 @@ class DerivedDataset:
 
     def source_rows(self) -> list[SourceClip]:
         """Clips to derive from: present in the source and not verified bad."""
-        cur = self.source_manifest.execute(
-            f"SELECT {', '.join(SourceClip._fields)} FROM clips "
-            "WHERE state=? AND (verify IS NULL OR verify != 'bad') ORDER BY split, label, key",
-            (ClipState.PRESENT.value,),
+        rows = self.source_manifest.select(
+            SourceClip._fields, states=[ClipState.PRESENT], skip_verified_bad=True, order=True
         )
-        return [SourceClip(*r) for r in cur]
+        return [SourceClip(*r) for r in rows]
 
     def done_rows(self) -> dict[tuple[str, str, str], DoneRow]:
         """What the output manifest says of each clip, by (release, split, key)."""
-        cur = self.manifest.execute(
-            f"SELECT release, split, key, {', '.join(DoneRow._fields)} FROM clips"
-        )
-        return {(r[0], r[1], r[2]): DoneRow(*r[3:]) for r in cur}
+        rows = self.manifest.select(("release", "split", "key", *DoneRow._fields))
+        return {(r[0], r[1], r[2]): DoneRow(*r[3:]) for r in rows}
 
     def source_relpath(self, row: SourceClip) -> str:
         """The source clip's path relative to the source root."""
@@ -348,13 +334,13 @@ class DerivedDataset:
         )
 
     def close(self) -> None:
-        for m in (self._manifest, self._source_manifest):
-            if m is not None:
-                m.close()
-        self._manifest = self._source_manifest = None
-        if self._lock is not None:
-            self._lock.release()
-            self._lock = None
+        try:
+            if self._out_root is not None:
+                self._out_root.close()  # its manifest, then its lock
+        finally:
+            if self._source_root is not None:
+                self._source_root.close()
+            self._out_root = self._source_root = None
 
     def __enter__(self) -> DerivedDataset:
         return self.open()

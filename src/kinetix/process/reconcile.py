@@ -15,6 +15,7 @@ from kinetix.catalog.releases import SPLIT_ALIASES
 from kinetix.errors import ConfigError, KinetixError
 from kinetix.store.layout import STATE_DIR, UNLABELED_DIR, LabelStyle, clip_relpath
 from kinetix.store.manifest import ClipRow, ClipState, ClipUpdate, Manifest
+from kinetix.store.root import RootMeta
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ def row_relpath(row: Located, layout: LabelStyle) -> str:
 
 
 def root_layout(manifest: Manifest) -> LabelStyle:
-    return LabelStyle.parse(manifest.get_meta("layout") or LabelStyle.RAW.value)
+    return RootMeta.read(manifest).label_style
 
 
 def walk_clips(root: Path) -> dict[str, FileStat]:
@@ -153,7 +154,7 @@ def fix_root(root: Path, manifest: Manifest, rec: Reconciliation) -> Fixes:
     manifest.apply(gone)
     added = 0
     if rec.unknown:
-        release = manifest.get_meta("release")
+        release = RootMeta.read(manifest).release
         if release is None:
             raise ConfigError(
                 f"{root}: the manifest records no release, so unknown files cannot become rows; "

@@ -24,8 +24,8 @@ from kinetix.process.writer import ManifestWriter
 from kinetix.progress import Progress
 from kinetix.store.layout import manifest_path, quarantine_dir, slurm_logs, state_dir
 from kinetix.store.leftovers import writing
-from kinetix.store.lock import RootLock
 from kinetix.store.manifest import ClipRow, ClipState, ClipUpdate, Manifest
+from kinetix.store.root import DatasetRoot, read_root_meta
 
 log = logging.getLogger(__name__)
 
@@ -413,12 +413,14 @@ def verify_dataset(
     if not config.refetch:
         refetch = None
     report = VerifyReport(root, config.level)
-    with Manifest(manifest_path(root), readonly=True) as check:
-        kind = check.get_meta("kind")
-    if kind not in (None, "videos", "frames"):
-        raise ConfigError(f"{root} is a {kind} dataset; verify checks video and frames datasets")
-    frames = kind == "frames"
-    with RootLock(root), Manifest(manifest_path(root)) as manifest, writing(root, manifest):
+    meta = read_root_meta(root)
+    if not (meta.is_videos or meta.is_frames):
+        raise ConfigError(
+            f"{root} is a {meta.kind} dataset; verify checks video and frames datasets"
+        )
+    frames = meta.is_frames
+    with DatasetRoot.open(root, write=True) as ds, writing(root, ds.manifest):
+        manifest = ds.manifest
         rec = scan_frames(root, manifest) if frames else scan_root(root, manifest)
         _note_reconciliation(report, rec)
         if config.fix:

@@ -113,3 +113,51 @@ def read_meta_copy(manifest: Path) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def manifest_absent(path: Path) -> bool:
+    """No manifest, or an empty file (a run killed as it created one): nothing recorded."""
+    try:
+        return path.stat().st_size == 0
+    except FileNotFoundError:
+        return True
+
+
+def check_manifest(path: Path) -> str | None:
+    """What is wrong with a manifest (None: healthy), reading every page (``quick_check``)."""
+    from kinetix.store.database import open_reader
+
+    if manifest_absent(path):
+        return "it is missing" if not path.exists() else "it is empty"
+    problem = diagnose_file(path)
+    if problem is not None:
+        return problem
+    try:
+        db = open_reader(path)
+        try:
+            problem = schema_problem(db)
+            if problem is None:
+                result = [r[0] for r in db.execute("PRAGMA quick_check(100)")]
+                if result != ["ok"]:
+                    first = result[0].splitlines()[0]
+                    problem = f"SQLite's check finds {len(result)} problem(s), first: {first}"
+        finally:
+            db.close()
+    except sqlite3.DatabaseError as exc:
+        problem = f"SQLite says: {exc}"
+    return problem
+
+
+def salvage_meta(path: Path) -> dict[str, str]:
+    """A damaged root's meta: the copy beside the manifest, else whatever the file yields."""
+    meta = {k: str(v) for k, v in read_meta_copy(path).items()}
+    if meta or manifest_absent(path):
+        return meta
+    try:
+        db = sqlite3.connect(f"file:{path.absolute()}?mode=ro&immutable=1", uri=True)
+        try:
+            return {str(k): str(v) for k, v in db.execute("SELECT key, value FROM meta")}
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return {}

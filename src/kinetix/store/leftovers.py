@@ -21,6 +21,7 @@ from pathlib import Path
 
 from kinetix.store.layout import SPLIT_DIRS, partial_dir, state_dir
 from kinetix.store.manifest import Manifest
+from kinetix.store.root import RootMeta
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ def sweep(root: Path, manifest: Manifest) -> list[Path]:
     done = {str(s["name"]) for s in manifest.shards() if s["state"] == "done" and s["name"]}
     # A frames root's split folders hold folders of JPEGs, written in .kinetix/partial/ and
     # renamed whole: no temps there, and too many files to walk.
-    videos = manifest.get_meta("kind") in (None, "videos")
+    videos = RootMeta.read(manifest).is_videos
     folders = [root / s for s in SPLIT_DIRS if videos and (root / s).is_dir()]
     removed = remove_temps([*folders, state_dir(root)])
     for path in stale_partials(root, done):

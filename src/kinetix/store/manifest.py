@@ -25,6 +25,7 @@ from kinetix.store.damage import (
     damaged_error,
     diagnose_file,
     is_damage,
+    manifest_absent,
     schema_problem,
     write_meta_copy,
 )
@@ -654,6 +655,39 @@ class Manifest:
             for r in sorted(map(tuple, rows))
         ]
 
+    def select(
+        self,
+        columns: Sequence[str],
+        *,
+        states: Iterable[str | ClipState] | None = None,
+        skip_verified_bad: bool = False,
+        order: bool = False,
+    ) -> Iterator[tuple[Any, ...]]:
+        """Plain tuples of ``columns`` (checked names) of every row, or those in ``states``;
+        ``skip_verified_bad`` leaves out rows verify found bad; ``order``: split, label, key.
+
+        For read models that need a few columns of many rows: no ``ClipRow`` per row.
+        """
+        unknown = set(columns) - set(CLIP_COLUMNS) - set(ID_COLUMNS)
+        if unknown or not columns:
+            raise ManifestError(f"unknown manifest columns {sorted(unknown) or '(none)'}")
+        where: list[str] = []
+        args: list[str] = []
+        if states is not None:
+            values = [s.value if isinstance(s, ClipState) else s for s in states]
+            where.append(f"state IN ({','.join('?' * len(values))})" if values else "0")
+            args.extend(values)
+        if skip_verified_bad:
+            where.append("(verify IS NULL OR verify != 'bad')")
+        sql = f"SELECT {', '.join(columns)} FROM clips"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        if order:
+            sql += " ORDER BY split, label, key"
+        cur = self._db.execute(sql, args)
+        cur.row_factory = None  # type: ignore[assignment]  # tuples, not sqlite3.Row
+        return iter(cur)
+
     def execute(self, sql: str, args: Iterable[Any] = ()) -> sqlite3.Cursor:
         """Read-only SQL for reports (status, stats)."""
         return self._db.execute(sql, tuple(args))
@@ -703,14 +737,6 @@ class Manifest:
             for (key,) in self._db.execute("SELECT key FROM shard_members WHERE url=?", (url,)):
                 index.setdefault(key, url)
         return index
-
-
-def manifest_absent(path: Path) -> bool:
-    """No manifest, or an empty file (a run killed as it created one): nothing recorded."""
-    try:
-        return path.stat().st_size == 0
-    except FileNotFoundError:
-        return True
 
 
 def _to_row(r: sqlite3.Row) -> ClipRow:

@@ -10,6 +10,7 @@ from typing import Any
 from kinetix.store.downstream import downstream_counts
 from kinetix.store.layout import manifest_path
 from kinetix.store.manifest import Manifest
+from kinetix.store.root import RootMeta
 
 
 @dataclass
@@ -83,7 +84,7 @@ def root_status(root: str | Path, *, by_class: bool = False, recount: bool = Fal
         shards = Counter(
             {state: n for state, n in m.execute("SELECT state, COUNT(*) FROM shards GROUP BY 1")}
         )
-        kind = m.get_meta("kind")
+        kind = RootMeta.read(m).recorded_kind
         downstream = [
             DownstreamStatus(c.release, c.split, c.rows, c.present, c.reasons())
             for c in downstream_counts(m)
