@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import math
+import shutil
 from pathlib import Path
 from typing import NamedTuple
 
@@ -15,11 +16,17 @@ from _downstream import FPS, NO_SUCH_ID, Roots, build_roots
 
 from kinetix.catalog.downstream import ava_actions
 from kinetix.cli.main import main
+from kinetix.data import AvaKineticsDataset
 from kinetix.data.decoders import JpegFolderReader
 from kinetix.errors import ConfigError
 from kinetix.export import ExportConfig, export_root
 from kinetix.export.ava import frame_window
+from kinetix.store.downstream import downstream_rows
+from kinetix.store.layout import manifest_path
+from kinetix.store.manifest import Manifest
 from kinetix.testing.media import frame_index
+from kinetix.testing.mirror import MirrorIndex
+from kinetix.testing.server import MirrorServer
 
 
 @pytest.fixture(scope="module")
@@ -213,7 +220,14 @@ def test_ava_export_is_what_mmaction2_reads(
 
 
 def test_ava_export_rerun_decodes_nothing_again(roots: Roots, tmp_path: Path) -> None:
-    export_root(roots.ava, ExportConfig("ava", out=tmp_path))
+    export_root(roots.ava, ExportConfig("ava", out=tmp_path / "one"))
+    # the same folders and CSV from two worker processes
+    export_root(roots.ava, ExportConfig("ava", out=tmp_path, workers=2))
+    csv_file = "annotations/kinetics_val.csv"
+    assert (tmp_path / csv_file).read_text() == (tmp_path / "one" / csv_file).read_text()
+    for folder in (tmp_path / "one/rawframes").iterdir():
+        names = sorted(p.name for p in folder.iterdir())
+        assert names == sorted(p.name for p in (tmp_path / "rawframes" / folder.name).iterdir())
     folders = sorted((tmp_path / "rawframes").iterdir())
     stamps = {p: p.stat().st_mtime_ns for f in folders for p in f.iterdir()}
     export_root(roots.ava, ExportConfig("ava", out=tmp_path))
@@ -228,3 +242,45 @@ def test_frame_window_keeps_a_second_either_side_inside_the_clip() -> None:
     assert frame_window(8.2, 8, 18).start == 7  # the keyframe's image must not be img_00000
     assert frame_window(17.9, 8, 18).end == 18
     assert frame_window(0.5, 0, 10).start == 0
+
+
+def test_a_clip_that_no_longer_decodes_leaves_its_keyframe_out(
+    roots: Roots, tmp_path: Path
+) -> None:
+    root = tmp_path / "ava"
+    shutil.copytree(roots.ava, root)
+    clip = root / f"val/{roots.clips.cvdf.label}/{roots.clips.cvdf.key}.mp4"
+    clip.write_bytes(b"not a video any more")
+    report = export_root(root, ExportConfig("ava", out=tmp_path / "out"))
+    (split,) = report.splits
+    assert split.written == 1 and split.left_out["undecodable"] == 3  # its three rows
+    lines = (tmp_path / "out/annotations/kinetics_val.csv").read_text().splitlines()
+    assert lines and all(line.startswith(roots.clips.youtube.youtube_id) for line in lines)
+    assert [p.name for p in (tmp_path / "out/rawframes").iterdir()] == [lines[0].split(",")[0]]
+
+
+def test_ava_test_split_gets_frames_and_a_keyframe_list(
+    tmp_path: Path,
+    downstream_mirror: MirrorIndex,
+    downstream_server: MirrorServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("KINETIX_CACHE", str(tmp_path / "cache"))
+    root = tmp_path / "root"
+    argv = ["download", "ava-kinetics", "--split", "test", "--root", str(root)]
+    assert main([*argv, "--mirror", downstream_server.url, "--no-progress"]) == 0
+    report = export_root(root, ExportConfig("ava", out=tmp_path / "out"))
+    (split,) = report.splits
+    wanted = downstream_mirror.downstream["ava-kinetics"]["clips"]["test"]
+    with Manifest(manifest_path(root), readonly=True) as m:
+        present = [r for r in downstream_rows(m, "test") if r.present]
+    assert set(wanted) <= {r.key for r in present}
+    assert split.written == len(present)  # test rows are one per keyframe
+    keyframes = (tmp_path / "out/annotations/kinetics_test_keyframes.csv").read_text()
+    folders = [line.split(",") for line in keyframes.splitlines()]
+    assert all(len(f) == 2 and (tmp_path / "out/rawframes" / f[0]).is_dir() for f in folders)
+    assert not (tmp_path / "out/annotations/kinetics_test.csv").exists()
+    assert any("no boxes in this split" in hint for hint in report.hints)
+    data = AvaKineticsDataset(root, "test", frames_per_clip=4, output="numpy")
+    item = data[0]
+    assert item["boxes"].shape == (0, 4) and item["labels"].shape == (0, 80)

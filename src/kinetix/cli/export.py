@@ -42,7 +42,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--shuffle", action="store_true", help="webdataset: shuffle clips (--seed)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
-        "--workers", type=int, metavar="N", help="webdataset: shards written at once (cores)"
+        "--workers",
+        type=int,
+        metavar="N",
+        help="webdataset shards / ava frame folders written at once (cores)",
     )
     add_executor_flags(p)
     p.set_defaults(func=run)

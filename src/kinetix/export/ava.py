@@ -40,7 +40,8 @@ import numpy as np
 from kinetix.catalog.downstream import ava_action_type, ava_actions
 from kinetix.data.decoders import PyAVDecoder
 from kinetix.data.downstream import AvaKeyframe
-from kinetix.errors import MissingDependencyError
+from kinetix.errors import DecodeError
+from kinetix.executors import Executor, run_tasks
 from kinetix.export.atomic import AtomicFile
 from kinetix.export.records import OutputBase
 
@@ -120,58 +121,124 @@ def _number(value: float) -> str:
     return repr(float(value))
 
 
-class AvaFramesWriter(OutputBase):
-    """The frame folders and ``kinetics_{split}.csv`` of one split, a keyframe at a time.
+@dataclass(frozen=True)
+class FolderTask:
+    """One keyframe's frame folder to write; any worker can (``write_frame_folder``)."""
 
-    A folder is written under a temporary name and renamed when whole; one that is already
-    whole and newer than its clip is kept, so a rerun decodes nothing new.
+    video: str
+    dest: str
+    frames: tuple[int, ...]  # the clip frame of img_00001, img_00002, ...
+    threads: int | None = None  # libavcodec threads (None: the decoder's default)
+
+
+def folder_is_whole(dest: Path, count: int, video: Path) -> bool:
+    """``dest`` holds exactly ``img_00001 .. img_{count}`` and is newer than its clip."""
+    last = dest / TEMPLATE.format(count)
+    return (
+        last.is_file()
+        and not (dest / TEMPLATE.format(count + 1)).exists()
+        and last.stat().st_mtime >= video.stat().st_mtime
+    )
+
+
+def write_frame_folder(task: FolderTask) -> tuple[str, str | None]:
+    """Decode the task's frames and write them as JPEGs, all or nothing (a temporary folder,
+    then a rename). Returns (dest, None), or (dest, why) for a clip that cannot be decoded."""
+    import simplejpeg
+
+    dest = Path(task.dest)
+    try:
+        images = PyAVDecoder(threads=task.threads).read(
+            task.video, np.asarray(task.frames, dtype=np.int64)
+        )
+    except DecodeError as exc:
+        return task.dest, str(exc)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        for k, image in enumerate(images, start=1):
+            data = simplejpeg.encode_jpeg(image, quality=JPEG_QUALITY, colorspace="RGB")
+            (tmp / TEMPLATE.format(k)).write_bytes(data)
+        if dest.exists():
+            shutil.rmtree(dest)
+        tmp.rename(dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return task.dest, None
+
+
+@dataclass
+class _Planned:
+    folder: str
+    rows: list[list[object]]  # its lines of kinetics_{split}.csv
+    index: list[object]  # its line of kinetics_{split}_index.csv
+    key: str
+
+
+class AvaFramesWriter(OutputBase):
+    """The frame folders and ``kinetics_{split}.csv`` of one split.
+
+    ``write`` plans a keyframe; ``close`` writes the folders that are not already whole (here,
+    or on ``executor``'s workers), then the CSVs, leaving out a keyframe whose clip cannot be
+    decoded (``failed``: folder, clip key, why). A folder appears whole or not at all, and one
+    already whole and newer than its clip is kept, so a rerun decodes nothing new.
     """
 
-    def __init__(self, out: Path, split: str, *, with_boxes: bool = True):
-        try:
-            import simplejpeg
-        except ImportError:
-            raise MissingDependencyError("simplejpeg", requirement="simplejpeg") from None
-        self._jpeg = simplejpeg
+    def __init__(
+        self,
+        out: Path,
+        split: str,
+        *,
+        with_boxes: bool = True,
+        executor: Executor | None = None,
+        threads: int | None = None,
+    ):
         self.out = out
+        self.threads = threads
         self.frames = out / "rawframes"
         self.split = split
+        self.executor = executor
         name = f"kinetics_{split}.csv" if with_boxes else f"kinetics_{split}_keyframes.csv"
         self.path = out / "annotations" / name
         self.index_path = out / "annotations" / f"kinetics_{split}_index.csv"
+        self.with_boxes = with_boxes
         self.count = 0
         self.reused = 0
         self.boxes = 0
-        self._decoder = PyAVDecoder()
+        self.failed: list[tuple[str, str, str]] = []
         self._used: set[str] = set()
-        self._csv_file = AtomicFile(self.path, "w", encoding="utf-8", newline="")
-        self._csv = csv.writer(self._csv_file.file, lineterminator="\n")
-        self._index_file = AtomicFile(self.index_path, "w", encoding="utf-8", newline="")
-        self._index = csv.writer(self._index_file.file, lineterminator="\n")
-        self._index.writerow(
-            ["folder", "timestamp", "youtube_id", "keyframe", "clip", "key", "clip_seconds",
-             "clip_frame", "centre_image", "frames", "lines"]
-        )  # fmt: skip
+        self._planned: list[_Planned] = []
+        self._tasks: list[FolderTask] = []
 
     def write(self, keyframe: AvaKeyframe, root: Path) -> str:
+        """Plan ``keyframe``'s folder and CSV lines; returns the folder's name."""
         clip = keyframe.clip
         window = frame_window(keyframe.timestamp, clip.timing.time_start, clip.time_end)
         window = self._unique(keyframe.youtube_id, window)
         folder = window.folder(keyframe.youtube_id)
         self._used.add(folder)
-        self._write_frames(root / clip.path, self.frames / folder, keyframe, window)
-        for box, actions, person in zip(keyframe.boxes, keyframe.actions, keyframe.persons):
-            for action in actions:
-                self._csv.writerow([folder, window.second, *map(_number, box), action, person])
-                self.boxes += 1
-        if not keyframe.boxes and self.path.name.endswith("_keyframes.csv"):
-            self._csv.writerow([folder, window.second])
-        self._index.writerow(
-            [folder, window.second, keyframe.youtube_id, _number(keyframe.timestamp), clip.path,
-             clip.key, _number(keyframe.keyframe.seconds), keyframe.keyframe.frame,
-             window.centre, window.count, " ".join(map(str, keyframe.lines))]
-        )  # fmt: skip
-        self.count += 1
+        video = root / clip.path
+        if folder_is_whole(self.frames / folder, window.count, video):
+            self.reused += 1
+        else:
+            frames = tuple(int(f) for f in source_frames(keyframe, window))
+            dest = str(self.frames / folder)
+            self._tasks.append(FolderTask(str(video), dest, frames, self.threads))
+        rows: list[list[object]] = [
+            [folder, window.second, *map(_number, box), action, person]
+            for box, actions, person in zip(keyframe.boxes, keyframe.actions, keyframe.persons)
+            for action in actions
+        ]
+        if not self.with_boxes:
+            rows = [[folder, window.second]]
+        index = [
+            folder, window.second, keyframe.youtube_id, _number(keyframe.timestamp), clip.path,
+            clip.key, _number(keyframe.keyframe.seconds), keyframe.keyframe.frame,
+            window.centre, window.count, " ".join(map(str, keyframe.lines)),
+        ]  # fmt: skip
+        self._planned.append(_Planned(folder, rows, index, clip.key))
         return folder
 
     def _unique(self, youtube_id: str, window: FrameWindow) -> FrameWindow:
@@ -180,36 +247,37 @@ class AvaFramesWriter(OutputBase):
             window = FrameWindow(window.start, window.end + 1, window.second)
         return window
 
-    def _write_frames(
-        self, video: Path, dest: Path, keyframe: AvaKeyframe, window: FrameWindow
-    ) -> None:
-        last = dest / TEMPLATE.format(window.count)
-        if (
-            last.is_file()
-            and not (dest / TEMPLATE.format(window.count + 1)).exists()
-            and last.stat().st_mtime >= video.stat().st_mtime
-        ):
-            self.reused += 1
-            return
-        images = self._decoder.read(video, source_frames(keyframe, window))
-        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        try:
-            for k, image in enumerate(images, start=1):
-                data = self._jpeg.encode_jpeg(image, quality=JPEG_QUALITY, colorspace="RGB")
-                (tmp / TEMPLATE.format(k)).write_bytes(data)
-            if dest.exists():
-                shutil.rmtree(dest)
-            tmp.rename(dest)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-
     def close(self) -> None:
-        self._csv_file.commit()
-        self._index_file.commit()
+        problems: dict[str, str] = {}
+
+        def done(result: tuple[str, str | None]) -> None:
+            dest, why = result
+            if why is not None:
+                problems[Path(dest).name] = why
+
+        if self.executor is None or len(self._tasks) < 2:
+            for task in self._tasks:
+                done(write_frame_folder(task))
+        else:
+            run_tasks(self._tasks, write_frame_folder, self.executor, on_result=done)
+        self._tasks = []
+        csv_file = AtomicFile(self.path, "w", encoding="utf-8", newline="")
+        index_file = AtomicFile(self.index_path, "w", encoding="utf-8", newline="")
+        lines, index = (csv.writer(f.file, lineterminator="\n") for f in (csv_file, index_file))
+        index.writerow(
+            ["folder", "timestamp", "youtube_id", "keyframe", "clip", "key", "clip_seconds",
+             "clip_frame", "centre_image", "frames", "lines"]
+        )  # fmt: skip
+        for plan in self._planned:
+            if plan.folder in problems:
+                self.failed.append((plan.folder, plan.key, problems[plan.folder]))
+                continue
+            lines.writerows(plan.rows)
+            index.writerow(plan.index)
+            self.count += 1
+            self.boxes += len(plan.rows) if self.with_boxes else 0
+        csv_file.commit()
+        index_file.commit()
 
     def abort(self) -> None:
-        self._csv_file.discard()
-        self._index_file.discard()
+        self._planned, self._tasks = [], []  # each folder is atomic; the CSVs are not begun

@@ -46,6 +46,10 @@ class ExportFormat(str, Enum):
         return self in (self.MMACTION, self.MMACTION_JSON, self.PADDLE, self.SLOWFAST)
 
 
+# formats whose outputs workers write (--workers, --executor): shards, AVA frame folders
+PARALLEL_FORMATS = (ExportFormat.WEBDATASET, ExportFormat.AVA)
+
+
 @dataclass(frozen=True)
 class ShardSize:
     """When a WebDataset shard is full: after ``clips`` clips, or before passing ``bytes``."""
@@ -91,18 +95,18 @@ class ExportConfig:
     shard_size: ShardSize = ShardSize()
     shuffle: bool = False  # webdataset: shuffle clips across shards (with ``seed``)
     seed: int = 0
-    workers: int | None = None  # webdataset: shards written at once (default: cores)
-    executor: ExecutorConfig = field(default_factory=ExecutorConfig)  # webdataset shards
+    workers: int | None = None  # webdataset shards / ava frame folders at once (default: cores)
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)  # of those
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "format", ExportFormat.parse(self.format))
         object.__setattr__(self, "executor", ExecutorConfig.coerce(self.executor))
         if self.workers is not None and self.workers < 1:
             raise ConfigError(f"--workers must be >= 1, got {self.workers}")
-        if not self.executor.is_local and self.format is not ExportFormat.WEBDATASET:
+        if not self.executor.is_local and self.format not in PARALLEL_FORMATS:
             raise ConfigError(
-                f"--executor only applies to --format webdataset; {self.format.value} is one "
-                "sequential file"
+                f"--executor only applies to --format webdataset and ava; {self.format.value} "
+                "is one sequential file"
             )
         if self.out is not None:
             object.__setattr__(self, "out", Path(self.out))

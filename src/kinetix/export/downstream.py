@@ -8,6 +8,7 @@ whose clip is not on disk, with the reason: data, not an error) and
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import importlib.util
 import logging
@@ -16,12 +17,14 @@ from pathlib import Path
 from kinetix.card import write_export_card
 from kinetix.data.downstream import DownstreamSplit, load_downstream, require_downstream
 from kinetix.data.index import RootInfo, describe_left_out
+from kinetix.executors import Executor, Preflight, open_executor
 from kinetix.export.atomic import AtomicFile
 from kinetix.export.ava import ACTION_LIST, FPS, AvaFramesWriter, write_action_list
 from kinetix.export.config import ExportConfig, ExportFormat
 from kinetix.export.countix import CountixTableWriter
 from kinetix.export.job import ExportReport, SplitReport, check_splits
-from kinetix.store.layout import require_writable
+from kinetix.process.ffmpeg import threads_per_job
+from kinetix.store.layout import manifest_path, require_writable, slurm_logs
 
 log = logging.getLogger(__name__)
 
@@ -43,35 +46,18 @@ def export_downstream(root: Path, config: ExportConfig) -> ExportReport:
     unit = "rows" if fmt is ExportFormat.COUNTIX else "keyframes"
     report = ExportReport(root, fmt, out, unit=unit)
     parquet = importlib.util.find_spec("pyarrow") is not None
-    for split in splits:
-        rows = load_downstream(
-            root, split, release=release, include_unverified=config.include_unverified
-        )
-        if fmt is ExportFormat.COUNTIX:
-            base = str(root.resolve()).rstrip("/") + "/" if config.absolute else ""
-            with CountixTableWriter(out, split, base=base, parquet=parquet) as table:
-                for item in rows.items:
-                    table.write(item)  # type: ignore[arg-type]
-            output = table.path
-        else:
-            with AvaFramesWriter(out, split, with_boxes=_has_boxes(rows)) as frames:
-                for keyframe in rows.items:
-                    frames.write(keyframe, root)  # type: ignore[arg-type]
-            output = frames.path
-            if frames.reused:
-                log.info("%s: %d frame folders were already whole", split, frames.reused)
-        rejected_list = _write_left_out(out, PREFIX[fmt], rows)
-        left_out = rows.left_out()
-        report.splits.append(SplitReport(release, split, len(rows.items), left_out, output))
-        if left_out:
-            log.warning(
-                "%s %s: left out %d rows: %s", release, split, sum(left_out.values()),
-                describe_left_out(left_out),
-            )  # fmt: skip
-        for bad in rows.rejected[:5]:
-            log.warning("rejected %s", bad)
-        if len(rows.rejected) > 5:
-            log.warning("... %d more rejected rows in %s", len(rows.rejected) - 5, rejected_list)
+    with contextlib.ExitStack() as stack:
+        executor = _frames_executor(config, root, out, stack) if fmt is ExportFormat.AVA else None
+        for split in splits:
+            rows = load_downstream(
+                root, split, release=release, include_unverified=config.include_unverified
+            )
+            if fmt is ExportFormat.COUNTIX:
+                split_report = _countix_split(root, config, rows, out, parquet)
+            else:
+                split_report = _ava_split(root, config, rows, out, executor)
+            report.splits.append(split_report)
+            _report_left_out(split_report, rows, _write_left_out(out, PREFIX[fmt], rows))
     if fmt is ExportFormat.AVA:
         write_action_list(out)
     report.hints = _hints(report, parquet)
@@ -80,6 +66,70 @@ def export_downstream(root: Path, config: ExportConfig) -> ExportReport:
         [(s.release, s.split, s.written, sum(s.left_out.values())) for s in report.splits],
     )  # fmt: skip
     return report
+
+
+def _countix_split(
+    root: Path, config: ExportConfig, rows: DownstreamSplit, out: Path, parquet: bool
+) -> SplitReport:
+    base = str(root.resolve()).rstrip("/") + "/" if config.absolute else ""
+    with CountixTableWriter(out, rows.split, base=base, parquet=parquet) as table:
+        for item in rows.items:
+            table.write(item)  # type: ignore[arg-type]
+    return SplitReport(rows.release, rows.split, table.count, rows.left_out(), table.path)
+
+
+def _ava_split(
+    root: Path,
+    config: ExportConfig,
+    rows: DownstreamSplit,
+    out: Path,
+    executor: Executor | None,
+) -> SplitReport:
+    threads = None if executor is None else threads_per_job(config.workers)
+    writer = AvaFramesWriter(
+        out, rows.split, with_boxes=_has_boxes(rows), executor=executor, threads=threads
+    )
+    lines: dict[str, int] = {}
+    with writer as frames:
+        for keyframe in rows.items:
+            folder = frames.write(keyframe, root)  # type: ignore[arg-type]
+            lines[folder] = len(keyframe.lines)  # type: ignore[union-attr]
+    if frames.reused:
+        log.info("%s: %d frame folders were already whole", rows.split, frames.reused)
+    left_out = rows.left_out()
+    for folder, key, why in frames.failed:
+        log.warning(
+            "%s: %s left out, its clip %s cannot be decoded: %s", rows.split, folder, key, why
+        )
+        left_out["undecodable"] += lines[folder]
+    return SplitReport(rows.release, rows.split, frames.count, left_out, frames.path)
+
+
+def _frames_executor(
+    config: ExportConfig, root: Path, out: Path, stack: contextlib.ExitStack
+) -> Executor | None:
+    """Workers for the frame folders when ``--workers N`` (N > 1) or ``--executor`` asks."""
+    if config.executor.is_local and (config.workers or 1) <= 1:
+        return None
+    preflight = Preflight(out, visible=(manifest_path(root),))  # workers read the clips
+    executor = open_executor(
+        config.executor, config.workers, preflight=preflight, log_directory=slurm_logs(out)
+    )
+    stack.callback(executor.close)
+    return executor
+
+
+def _report_left_out(report: SplitReport, rows: DownstreamSplit, rejected_list: Path) -> None:
+    left_out = report.left_out
+    if left_out:
+        log.warning(
+            "%s %s: left out %d rows: %s", report.release, report.split,
+            sum(left_out.values()), describe_left_out(left_out),
+        )  # fmt: skip
+    for bad in rows.rejected[:5]:
+        log.warning("rejected %s", bad)
+    if len(rows.rejected) > 5:
+        log.warning("... %d more rejected rows in %s", len(rows.rejected) - 5, rejected_list)
 
 
 def _has_boxes(rows: DownstreamSplit) -> bool:
