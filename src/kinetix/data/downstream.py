@@ -48,6 +48,7 @@ from kinetix.errors import ConfigError
 from kinetix.store.downstream import (
     DownstreamRow,
     annotation_copy,
+    clip_facts,
     downstream_info,
     downstream_rows,
     reason_label,
@@ -176,7 +177,7 @@ def load_downstream(
     with Manifest(manifest_path(root), readonly=True) as manifest:
         recorded = list(downstream_rows(manifest, split))
         base = manifest.get_meta("release") or rel.base
-        facts = _clip_facts(manifest, base, split)
+        facts = clip_facts(manifest, base, split)
     result = DownstreamSplit(name, split, root, path, [], rejected=list(annotations.rejected))
     by_line = {r.line: r for r in annotations.rows}
     rejected_lines = {r.line for r in annotations.rejected}
@@ -208,17 +209,6 @@ def load_downstream(
         result.items = _ava_keyframes(annotations.rows, usable, path, result.rejected)  # type: ignore[arg-type]
     result.rejected.sort(key=lambda r: r.line)
     return result
-
-
-def _clip_facts(
-    manifest: Manifest, release: str, split: str
-) -> dict[str, tuple[str | None, int | None, str | None]]:
-    """key -> (label, label_index, verify) of the split's clips."""
-    cur = manifest.execute(
-        "SELECT key, label, label_index, verify FROM clips WHERE release=? AND split=?",
-        (release, split),
-    )
-    return {key: (label, index, verify) for key, label, index, verify in cur}
 
 
 def _as_unusable(rec: DownstreamRow, why: str) -> DownstreamRow:

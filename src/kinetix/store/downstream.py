@@ -350,3 +350,15 @@ def annotation_copy(root: str | Path, member: str) -> Path:
     from kinetix.store.layout import state_dir
 
     return state_dir(root) / DOWNSTREAM_DIR / Path(member).name
+
+
+def clip_facts(
+    manifest: Manifest, release: str, split: str
+) -> dict[str, tuple[str | None, int | None, str | None]]:
+    """key -> (label, label_index, verify) of a split's clips: what the Countix/AVA-Kinetics
+    exports and loaders need beside ``downstream_rows`` (the class, whether verified good)."""
+    cur = manifest.execute(
+        "SELECT key, label, label_index, verify FROM clips WHERE release=? AND split=?",
+        (release, split),
+    )
+    return {key: (label, index, verify) for key, label, index, verify in cur}
