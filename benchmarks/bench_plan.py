@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import shutil
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_scale import exponent, load
 from scale_root import shared_data, write_annotations
 
 _CHILD = r"""
@@ -73,6 +74,8 @@ def main() -> int:
     args.work.mkdir(parents=True, exist_ok=True)
     sizes = [int(s) for s in args.sizes.split(",")]
     results: dict[int, list[dict[str, float]]] = {n: [] for n in sizes}
+    started = time.strftime("%H:%M:%S UTC", time.gmtime())
+    print(f"start {started}; {load()}", flush=True)
     for _ in range(args.rounds):
         for n in sizes:
             root, csv = fresh_root(args.work, n)
@@ -96,8 +99,12 @@ def main() -> int:
             f"{r[0]['tasks']:>6} {r[0]['clips']:>7}"
         )
     if len(sizes) > 1:
-        slope = math.log(medians[-1] / medians[0]) / math.log(sizes[-1] / sizes[0])
-        print(f"growth exponent (wall, log-log): {slope:.2f}")
+        cpus = [statistics.median(x["cpu"] for x in results[n]) for n in sizes]
+        print(
+            f"growth exponent (log-log fit): CPU {exponent(sizes, cpus):.2f}, "
+            f"wall {exponent(sizes, medians):.2f}"
+        )
+    print(f"timed {started} to {time.strftime('%H:%M:%S UTC', time.gmtime())}; {load()}")
     return 0
 
 

@@ -71,7 +71,10 @@ def commands(root: Path, out: Path) -> dict[str, list[str]]:
             "--out",
             str(out),
         ],
-        "export csv": [*kinetix, "export", str(root), "--format", "csv", "--out", str(out)],
+        **{
+            f"export {fmt}": [*kinetix, "export", str(root), "--format", fmt, "--out", str(out)]
+            for fmt in ("paddle", "slowfast", "csv", "parquet")
+        },
         "KineticsDataset()": [sys.executable, "-c", _DATASET, str(root)],
     }
 
@@ -113,6 +116,19 @@ def syscalls(argv: list[str]) -> str:
     return f"stat-family {stats}, getdents64 {calls.get('getdents64', 0)}"
 
 
+def exponent(sizes: list[int], values: list[float]) -> float:
+    """Slope of log(value) on log(size), least squares over every size (1.0 = linear)."""
+    if len(sizes) < 2:
+        return float("nan")
+    xs, ys = [math.log(n) for n in sizes], [math.log(max(v, 1e-9)) for v in values]
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+
+
+def load() -> str:
+    return "load average " + " ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10000,100000,650000")
@@ -128,6 +144,7 @@ def main() -> int:
             build_root(root, n)
             print(f"built {n:,} clips in {time.perf_counter() - started:.1f} s", flush=True)
         roots[n] = root
+    print(f"timed rounds start: {time.strftime('%H:%M:%S UTC', time.gmtime())}, {load()}")
     names = list(commands(roots[sizes[0]], args.work / "out"))
     walls: dict[tuple[str, int], list[float]] = {}
     cpus: dict[tuple[str, int], list[float]] = {}
@@ -137,25 +154,29 @@ def main() -> int:
                 wall, cpu = run(argv)
                 walls.setdefault((name, n), []).append(wall)
                 cpus.setdefault((name, n), []).append(cpu)
-    print(f"\n{'command':<20}" + "".join(f"{n:>26,}" for n in sizes) + f"{'exponent':>10}")
+    print(f"timed rounds end: {time.strftime('%H:%M:%S UTC', time.gmtime())}, {load()}")
+    print(
+        "\nper size: CPU-s median (user+sys of the child; the primary figure on a shared "
+        "machine), wall median ± half the range, peak RSS; exponents are log-log fits over "
+        "the sizes"
+    )
+    print(f"{'command':<20}" + "".join(f"{n:>34,}" for n in sizes) + "  exp CPU (wall)")
     for name in names:
-        cells, medians = [], []
+        cells, cpu_medians, wall_medians = [], [], []
         for n in sizes:
             w, c = walls[(name, n)], cpus[(name, n)]
-            med = statistics.median(w)
-            medians.append(med)
+            wall_medians.append(statistics.median(w))
+            cpu_medians.append(statistics.median(c))
             rss = peak_rss(commands(roots[n], args.work / f"out{n}")[name])
+            spread = (max(w) - min(w)) / 2
             cells.append(
-                f"{med:6.2f}s ±{(max(w) - min(w)) / 2:4.2f} cpu {statistics.median(c):5.2f} "
+                f"cpu {cpu_medians[-1]:5.2f} wall {wall_medians[-1]:6.2f}±{spread:4.2f} "
                 f"{rss:4.0f}MB"
             )
-        exponent = (
-            (math.log(medians[-1]) - math.log(medians[0]))
-            / (math.log(sizes[-1]) - math.log(sizes[0]))
-            if len(sizes) > 1
-            else float("nan")
-        )
-        print(f"{name:<20}" + "".join(f"{cell:>26}" for cell in cells) + f"{exponent:>10.2f}")
+        print(
+            f"{name:<20}" + "".join(f"{cell:>34}" for cell in cells)
+            + f"  {exponent(sizes, cpu_medians):5.2f} ({exponent(sizes, wall_medians):.2f})"
+        )  # fmt: skip
     print()
     for n in sizes:
         print(

@@ -28,7 +28,14 @@ _SOURCES = {"k400": "k400/val.csv", "k700-2020": "k700_2020/val.csv"}
 
 
 def shared_data() -> Path:
-    return Path(os.environ.get("KINETIX_SHARED_DATA", REPO.parent / "shared/data/kinetics"))
+    """``$KINETIX_SHARED_DATA``, else ``shared/data/kinetics`` beside the repo (or beside the
+    folder of worktrees it is in)."""
+    if "KINETIX_SHARED_DATA" in os.environ:
+        return Path(os.environ["KINETIX_SHARED_DATA"])
+    for top in (REPO.parent, REPO.parent.parent):
+        if (top / "shared/data/kinetics").is_dir():
+            return top / "shared/data/kinetics"
+    return REPO.parent / "shared/data/kinetics"
 
 
 def real_rows(release: str) -> list[tuple[str, str, int, int]]:
