@@ -4,7 +4,9 @@ journey from `kinetix download ... --mirror URL` to a training batch for both se
 
 from __future__ import annotations
 
+import csv
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,9 @@ from kinetix.catalog.downstream import read_downstream
 from kinetix.cli.main import main
 from kinetix.data import AvaKineticsDataset, CountixDataset, collate_keyframes
 from kinetix.errors import ConfigError
+from kinetix.export import ExportConfig, export_root
+from kinetix.store.layout import manifest_path
+from kinetix.store.manifest import Manifest
 from kinetix.testing.media import frame_index
 from kinetix.testing.mirror import MirrorIndex
 from kinetix.testing.server import MirrorServer
@@ -187,3 +192,22 @@ def test_countix_and_ava_from_download_to_a_training_batch(
     ann = tmp_path / "ava/exports/ava/annotations/kinetics_val.csv"
     actions = sum(int(labels.sum()) for labels in batch["labels"])
     assert actions == len(ann.read_text().splitlines())  # one CSV line per box and action
+
+
+def test_a_clip_never_verified_is_left_out_unless_asked_for(roots: Roots, tmp_path: Path) -> None:
+    root = tmp_path / "countix"
+    shutil.copytree(roots.countix, root)
+    with Manifest(manifest_path(root)) as m:
+        m.update("k700-2020", "val", roots.clips.youtube.key, verify=None)
+    data = CountixDataset(root, "val", frames_per_clip=2, output="numpy")
+    assert len(data) == 1 and data.left_out["not verified"] == 1
+    assert len(CountixDataset(root, "val", include_unverified=True, output="numpy")) == 2
+    report = export_root(root, ExportConfig("countix", out=tmp_path / "out"))
+    assert report.splits[0].written == 1 and report.splits[0].left_out["not verified"] == 1
+    (row,) = read_rows(tmp_path / "out/countix_val_not_present.csv", "not verified")
+    assert row["key"] == roots.clips.youtube.key and row["line"] == "3"
+
+
+def read_rows(path: Path, state: str) -> list[dict[str, str]]:
+    with path.open(newline="") as f:
+        return [r for r in csv.DictReader(f) if r["state"] == state]
