@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import math
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import NamedTuple
 
@@ -14,13 +15,15 @@ import numpy as np
 import pytest
 from _downstream import FPS, NO_SUCH_ID, Roots, build_roots
 
-from kinetix.catalog.downstream import ava_actions
+from kinetix.catalog.downstream import AvaRow, ava_actions
+from kinetix.catalog.relative import keyframe_on_clip
 from kinetix.cli.main import main
 from kinetix.data import AvaKineticsDataset
 from kinetix.data.decoders import JpegFolderReader
+from kinetix.data.downstream import load_downstream
 from kinetix.errors import ConfigError
 from kinetix.export import ExportConfig, export_root
-from kinetix.export.ava import frame_window
+from kinetix.export.ava import AvaFramesWriter, frame_window
 from kinetix.store.downstream import downstream_rows
 from kinetix.store.layout import manifest_path
 from kinetix.store.manifest import Manifest
@@ -284,3 +287,23 @@ def test_ava_test_split_gets_frames_and_a_keyframe_list(
     data = AvaKineticsDataset(root, "test", frames_per_clip=4, output="numpy")
     item = data[0]
     assert item["boxes"].shape == (0, 4) and item["labels"].shape == (0, 80)
+
+
+def test_two_keyframes_of_one_second_get_two_folders(roots: Roots, tmp_path: Path) -> None:
+    (first,) = [k for k in load_downstream(roots.ava, "val").items if k.lines == (1, 2, 3)]
+    half = first.timestamp + 0.5
+    row = AvaRow(9, first.youtube_id, half)
+    second = replace(
+        first, timestamp=half, lines=(9,), keyframe=keyframe_on_clip(row, first.clip.timing)
+    )
+    with AvaFramesWriter(tmp_path, "val") as writer:
+        names = [writer.write(k, roots.ava) for k in (first, second)]  # type: ignore[arg-type]
+    assert names[0] != names[1] and names[0].rsplit("_", 1)[0] == names[1].rsplit("_", 1)[0]
+    assert int(names[1].rsplit("_", 1)[1]) == int(names[0].rsplit("_", 1)[1]) + 1
+    reader = JpegFolderReader()
+    for name, keyframe in zip(names, (first, second)):
+        start = int(name.rsplit("_", 2)[1])
+        centre = 30 * (int(keyframe.timestamp) - start)  # mmaction2's keyframe image
+        (image,) = reader.read(tmp_path / "rawframes" / name, np.array([centre - 1]))
+        assert frame_index(image) == keyframe.keyframe.frame  # a CVDF clip counts its frames
+    assert frame_index(image) == first.keyframe.frame + FPS // 2  # 0.5 s later
