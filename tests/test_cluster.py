@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 import json
 import socket
+import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,10 +25,11 @@ from kinetix.config import (
     VerifyConfig,
 )
 from kinetix.errors import ConfigError
-from kinetix.executors import LocalExecutor, Preflight, open_executor, run_tasks
+from kinetix.executors import Again, LocalExecutor, Preflight, TaskKind, open_executor, run_tasks
 from kinetix.executors import slurm as slurm_mod
 from kinetix.executors.preflight import check_worker
 from kinetix.export import ExportConfig
+from kinetix.interrupts import StopToken
 from kinetix.store.layout import manifest_path
 from kinetix.store.manifest import Manifest
 
@@ -96,6 +99,65 @@ def test_run_tasks_feeds_lazily_and_stops_when_told() -> None:
         run_tasks(tasks(), double, ex, on_result=lambda r: got.append(r) or len(got) >= 3)
     assert len(got) == 3
     assert len(pulled) <= 3 + 4 * 2 * 2, "tasks are handed out a few at a time, not all at once"
+
+
+def identity(x: int) -> int:
+    return x
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_run_tasks_runs_again_what_on_result_sends_back_through_the_same_pace(workers) -> None:
+    asked: list[float] = []
+    got: list[int] = []
+    tries: Counter[int] = Counter()
+
+    def pace() -> float:
+        # Every other ask says "wait a little": dispatch must go on once the wait is over.
+        asked.append(time.monotonic())
+        return 0.0 if len(asked) % 2 == 0 else 0.01
+
+    def record(x: int) -> Again[int] | None:
+        tries[x] += 1
+        if x % 2 and tries[x] == 1:  # odd tasks fail their first try
+            return Again(x, after=0.05)
+        got.append(x)
+        return None
+
+    with LocalExecutor(workers=workers) as ex:
+        run_tasks(range(10), identity, ex, on_result=record, kind=TaskKind.IO, pace=pace)
+    assert sorted(got) == list(range(10))
+    assert tries == Counter({x: 2 if x % 2 else 1 for x in range(10)})
+    assert len(asked) == 2 * 15, "every dispatch, retries included, went through pace"
+
+
+def test_run_tasks_keeps_collecting_while_pace_says_wait() -> None:
+    """A pace that opens only once a result is in, as a half-open breaker waits for its probe:
+    blocking (or sleeping) in the pace instead of collecting would never finish."""
+    got: list[int] = []
+    asked = [0]
+
+    def pace() -> float:
+        asked[0] += 1
+        assert asked[0] < 10_000, "the runner stopped collecting while it waited"
+        return 0.0 if asked[0] == 1 or got else 0.05
+
+    with LocalExecutor(workers=2) as ex:
+        run_tasks(range(5), identity, ex, on_result=got.append, kind=TaskKind.IO, pace=pace)
+    assert sorted(got) == list(range(5))
+
+
+def test_run_tasks_dispatches_nothing_once_stopped() -> None:
+    stop = StopToken()
+    ran: list[int] = []
+
+    def record(x: int) -> Again[int] | None:
+        ran.append(x)
+        stop.set()
+        return Again(x)  # a retry asked for after the stop: never dispatched
+
+    with LocalExecutor(workers=1) as ex:
+        run_tasks(range(100), double, ex, on_result=record, in_flight=1, stop=stop)
+    assert ran == [0]
 
 
 @pytest.fixture(scope="module")

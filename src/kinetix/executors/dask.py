@@ -7,17 +7,22 @@ one parent process, which alone writes the manifest, exactly as with the local e
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from kinetix.config import EXECUTOR_KINDS, ExecutorConfig
 from kinetix.errors import ConfigError, MissingDependencyError, WorkerLostError
-from kinetix.executors.base import TaskKind, worker_lost_message
+from kinetix.executors.base import (
+    TaskKind,
+    TaskQueue,
+    describe_task,
+    stream_results,
+    worker_lost_message,
+)
 from kinetix.executors.preflight import Preflight, run_preflight
 
 log = logging.getLogger(__name__)
@@ -125,45 +130,13 @@ class DaskExecutor:
     def map_unordered(
         self, fn: Callable[[T], R], items: Iterable[T], *, kind: TaskKind = TaskKind.CPU
     ) -> Iterator[R]:
-        distributed = _import_distributed()
-        limit = self._capacity()
-        it = iter(items)
-        items_of: dict[Any, T] = {}
+        return stream_results(self.open_queue(fn, kind=kind), items)
 
-        def submit(item: T) -> Any:
-            fut = self.client.submit(fn, item, pure=False)
-            items_of[fut.key] = item
-            return fut
-
-        # A worker that dies (kill -9, OOM, a pre-empted job, a node gone) is noticed by the
-        # scheduler, which runs its tasks again on the others; only a task that took down
-        # distributed.scheduler.allowed-failures + 1 workers comes back as KilledWorker.
-        pending = {submit(x) for _, x in zip(range(limit), it)}
-        alone_since: float | None = None
-        try:
-            while pending:
-                try:
-                    done, _ = distributed.wait(
-                        list(pending), timeout=self.poll_seconds, return_when="FIRST_COMPLETED"
-                    )
-                except (TimeoutError, distributed.TimeoutError):
-                    alone_since = self._check_workers(alone_since, len(pending))
-                    continue
-                alone_since = None
-                for fut in done:
-                    pending.discard(fut)
-                    item = items_of.pop(fut.key)
-                    try:
-                        result = fut.result()  # any other exception is a bug in fn: it propagates
-                    except distributed.KilledWorker as exc:
-                        deaths = int(dask_config_get("distributed.scheduler.allowed-failures")) + 1
-                        raise WorkerLostError(worker_lost_message(deaths, item)) from exc
-                    fut.release()
-                    pending.update(submit(nxt) for nxt in itertools.islice(it, 1))
-                    yield result
-        finally:
-            for f in pending:
-                f.cancel()
+    def open_queue(
+        self, fn: Callable[[T], R], *, kind: TaskKind = TaskKind.CPU, limit: int | None = None
+    ) -> TaskQueue[T, R]:
+        """``limit`` tasks on the cluster at once (default ``in_flight``, else 4 per thread)."""
+        return _DaskQueue(self, fn, limit or self._capacity())
 
     def _check_workers(self, alone_since: float | None, waiting: int) -> float | None:
         """Nothing finished for a while: stop when no worker has been left for ``lost_after``.
@@ -209,6 +182,115 @@ class DaskExecutor:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _DaskQueue(Generic[T, R]):
+    """Tasks on the cluster, their results gathered in the background as they finish.
+
+    ``distributed.as_completed(with_results=True)`` fetches each result on the client's event
+    loop the moment its task ends, so ``collect`` takes everything ready in one go instead of a
+    ``wait`` and a ``result()`` round trip per task. A worker that dies (kill -9, OOM, a
+    pre-empted job, a node gone) is noticed by the scheduler, which runs its tasks again on the
+    others; only a task that took down ``distributed.scheduler.allowed-failures`` + 1 workers
+    comes back as ``KilledWorker``.
+    """
+
+    def __init__(self, executor: DaskExecutor, fn: Callable[[T], R], limit: int):
+        distributed = _import_distributed()
+        self._executor = executor
+        self._client = executor.client
+        self._fn = fn
+        self._capacity = max(1, limit)
+        self._items: dict[Any, T] = {}  # future key -> its task, for the messages
+        self._done = distributed.as_completed(
+            loop=self._client.loop, with_results=True, raise_errors=False
+        )
+        self._killed = distributed.KilledWorker
+        self._error: BaseException | None = None
+        self._quiet_since = time.monotonic()  # the last time a result came (or the start)
+        self._alone_since: float | None = None  # since when no worker has been left
+
+    @property
+    def capacity(self) -> int:
+        return self._capacity
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._items)
+
+    def submit(self, item: T) -> None:
+        future = self._client.submit(self._fn, item, pure=False)
+        self._items[future.key] = item
+        self._done.add(future)
+
+    def collect(self, timeout: float | None = None) -> list[R]:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+        if not self._items:
+            return []
+        now = time.monotonic()
+        deadline = None if timeout is None else now + timeout
+        poll = self._executor.poll_seconds
+        while not self._done.has_ready():
+            if now - self._quiet_since >= poll:  # nothing finished for a while: anyone left?
+                self._alone_since = self._executor._check_workers(
+                    self._alone_since, len(self._items)
+                )
+                self._quiet_since = now
+            left = self._quiet_since + poll - now
+            if deadline is not None:
+                if now >= deadline:
+                    return []
+                left = min(left, deadline - now)
+            self._wait_ready(left)
+            now = time.monotonic()
+        self._quiet_since, self._alone_since = now, None
+        results: list[R] = []
+        for future, result in self._done.next_batch(block=False):
+            item = self._items.pop(future.key, None)
+            if future.status == "finished":
+                results.append(result)
+                future.release()
+                continue
+            error = self._failure(item, future.status, result)
+            if not results:
+                raise error
+            self._error = error
+            break
+        return results
+
+    def _wait_ready(self, seconds: float) -> bool:
+        condition = self._done.thread_condition
+        with condition:
+            if self._done.has_ready():
+                return True
+            condition.wait(seconds)
+        return self._done.has_ready()
+
+    def _failure(self, item: T | None, status: str, info: Any) -> BaseException:
+        """Why a task came back without a result: a worker lost too often or the scheduler
+        dropping it, as one line; an exception ``fn`` raised (a bug) as itself."""
+        if status != "error":
+            return WorkerLostError(
+                f"the Dask scheduler dropped the task for {describe_task(item)} ({status}); what "
+                "finished is recorded: rerun the command to resume"
+            )
+        _, exc, tb = info
+        if isinstance(exc, self._killed):
+            deaths = int(dask_config_get("distributed.scheduler.allowed-failures")) + 1
+            lost = WorkerLostError(worker_lost_message(deaths, item))
+            lost.__cause__ = exc
+            return lost
+        return exc.with_traceback(tb)
+
+    def cancel(self) -> None:
+        futures = list(self._done.futures)
+        self._done.clear()
+        self._items.clear()
+        if futures:
+            with contextlib.suppress(Exception):
+                self._client.cancel(futures)
 
 
 def dask_config_get(key: str) -> Any:

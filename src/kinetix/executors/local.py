@@ -19,7 +19,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Generic, TypeVar
 
 from kinetix.errors import WorkerLostError
-from kinetix.executors.base import TaskKind, worker_lost_message
+from kinetix.executors.base import TaskKind, TaskQueue, stream_results, worker_lost_message
 from kinetix.executors.orphans import init_pool_worker
 
 log = logging.getLogger(__name__)
@@ -71,40 +71,16 @@ class LocalExecutor:
     def map_unordered(
         self, fn: Callable[[T], R], items: Iterable[T], *, kind: TaskKind = TaskKind.CPU
     ) -> Iterator[R]:
+        return stream_results(self.open_queue(fn, kind=kind), items)
+
+    def open_queue(
+        self, fn: Callable[[T], R], *, kind: TaskKind = TaskKind.CPU, limit: int | None = None
+    ) -> TaskQueue[T, R]:
+        """``limit`` tasks in flight (default 4 per worker, so none waits for its next one)."""
         if self.workers == 0:
-            for item in items:
-                yield fn(item)
-            return
-        limit = 4 * (self.workers if kind is TaskKind.CPU else self.io_workers)
-        pending: dict[Future[R], _Task[T]] = {}
-        it = iter(items)
-
-        def submit(task: _Task[T]) -> None:
-            task.pool = self._pool(kind)
-            pending[task.pool.submit(fn, task.item)] = task
-
-        def finished() -> Iterator[R]:
-            done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
-            for f in done:
-                task = pending.pop(f)
-                try:
-                    result = f.result()
-                except BrokenProcessPool:
-                    self._lost(kind, task)
-                    submit(task)
-                    continue
-                yield result
-
-        try:
-            for item in it:
-                submit(_Task(item))
-                if len(pending) >= limit:
-                    yield from finished()
-            while pending:
-                yield from finished()
-        finally:
-            for f in pending:
-                f.cancel()
+            return _InlineQueue(fn)
+        size = self.workers if kind is TaskKind.CPU else self.io_workers
+        return _LocalQueue(self, fn, kind, limit or 4 * size)
 
     def _lost(self, kind: TaskKind, task: _Task[T]) -> None:
         """A worker process died (SIGKILL, the OOM killer) and broke the pool: every task the
@@ -131,3 +107,81 @@ class LocalExecutor:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _LocalQueue(Generic[T, R]):
+    """Tasks on the executor's pool of ``kind``; a task whose worker died runs again."""
+
+    def __init__(self, executor: LocalExecutor, fn: Callable[[T], R], kind: TaskKind, limit: int):
+        self._executor = executor
+        self._fn = fn
+        self._kind = kind
+        self._capacity = max(1, limit)
+        self._pending: dict[Future[R], _Task[T]] = {}
+        self._error: BaseException | None = None
+
+    @property
+    def capacity(self) -> int:
+        return self._capacity
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._pending)
+
+    def submit(self, item: T) -> None:
+        self._submit(_Task(item))
+
+    def _submit(self, task: _Task[T]) -> None:
+        task.pool = self._executor._pool(self._kind)
+        self._pending[task.pool.submit(self._fn, task.item)] = task
+
+    def collect(self, timeout: float | None = None) -> list[R]:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+        if not self._pending:
+            return []
+        done, _ = wait(list(self._pending), timeout=timeout, return_when=FIRST_COMPLETED)
+        results: list[R] = []
+        for f in done:
+            task = self._pending.pop(f)
+            try:
+                results.append(f.result())
+            except BrokenProcessPool:
+                self._executor._lost(self._kind, task)
+                self._submit(task)
+            except BaseException as exc:  # a bug in fn: raised once the results before it are in
+                if not results:
+                    raise
+                self._error = exc
+                break
+        return results
+
+    def cancel(self) -> None:
+        for f in self._pending:
+            f.cancel()
+        self._pending.clear()
+
+
+class _InlineQueue(Generic[T, R]):
+    """``workers=0``: each task runs in this thread when its result is collected."""
+
+    capacity = 1
+
+    def __init__(self, fn: Callable[[T], R]):
+        self._fn = fn
+        self._items: list[T] = []
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._items)
+
+    def submit(self, item: T) -> None:
+        self._items.append(item)
+
+    def collect(self, timeout: float | None = None) -> list[R]:
+        items, self._items = self._items, []
+        return [self._fn(item) for item in items]
+
+    def cancel(self) -> None:
+        self._items.clear()
