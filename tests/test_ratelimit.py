@@ -165,6 +165,40 @@ def test_retry_after_pauses_every_worker() -> None:
     assert clock.now - before == pytest.approx(5.0)
 
 
+def test_reserve_never_blocks_and_says_how_long_to_wait() -> None:
+    """The dispatcher of a cluster asks without sleeping: it must keep collecting results."""
+    clock = FakeClock()
+    gate = RequestGate(2.0, clock=clock, breaker=BreakerPolicy(window=4, min_calls=2, cooldown=30))
+    assert gate.reserve() == 0.0  # a token: go
+    assert gate.reserve() == pytest.approx(0.5)  # the next one in half a second; none taken
+    assert gate.reserve() == pytest.approx(0.5)
+    clock.now += 0.5
+    assert gate.reserve() == 0.0
+    gate.pause(7.0)  # a Retry-After: nobody goes, whatever the bucket holds
+    clock.now += 5.0
+    assert gate.reserve() == pytest.approx(2.0)
+    clock.now += 2.0
+    assert gate.reserve() == 0.0
+    assert clock.slept == []  # never slept
+
+
+def test_reserve_lets_one_probe_through_a_half_open_breaker() -> None:
+    clock = FakeClock()
+    gate = RequestGate(10.0, clock=clock, breaker=BreakerPolicy(window=4, min_calls=2, cooldown=30))
+    for _ in range(2):
+        assert gate.reserve() == 0.0
+        clock.now += 0.1
+        gate.record(Outcome.THROTTLED)
+    assert gate.reserve() == pytest.approx(30.0)  # open: the whole cool-down
+    clock.now += 30.0
+    assert gate.reserve() == 0.0  # half open: this one is the probe
+    clock.now += 0.1
+    assert gate.reserve() > 0  # the others wait for its answer, asking again soon
+    gate.record(Outcome.OK)
+    assert gate.breaker.state is BreakerState.CLOSED
+    assert gate.reserve() == 0.0
+
+
 def test_backoff_is_jittered_capped_and_honours_retry_after() -> None:
     policy = BackoffPolicy(base=2.0, throttled_base=15.0, cap=100.0)
     highest = lambda lo, hi: hi  # noqa: E731 - the top of the jitter range

@@ -13,7 +13,7 @@ import logging
 import shutil
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence, Set
+from collections.abc import Callable, Iterable, Sequence, Set
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -28,7 +28,15 @@ from kinetix.catalog.downstream import downstream_name
 from kinetix.catalog.releases import CVDF_BASE, Release, check_split, get_release, join_url
 from kinetix.config import DownloadConfig, Selection, SourceKind, VerifyConfig
 from kinetix.errors import ConfigError, ConnectError, DiskSpaceError, ErrorCode, KinetixError
-from kinetix.executors import Executor, LocalExecutor, Preflight, TaskKind, open_executor
+from kinetix.executors import (
+    Again,
+    Executor,
+    LocalExecutor,
+    Preflight,
+    TaskKind,
+    open_executor,
+    run_tasks,
+)
 from kinetix.interrupts import StopToken, stop_on_signals
 from kinetix.progress import Progress
 from kinetix.sources.base import TaskResult
@@ -44,7 +52,6 @@ from kinetix.sources.cvdf import (
     shard_task,
     unplaced,
 )
-from kinetix.sources.ratelimit import TokenBucket
 from kinetix.store.downstream import DownstreamSplitCounts
 from kinetix.store.layout import (
     LabelStyle,
@@ -977,7 +984,7 @@ def run_youtube(
     *,
     stop: StopToken | None = None,
 ) -> None:
-    from kinetix.sources.youtube import YoutubeSource
+    from kinetix.sources.youtube import TryOutcome, YoutubeSource, YoutubeTry
 
     stop = stop or StopToken()
     landing = landing_spec(config)
@@ -994,26 +1001,32 @@ def run_youtube(
         emit=emit if config.progress else None,
     )
     executor: Executor
-    pace: Callable[[], None] | None = None
     if config.executor.is_local:
         executor = LocalExecutor(config.parallel, io_workers=config.parallel)
     else:
-        # Every worker process has its own gate, so on a cluster the parent meters dispatch at
-        # --rate for all of them, and hands out at most --parallel clips at once.
-        cluster = replace(config, executor=replace(config.executor, in_flight=config.parallel))
-        executor = _cluster_executor(cluster, tools=("ffmpeg", "av", "yt_dlp", "deno"))
-        pace = TokenBucket(config.youtube.rate).acquire
+        executor = _cluster_executor(config, tools=("ffmpeg", "av", "yt_dlp", "deno"))
 
+    def record(outcome: TryOutcome) -> Again[YoutubeTry] | None:
+        verdict = source.settle(outcome)
+        if isinstance(verdict, Again):
+            return None if stop.is_set() else verdict  # stopped: the clip stays to do
+        result = verdict
+        if stop.is_set():  # a clip that failed now may have failed from the stop itself
+            result = replace(result, updates=[u for u in result.updates if _placed(u)])
+        apply_result(manifest, result, report)
+        ok = sum(_placed(u) for u in result.updates)
+        progress.add_clips(ok, failed=len(result.updates) - ok)
+        return None
+
+    # One try per dispatch, every one (retries too) through this process's gate: --rate,
+    # Retry-After pauses and the breaker hold for all workers together, and at most --workers
+    # clips are out at once, wherever they run.
     try:
         with stop.running():
-            for result in executor.map_unordered(
-                source.run, stop.guard(_paced(tasks, pace)), kind=TaskKind.IO
-            ):
-                if stop.is_set():  # a clip that failed now may have failed from the stop itself
-                    result = replace(result, updates=[u for u in result.updates if _placed(u)])
-                apply_result(manifest, result, report)
-                ok = sum(_placed(u) for u in result.updates)
-                progress.add_clips(ok, failed=len(result.updates) - ok)
+            run_tasks(
+                (YoutubeTry(t) for t in tasks), source.try_once, executor, on_result=record,
+                kind=TaskKind.IO, pace=source.gate.reserve, in_flight=config.parallel, stop=stop,
+            )  # fmt: skip
     finally:
         executor.close()
         progress.close()
@@ -1061,11 +1074,3 @@ def refetch(root: Path, keys: Iterable[tuple[str, str, str]], **overrides: Any) 
         report = download(config)
         placed += sum(report.placed.values())
     return placed
-
-
-def _paced(tasks: Sequence[Any], pace: Callable[[], None] | None) -> Iterator[Any]:
-    """Hand tasks out no faster than ``pace`` allows (the cluster-wide YouTube rate)."""
-    for task in tasks:
-        if pace is not None:
-            pace()
-        yield task

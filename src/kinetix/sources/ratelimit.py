@@ -1,9 +1,11 @@
 """Politeness towards one service: a shared request rate, Retry-After pauses and a circuit breaker.
 
-Every worker of a process asks the same ``RequestGate`` before each request. The gate holds a
-token bucket (``rate`` requests per second for the whole process), a pause that a server's
-``Retry-After`` extends for everyone, and a circuit breaker that stops all workers for a while
-when most recent answers were throttling (HTTP 429, bot checks, dropped connections).
+Every worker of a process asks the same ``RequestGate`` before each request (``acquire``), or
+one dispatcher asks it before handing each request to a worker anywhere (``reserve``: how a
+Dask or SLURM run keeps one rate for the whole cluster). The gate holds a token bucket
+(``rate`` requests per second), a pause that a server's ``Retry-After`` extends for everyone,
+and a circuit breaker that stops all workers for a while when most recent answers were
+throttling (HTTP 429, bot checks, dropped connections).
 Time comes from a ``Clock`` so tests drive it by hand.
 """
 
@@ -60,6 +62,14 @@ class TokenBucket:
 
     def acquire(self) -> None:
         self._clock.sleep(self.take())
+
+    def wait_time(self) -> float:
+        """Seconds until a token is free, reserving nothing (0: ``take`` would not wait)."""
+        with self._lock:
+            now = self._clock.monotonic()
+            tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
+            missing = 1.0 - tokens
+            return 0.0 if missing < 1e-9 else missing / self.rate  # no wait for rounding dust
 
 
 class Outcome(str, Enum):
@@ -242,6 +252,23 @@ class RequestGate:
             break
         self.bucket.acquire()
 
+    def reserve(self) -> float:
+        """Never blocks: 0.0 means send now (the request is counted), more is the seconds to
+        wait before asking again. For one dispatcher that meters a whole cluster and must keep
+        collecting results (a half-open breaker waits for its probe's answer) while it waits."""
+        with self._lock:
+            paused = self._paused_until - self.clock.monotonic()
+        if paused > 0:
+            return paused
+        wait = self.bucket.wait_time()
+        if wait > 0:
+            return wait
+        wait = self.breaker.wait_time()  # last: in the half-open state it claims the probe
+        if wait > 0:
+            return wait
+        self.bucket.take()  # the token found free above (one dispatcher: nobody took it since)
+        return 0.0
+
     def record(self, outcome: Outcome) -> None:
         self.breaker.record(outcome)
 
@@ -263,8 +290,9 @@ _GATES_LOCK = threading.Lock()
 def shared_gate(service: str, rate: float, *, advice: str = "") -> RequestGate:
     """The process-wide gate for ``service`` at ``rate``; created on first use.
 
-    Thread workers share it directly; each worker process of a process or Dask pool gets its
-    own, so the rate then holds per process (the caller divides ``rate`` if it must be global).
+    Thread workers share it directly; each worker process of a process or Dask pool would get
+    its own, so a cluster is metered from the one process that hands out the requests
+    (``reserve``), never from the workers.
     """
     key = (service, float(rate))
     with _GATES_LOCK:

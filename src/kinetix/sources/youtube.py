@@ -8,9 +8,12 @@ back to that keyframe), not ten minutes' worth. The section keeps the source's t
 (``-copyts``); ``process.trim`` cuts the clip from it (exact or fast) into a temporary file
 next to its final place, which is then renamed over it.
 
-Politeness: every try of every worker of a process waits at one ``RequestGate`` (token bucket
-at ``config.rate``, Retry-After pauses, circuit breaker). Failures become stable reasons
-(``youtube_errors``); transient ones are tried again in the task, up to ``max_attempts``.
+Politeness: every try waits at one ``RequestGate`` (token bucket at ``config.rate``, Retry-After
+pauses, circuit breaker). The download job hands out single tries (``try_once``) from its one
+process, asking the gate before each and re-queueing transient failures through it
+(``settle``), so the limits hold for a whole cluster, retries included; ``run`` does every try
+of one clip in this process. Failures become stable reasons (``youtube_errors``); transient
+ones are tried again, up to ``max_attempts``.
 Cookies and proxy credentials never reach a log line, a message or the manifest.
 """
 
@@ -34,6 +37,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from kinetix.config import YoutubeConfig
 from kinetix.errors import ConfigError, ErrorCode, FFmpegError, SourceError
+from kinetix.executors import Again
 from kinetix.process.ffmpeg import find_ffmpeg
 from kinetix.process.probe import looks_like_media
 from kinetix.process.trim import SectionInfo, TrimmedClip, read_section, trim_clip
@@ -75,6 +79,30 @@ class YoutubeTask:
     time_end: float
     label: str | None
     relpath: str  # where the clip goes, relative to the root
+
+
+@dataclass(frozen=True)
+class YoutubeTry:
+    """One try at a clip as it is handed to a worker: which try (from 0), and the bytes the
+    tries before it fetched (they count towards the clip's transfer)."""
+
+    task: YoutubeTask
+    attempt: int = 0
+    fetched: int = 0
+
+    @property
+    def key(self) -> str:  # how messages name the task
+        return self.task.key
+
+
+@dataclass(frozen=True)
+class TryOutcome:
+    """What one try came to: the clip's manifest fields, or why it failed; the bytes it fetched."""
+
+    attempt: YoutubeTry
+    fields: dict[str, Any] | None = None
+    failure: Failure | None = None
+    size: int = 0
 
 
 # --- format choice ----------------------------------------------------------------------------
@@ -473,44 +501,64 @@ class YoutubeSource:
                     Path(entry.path).unlink(missing_ok=True)
 
     def run(self, task: YoutubeTask) -> TaskResult:
-        """Fetch and trim one clip, trying transient failures again; never raises for them."""
-        failure: Failure | None = None
-        fetched = 0
-        tries = 0
-        for attempt in range(max(1, self.config.max_attempts)):
-            tries += 1
+        """Fetch and trim one clip, trying transient failures again; never raises for them.
+
+        Every try waits at this process's gate first (threads of one pool share it). A run on a
+        cluster dispatches ``try_once`` from one process instead, pacing every try there.
+        """
+        attempt = YoutubeTry(task)
+        while True:
             self.gate.acquire()
-            try:
-                fields, size = self._attempt(task)
-            except _Fetched as exc:
-                failure, size = exc.failure, exc.bytes_fetched
-            except (SourceError, FFmpegError) as exc:
-                failure, size = classify(exc, self.redact), 0
-            except OSError as exc:
-                if exc.errno != errno.ENOSPC:
-                    raise  # permissions, a vanished root: a setup problem, not a clip's
-                failure = Failure(ErrorCode.NO_SPACE, f"no space left: {exc.strerror}")
-                size = 0
-            else:
-                self.gate.record(Outcome.OK)
-                return TaskResult(
-                    updates=[self._update(task, fields)], bytes_transferred=fetched + size
-                )
-            fetched += size
-            self.gate.record(Outcome.THROTTLED if failure.throttling else Outcome.OK)
-            last = attempt + 1 >= self.config.max_attempts
-            if not failure.retryable or failure.code is ErrorCode.NO_SPACE or last:
-                break
+            verdict = self.settle(self.try_once(attempt))
+            if isinstance(verdict, TaskResult):
+                return verdict
+            self.gate.clock.sleep(verdict.after)
+            attempt = verdict.task
+
+    def try_once(self, attempt: YoutubeTry) -> TryOutcome:
+        """One try at a clip, in a worker, without waiting: its request was metered by whoever
+        handed it out. Expected failures come back classified, never raised."""
+        try:
+            fields, size = self._attempt(attempt.task)
+        except _Fetched as exc:
+            return TryOutcome(attempt, failure=exc.failure, size=exc.bytes_fetched)
+        except (SourceError, FFmpegError) as exc:
+            return TryOutcome(attempt, failure=classify(exc, self.redact))
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise  # permissions, a vanished root: a setup problem, not a clip's
+            failure = Failure(ErrorCode.NO_SPACE, f"no space left: {exc.strerror}")
+            return TryOutcome(attempt, failure=failure)
+        return TryOutcome(attempt, fields=fields, size=size)
+
+    def settle(self, outcome: TryOutcome) -> TaskResult | Again[YoutubeTry]:
+        """What a try means, decided where requests are metered: the gate's breaker hears how
+        it went; then the clip's result, or its next try and the wait before it. A server's
+        Retry-After also pauses the gate, so no try of any clip goes out before it ends."""
+        attempt, failure = outcome.attempt, outcome.failure
+        task = attempt.task
+        fetched = attempt.fetched + outcome.size
+        if failure is None:
+            self.gate.record(Outcome.OK)
+            assert outcome.fields is not None
+            return TaskResult(
+                updates=[self._update(task, outcome.fields)], bytes_transferred=fetched
+            )
+        self.gate.record(Outcome.THROTTLED if failure.throttling else Outcome.OK)
+        tries = attempt.attempt + 1
+        last = tries >= self.config.max_attempts
+        if failure.retryable and failure.code is not ErrorCode.NO_SPACE and not last:
             delay = self.gate.retry_delay(
-                attempt, throttled=failure.slow_down, retry_after=failure.retry_after
+                attempt.attempt, throttled=failure.slow_down, retry_after=failure.retry_after
             )
             log.info(
                 "%s: %s (%s); try %d of %d in %.1fs",
-                task.key, failure.code.value, failure.message, attempt + 2,
+                task.key, failure.code.value, failure.message, tries + 1,
                 self.config.max_attempts, delay,
             )  # fmt: skip
-            self.gate.wait(delay, everyone=failure.retry_after is not None)
-        assert failure is not None
+            if failure.retry_after is not None:
+                self.gate.pause(delay)
+            return Again(YoutubeTry(task, tries, fetched), after=delay)
         message = failure.message
         if tries > 1:
             message = f"{message} (after {tries} tries)"

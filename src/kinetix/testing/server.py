@@ -95,6 +95,7 @@ class Fault:
     skip: int = 0  # matching requests let through untouched before it starts
     params: dict[str, Any] = field(default_factory=dict)
     hits: int = 0
+    method: str | None = None  # only requests of this method match (None: any)
 
     @property
     def active(self) -> bool:
@@ -110,6 +111,7 @@ class RequestRecord:
     path: str
     start: float
     end: float
+    status: int = 0  # the answer's HTTP status (0: none was sent)
 
 
 @dataclass
@@ -266,18 +268,26 @@ class MirrorServer:
     # --- faults and stats -----------------------------------------------------------------------
 
     def add_fault(
-        self, pattern: str, kind: str, *, times: int | None = 1, skip: int = 0, **params: Any
+        self,
+        pattern: str,
+        kind: str,
+        *,
+        times: int | None = 1,
+        skip: int = 0,
+        method: str | None = None,
+        **params: Any,
     ) -> Fault:
         """Make requests for paths matching ``pattern`` misbehave; see ``FAULT_KINDS``.
 
-        The first active fault whose pattern matches is applied; ``times`` counts the
-        requests it hits before healing (None: forever), after ``skip`` untouched ones.
+        The first active fault whose pattern (and ``method``, when given) matches is applied;
+        ``times`` counts the requests it hits before healing (None: forever), after ``skip``
+        untouched ones.
         """
         if kind not in FAULT_KINDS:
             raise ValueError(
                 f"unknown fault kind {kind!r}; valid kinds are {', '.join(FAULT_KINDS)}"
             )
-        fault = Fault(pattern.lstrip("/"), kind, times, skip, dict(params))
+        fault = Fault(pattern.lstrip("/"), kind, times, skip, dict(params), method=method)
         with self._lock:
             self._faults.append(fault)
         return fault
@@ -309,6 +319,8 @@ class MirrorServer:
             for fault in self._faults:
                 if not fault.active or not fnmatch.fnmatchcase(path, fault.pattern):
                     continue
+                if fault.method is not None and fault.method != method:
+                    continue
                 if method == "HEAD" and fault.kind in _BODY_FAULTS:
                     continue
                 if fault.skip > 0:
@@ -323,8 +335,8 @@ class MirrorServer:
             self._stats.requests[path] += 1
             self._stats.range_requests += ranged
 
-    def log_request(self, method: str, path: str, start: float) -> None:
-        record = RequestRecord(method, path, start, time.monotonic())
+    def log_request(self, method: str, path: str, start: float, status: int = 0) -> None:
+        record = RequestRecord(method, path, start, time.monotonic(), status)
         with self._lock:
             self._stats.log.append(record)
 
@@ -424,12 +436,17 @@ class _MirrorHandler(BaseHTTPRequestHandler):
 
     def _logged(self, *, head: bool) -> None:
         start = time.monotonic()
+        self._status = 0
         try:
             self._serve(head=head)
         finally:
             self.server.mirror.log_request(
-                self.command, unquote(urlsplit(self.path).path).lstrip("/"), start
+                self.command, unquote(urlsplit(self.path).path).lstrip("/"), start, self._status
             )
+
+    def send_response(self, code: int, message: str | None = None) -> None:
+        self._status = code
+        super().send_response(code, message)
 
     # --- answers --------------------------------------------------------------------------------
 
