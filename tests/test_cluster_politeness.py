@@ -92,6 +92,17 @@ def most_clips_at_once(log: list[RequestRecord]) -> int:
     return most
 
 
+def reaches_the_rate(achieved: float, rate: float) -> None:
+    """The lower bound: within 10% of ``rate``, unless the machine is too busy to get there."""
+    load = os.getloadavg()[0] / (os.cpu_count() or 1)
+    if achieved < 0.9 * rate and load > 2:
+        # 4 clips in flight cannot keep up with the gate on a machine this busy: the machine,
+        # not the limiter, set the pace. The upper bounds held; say so instead of failing.
+        pytest.skip(f"{achieved:.2f} lookups/s at load {load:.1f} per core: too busy to reach "
+                    f"--rate {rate}; the upper bounds held")  # fmt: skip
+    assert achieved >= 0.9 * rate, f"{achieved:.2f} lookups/s for --rate {rate}"
+
+
 def present(root: Path) -> int:
     with Manifest(manifest_path(root), readonly=True) as m:
         return sum(1 for _ in m.clips(states=["present"]))
@@ -116,13 +127,7 @@ def test_the_rate_holds_for_four_dask_workers_together(tmp_path, sourced) -> Non
         in_window = sum(1 for u in lookups[i:] if u < t + 4.0)
         assert in_window <= 4.0 * rate + 2, f"{in_window} lookups in 4 s from {t - lookups[0]:.1f}"
     assert most_clips_at_once(log) <= 4
-    load = os.getloadavg()[0] / (os.cpu_count() or 1)
-    if achieved < 0.9 * rate and load > 2:
-        # 4 clips in flight cannot keep up with the gate on a machine this busy: the machine,
-        # not the limiter, set the pace. The upper bounds above held; say so instead of failing.
-        pytest.skip(f"{achieved:.2f} lookups/s at load {load:.1f} per core: too busy to reach "
-                    f"--rate {rate}; the upper bounds held")  # fmt: skip
-    assert achieved >= 0.9 * rate, f"{achieved:.2f} lookups/s for --rate {rate}"
+    reaches_the_rate(achieved, rate)
 
 
 def test_retries_keep_the_rate_and_retry_after_holds_for_every_worker(tmp_path, sourced) -> None:
@@ -155,11 +160,7 @@ def test_retries_keep_the_rate_and_retry_after_holds_for_every_worker(tmp_path, 
     achieved = len(gaps) / sum(gaps)
     assert achieved <= 1.1 * rate, f"{achieved:.2f} lookups/s for --rate {rate}"
     assert most_clips_at_once(log) <= 4
-    load = os.getloadavg()[0] / (os.cpu_count() or 1)
-    if achieved < 0.9 * rate and load > 2:
-        pytest.skip(f"{achieved:.2f} lookups/s at load {load:.1f} per core: too busy to reach "
-                    f"--rate {rate}; the upper bounds held")  # fmt: skip
-    assert achieved >= 0.9 * rate, f"{achieved:.2f} lookups/s for --rate {rate}"
+    reaches_the_rate(achieved, rate)
 
 
 def test_workers_bounds_clips_at_once_on_a_larger_cluster(tmp_path, sourced, four_workers) -> None:
