@@ -21,6 +21,7 @@ from kinetix.config import (
     ExecutorConfig,
     FramesConfig,
     ProcessConfig,
+    RepairConfig,
     SlurmConfig,
     VerifyConfig,
 )
@@ -46,6 +47,7 @@ distributed = pytest.importorskip("distributed")
         lambda e: VerifyConfig(executor=e),
         lambda e: ProcessConfig(executor=e),
         lambda e: FramesConfig(executor=e),
+        lambda e: RepairConfig(executor=e),
         lambda e: ExportConfig(format="webdataset", executor=e),
     ],
 )
