@@ -1,14 +1,22 @@
-"""What the fault tests share: the inputs, their clean runs, how they are compared, and how to
-find a worker mid-task (tests/test_cluster_faults.py, tests/test_slurm_faults.py)."""
+"""What the fault tests share: the inputs, their clean runs (as module fixtures: a test module
+takes them with ``pytest_plugins = ["_faults"]``), how they are compared, how to run the CLI in
+a process of its own and find what it left running, and how to find a worker mid-task
+(tests/test_cluster_faults.py, tests/test_slurm_faults.py, tests/test_crash_points.py,
+tests/test_interrupts.py)."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import sys
+import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from _procs import descendants, opens_under, processes
+import pytest
+from _procs import descendants, opens_under, processes, wait_until
 from _roots import RootClip, build_videos_root, clips
 
 from kinetix.card import CARD_NAME
@@ -60,6 +68,21 @@ def make_videos(root: Path) -> Path:
     )
 
 
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_videos(tmp_path_factory.mktemp("fault-videos"))
+
+
+@pytest.fixture(scope="module")
+def clean_frames(videos: Path, tmp_path_factory: pytest.TempPathFactory) -> Clean:
+    return clean_frames_run(videos, tmp_path_factory.mktemp("clean-frames"))
+
+
+@pytest.fixture(scope="module")
+def clean_download(mirror: Any, tmp_path_factory: pytest.TempPathFactory) -> Clean:
+    return clean_download_run(mirror.root, tmp_path_factory.mktemp("clean-download"))
+
+
 def clean_frames_run(videos: Path, out: Path) -> Clean:
     """Frames of ``videos`` extracted by the local executor, untroubled."""
     assert main(["frames", str(videos), "--out", str(out), "--workers", "2", "--no-progress"]) == 0
@@ -90,6 +113,79 @@ def check_like_clean(root: Path, clean: Clean) -> None:
     assert recorded(root) == rows
     assert leftovers(root) == []
     assert_unlocked(root)
+
+
+# --- the CLI in a process of its own ---------------------------------------------------------
+
+MARKER = "KINETIX_TEST_RUN"  # every process of one run inherits it: how its leftovers are found
+
+
+def cli(argv: list[str]) -> list[str]:
+    return [sys.executable, "-m", "kinetix.cli.main", *argv]
+
+
+class Run:
+    """``kinetix ARGV`` started in its own session, tagged so that whatever it starts (pool
+    workers, Dask workers, ffmpeg) can be found after it is gone."""
+
+    def __init__(self, argv: list[str], **env: str):
+        self.tag = uuid.uuid4().hex
+        self.env = {**os.environ, MARKER: self.tag, **env}
+        self.proc = subprocess.Popen(
+            cli(argv), env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            start_new_session=True,
+        )  # fmt: skip
+
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def wait(self, timeout: float = 120) -> tuple[int, str]:
+        """(exit code, stderr); a run that does not end in ``timeout`` s is a hang: killed."""
+        try:
+            _, err = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill_all()
+            pytest.fail(f"kinetix {self.proc.args[3:]} did not end within {timeout} s")
+        return self.proc.returncode, err
+
+    def family(self) -> list[int]:
+        """Live processes of this run, the main one included."""
+        return tagged(MARKER, self.tag)
+
+    def assert_no_orphans(self, seconds: float = 15) -> None:
+        """Nothing of the run is left running (generous: workers notice within a second)."""
+        if not wait_until(lambda: not self.family(), seconds):
+            left = [p.cmdline[:120] for p in processes() if p.pid in self.family()]
+            self.kill_all()
+            pytest.fail(f"processes outlived the run: {left}")
+
+    def kill_all(self) -> None:
+        for pid in [*self.family(), self.proc.pid]:
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass
+        self.proc.wait()
+
+
+def tagged(name: str, value: str) -> list[int]:
+    """Live (not zombie) processes whose environment holds ``name=value``."""
+    needle = f"{name}={value}".encode()
+    found = []
+    for p in processes():
+        try:
+            env = Path(f"/proc/{p.pid}/environ").read_bytes()
+        except OSError:
+            continue
+        if needle in env.split(b"\0"):
+            found.append(p.pid)
+    return found
+
+
+def rerun(argv: list[str], timeout: float = 300) -> None:
+    """The same command again, untroubled: it must finish the job."""
+    done = subprocess.run(cli(argv), capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stderr[-3000:]
 
 
 # --- who to kill ------------------------------------------------------------------------------

@@ -13,6 +13,9 @@ from _fakes import SleepRecorder
 from kinetix.testing.mirror import DEFAULT_VIDEO, MirrorIndex, MirrorSpec, build_mirror
 from kinetix.transfer import retry
 
+# Helpers test modules import (and take as a plugin for its fixtures): rewrite their asserts too.
+pytest.register_assert_rewrite("_faults", "_procs")
+
 if TYPE_CHECKING:
     from kinetix.testing.server import MirrorServer
 

@@ -15,21 +15,16 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from _faults import (
     SHARD_BPS,
-    Clean,
     assert_unlocked,
     check_like_clean,
-    clean_download_run,
-    clean_frames_run,
     download_argv,
     ffmpeg_writing_under,
     frames_argv,
     jpg_written,
-    make_videos,
     my_workers,
     part_has_bytes,
     writing_a_part,
@@ -43,22 +38,9 @@ from kinetix.process.ffmpeg import run_ffmpeg
 from kinetix.store.layout import partial_dir
 from kinetix.testing.server import MirrorServer
 
+pytest_plugins = ["_faults"]  # videos, clean_frames, clean_download
+
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc")
-
-
-@pytest.fixture(scope="module")
-def videos(tmp_path_factory) -> Path:
-    return make_videos(tmp_path_factory.mktemp("fault-videos"))
-
-
-@pytest.fixture(scope="module")
-def clean_frames(videos, tmp_path_factory) -> Clean:
-    return clean_frames_run(videos, tmp_path_factory.mktemp("clean-frames"))
-
-
-@pytest.fixture(scope="module")
-def clean_download(mirror, tmp_path_factory) -> Clean:
-    return clean_download_run(mirror.root, tmp_path_factory.mktemp("clean-download"))
 
 
 # --- a worker killed mid-task -----------------------------------------------------------------

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from _procs import processes
 
 from kinetix.errors import LockedError
 from kinetix.store.lock import RootLock
@@ -108,3 +109,37 @@ def test_a_root_kept_locked_after_its_holder_died_names_the_processes(tmp_path: 
     finally:
         keeper.kill()
         keeper.wait()
+
+
+def test_a_killed_youtube_run_leaves_no_ffmpeg_behind(tmp_path: Path, mirror) -> None:
+    # yt-dlp starts its own ffmpeg to fetch a clip's section; after kill -9 of kinetix those
+    # fetched on until their section ended (and the trims' ffmpeg likewise, before they died
+    # with their worker). Now each is in a group of its own and dies with what started it.
+    from _faults import Run
+
+    from kinetix.testing.server import MirrorServer
+
+    with MirrorServer(mirror.root, total_bps=60_000) as server:  # sections take seconds
+        argv = ["download", "k700", "--split", "val", "--root", str(tmp_path / "root"),
+                "--mirror", server.url, "--source", "youtube", "--rate", "50",
+                "--youtube-url-template", server.url + "youtube/{youtube_id}.mp4",
+                "--no-progress"]  # fmt: skip
+        run = Run(argv, KINETIX_CACHE=str(tmp_path / "cache"))
+        try:
+
+            def fetching() -> list[int]:
+                return [
+                    p.pid
+                    for p in processes()
+                    if p.pid in run.family() and "ffmpeg" in p.cmdline and "youtube/" in p.cmdline
+                ]
+
+            assert wait_until(lambda: fetching() or run.proc.poll() is not None, 120)
+            tools = fetching()
+            assert tools, "no ffmpeg was seen fetching a section; nothing was tested"
+            assert all(os.getpgid(pid) == pid for pid in tools), "ffmpeg shares kinetix's group"
+            run.proc.send_signal(signal.SIGKILL)
+            run.proc.wait()
+            run.assert_no_orphans(10)
+        finally:
+            run.kill_all()

@@ -19,15 +19,11 @@ import pytest
 from _cluster import TEST_SHAPE
 from _faults import (
     SHARD_BPS,
-    Clean,
     check_like_clean,
-    clean_download_run,
-    clean_frames_run,
     download_argv,
     ffmpeg_writing_under,
     frames_argv,
     jpg_written,
-    make_videos,
     part_has_bytes,
 )
 from _procs import Killer, opens_under, processes, wait_until
@@ -37,26 +33,13 @@ from kinetix.store.layout import partial_dir
 from kinetix.store.lock import RootLock
 from kinetix.testing.server import MirrorServer
 
+pytest_plugins = ["_faults"]  # videos, clean_frames, clean_download
+
 pytestmark = [
     pytest.mark.slurm,
     pytest.mark.usefixtures("slurm_cluster"),
     pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc"),
 ]
-
-
-@pytest.fixture(scope="module")
-def videos(tmp_path_factory) -> Path:
-    return make_videos(tmp_path_factory.mktemp("fault-videos"))
-
-
-@pytest.fixture(scope="module")
-def clean_frames(videos, tmp_path_factory) -> Clean:
-    return clean_frames_run(videos, tmp_path_factory.mktemp("clean-frames"))
-
-
-@pytest.fixture(scope="module")
-def clean_download(mirror, tmp_path_factory) -> Clean:
-    return clean_download_run(mirror.root, tmp_path_factory.mktemp("clean-download"))
 
 
 @pytest.fixture

@@ -27,6 +27,7 @@ from kinetix.catalog.clip import Clip
 from kinetix.catalog.downstream import downstream_name
 from kinetix.catalog.releases import CVDF_BASE, Release, check_split, get_release, join_url
 from kinetix.config import DownloadConfig, Selection, SourceKind, VerifyConfig
+from kinetix.crashpoints import crash_point
 from kinetix.errors import ConfigError, ConnectError, DiskSpaceError, ErrorCode, KinetixError
 from kinetix.executors import (
     Again,
@@ -654,6 +655,7 @@ def run_replacement(
         manifest.set_shard(
             ident, release=release.name, split=config.split, name=replacement, state="pending"
         )
+        crash_point("download.replacement")
     else:
         return
     failures = len(report.errors)
@@ -941,11 +943,11 @@ def _cluster_executor(config: DownloadConfig, tools: tuple[str, ...]) -> Executo
 
 def apply_result(manifest: Manifest, result: TaskResult, report: DownloadReport) -> None:
     updates = [u for u in result.updates if not _unpresents(manifest, u, report)]
-    manifest.apply(updates)
-    if result.shard_url is not None:
-        manifest.set_shard(result.shard_url, count_attempt=True, **result.shard_fields)
-        if result.error is None:
-            manifest.set_shard_members(result.shard_url, result.shard_members)
+    if result.shard_url is None:
+        manifest.apply(updates)
+    else:
+        members = result.shard_members if result.error is None else None
+        manifest.apply_shard(result.shard_url, updates, result.shard_fields, members)
     report.bytes_transferred += result.bytes_transferred
     for u in updates:
         state = u.fields.get("state")

@@ -104,11 +104,23 @@ class StopToken:
             raise Interrupted(self.signum)
 
 
+TRANSFERS_NOTE = (
+    "finished clips are recorded, transfers in flight keep their partial files for the next run "
+    "(send it again to stop at once)"
+)
+# verify, process, frames: the tasks in flight are abandoned at once, so the stop is quick and
+# the one line the CLI prints at the end says it all (the acknowledgement is for -v).
+WORKERS_NOTE = "finished clips are recorded; the clips in progress are redone by the next run"
+
+
 @contextlib.contextmanager
-def stop_on_signals(token: StopToken | None = None) -> Iterator[StopToken]:
+def stop_on_signals(
+    token: StopToken | None = None, *, note: str = TRANSFERS_NOTE, level: int = logging.WARNING
+) -> Iterator[StopToken]:
     """Route SIGINT and SIGTERM to ``token`` for the ``with`` block (main thread only).
 
-    Elsewhere (a library call from a worker thread) the token still works, set by hand.
+    The first signal inside a job loop is acknowledged with ``note`` at ``level``. Elsewhere
+    (a library call from a worker thread) the token still works, set by hand.
     """
     token = token or StopToken()
     if threading.current_thread() is not threading.main_thread():
@@ -118,11 +130,7 @@ def stop_on_signals(token: StopToken | None = None) -> Iterator[StopToken]:
     def handle(signum: int, frame: object) -> None:
         if (token.is_set() and token.signum is not None) or not token.deferring:
             raise Interrupted(signum)  # a second signal, or nothing in flight: stop at once
-        log.warning(
-            "%s: stopping; finished clips are recorded, transfers in flight keep their partial "
-            "files for the next run (send it again to stop at once)",
-            signal.Signals(signum).name,
-        )
+        log.log(level, "%s: stopping; %s", signal.Signals(signum).name, note)
         # Aborting transfers takes locks the interrupted code may hold: not in the handler.
         threading.Thread(target=token.set, args=(signum,), name="kinetix-stop").start()
 

@@ -20,7 +20,7 @@ import sqlite3
 import sys
 from collections.abc import Iterator, Sequence
 
-from kinetix import __version__
+from kinetix import __version__, crashpoints
 from kinetix.errors import (
     AnnotationError,
     ConfigError,
@@ -134,6 +134,7 @@ def _run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     if verbosity < 0 and hasattr(args, "no_progress"):
         args.no_progress = True
+    crashpoints.arm()  # tests only: KINETIX_CRASH_AT names a phase to kill -9 this run at
     try:
         code = int(args.func(args) or 0)
         sys.stdout.flush()  # inside the try: a reader that went away is caught below

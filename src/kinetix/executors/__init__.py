@@ -85,6 +85,7 @@ def run_tasks(
     pace: Callable[[], float] | None = None,
     in_flight: int | None = None,
     stop: StopToken | None = None,
+    abandon: bool = False,
 ) -> None:
     """Run ``fn`` over ``tasks`` on ``executor``; ``on_result`` gets each result in this process.
 
@@ -96,7 +97,10 @@ def run_tasks(
     cluster), so it must not block: while it says wait, results keep being collected.
     ``in_flight`` caps the tasks handed out at once (default: the executor's own bound).
     ``stop`` set (Ctrl-C, SIGTERM, a full disk): nothing more is handed out, first tries or
-    retries; the results of the tasks in flight still reach ``on_result``.
+    retries; the results of the tasks in flight still reach ``on_result``. With ``abandon``
+    (verify, process, frames: a clip takes a while and its output is written under a temporary
+    name) the tasks in flight are not waited for: the executor's ``abort`` ends them (pool
+    workers killed with their ffmpeg; on Dask they are cancelled and the cluster closed).
     """
     queue = executor.open_queue(fn, kind=kind, limit=in_flight)
     fresh = iter(tasks)
@@ -108,6 +112,11 @@ def run_tasks(
         while True:
             wait: float | None = None  # until something may be dispatched; None: only results
             stopped = stop is not None and stop.is_set()
+            if stopped and abandon:
+                abort = getattr(executor, "abort", None)
+                if abort is not None:
+                    abort()
+                return
             while queue.in_flight < queue.capacity and not stopped:
                 if not held:
                     now = time.monotonic()
@@ -129,6 +138,8 @@ def run_tasks(
                     return
                 time.sleep(max(wait or 0.0, 0.0))  # nothing running: only time can help
                 continue
+            if abandon and stop is not None:  # look at the stop token now and then
+                wait = _STOP_POLL if wait is None else min(wait, _STOP_POLL)
             for result in queue.collect(timeout=wait):
                 verdict = on_result(result)
                 if verdict is True:
@@ -141,3 +152,4 @@ def run_tasks(
 
 
 _END = object()
+_STOP_POLL = 0.25  # seconds: how soon an abandoning run notices its stop token

@@ -63,6 +63,9 @@ class Executor(Protocol):
 
     def close(self) -> None: ...
 
+    # Optional: ``abort()`` (any thread) makes a running ``map_unordered`` stop at once,
+    # abandoning the tasks in flight; ``run_tasks`` calls it when its stop token is set.
+
 
 def stream_results(queue: TaskQueue[T, R], items: Iterable[T]) -> Iterator[R]:
     """Every result of ``items`` run through ``queue``, as they finish; tasks fed lazily.

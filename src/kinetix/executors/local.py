@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import os
@@ -96,6 +97,19 @@ class LocalExecutor:
                 "a worker process died (killed, or out of memory); the tasks it and the other "
                 "workers held run again on new workers"
             )
+
+    def abort(self) -> None:
+        """Stop now (Ctrl-C, SIGTERM): end every worker process, whatever it is running.
+
+        Their ffmpeg dies with them (see ``orphans``), so a long clip does not hold the stop
+        up; threads cannot be killed, so I/O tasks already running finish.
+        """
+        for pool in list(self._pools.values()):
+            workers = getattr(pool, "_processes", None) or {}
+            for process in list(workers.values()):
+                with contextlib.suppress(OSError, ValueError, AttributeError):  # gone already
+                    process.kill()
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def close(self) -> None:
         for pool in self._pools.values():

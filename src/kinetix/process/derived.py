@@ -15,8 +15,10 @@ from typing import Any, NamedTuple, Protocol
 from kinetix.catalog.clip import Clip
 from kinetix.catalog.downstream import get_downstream
 from kinetix.config import ExecutorConfig
+from kinetix.crashpoints import crash_point
 from kinetix.errors import ConfigError, ErrorCode
 from kinetix.executors import Executor, LocalExecutor, Preflight, TaskKind, open_executor, run_tasks
+from kinetix.interrupts import StopToken
 from kinetix.process.reconcile import row_relpath
 from kinetix.process.writer import ManifestWriter
 from kinetix.progress import Progress
@@ -289,19 +291,26 @@ class DerivedDataset:
         executor: Executor,
         report: DerivedReport,
         emit: Callable[[str], None] | None = None,
+        stop: StopToken | None = None,
     ) -> None:
         """Map ``fn`` over ``tasks`` on ``executor`` and apply every result.
 
         A full disk stops the run: every further clip would fail the same way, and what is
-        done stays done for the rerun.
+        done stays done for the rerun. ``stop`` set (Ctrl-C, SIGTERM): the tasks in flight are
+        abandoned, what finished is recorded, then ``Interrupted`` is raised.
         """
+        stop = stop or StopToken()
         relpaths = {(t.release, t.split, t.key): t.relpath for t in tasks}
         progress = Progress(self.kind, total_clips=len(tasks), emit=emit)
+        phase = "frames.record" if self.kind == "frames" else "process.record"
         try:
-            with ManifestWriter(self.manifest) as writer:
+            with ManifestWriter(self.manifest) as writer, stop.running():
 
                 def record(update: ClipUpdate) -> bool:
+                    if stop.is_set() and update.fields.get("state") != ClipState.PRESENT.value:
+                        return False  # a failure after the stop may be the stop's doing
                     writer.add(update)
+                    crash_point(phase)
                     ok = report.record(update, relpaths[(update.release, update.split, update.key)])
                     progress.add_clips(1 if ok else 0, failed=0 if ok else 1)
                     if update.fields.get("error_code") == ErrorCode.NO_SPACE.value:
@@ -312,9 +321,18 @@ class DerivedDataset:
                         return True
                     return False
 
-                run_tasks(tasks, fn, executor, on_result=record, kind=TaskKind.CPU)
+                run_tasks(
+                    tasks,
+                    fn,
+                    executor,
+                    on_result=record,
+                    kind=TaskKind.CPU,
+                    stop=stop,
+                    abandon=True,
+                )
         finally:
             progress.close()
+        stop.raise_if_signalled()
 
     def open_executor(
         self, config: ExecutorConfig, workers: int | None, *, needed: bool = True

@@ -10,7 +10,7 @@ import subprocess
 from dataclasses import dataclass
 
 from kinetix.errors import ErrorCode, FFmpegError, KinetixError
-from kinetix.executors.orphans import tool_preexec
+from kinetix.executors.orphans import tool_spawn_options
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def run_ffmpeg(args: list[str], *, timeout: float | None = 600, quiet: bool = Tr
     argv += args
     log.debug("ffmpeg %s", " ".join(args))
     try:
-        proc = subprocess.run(argv, capture_output=True, timeout=timeout, preexec_fn=tool_preexec())
+        proc = subprocess.run(argv, capture_output=True, timeout=timeout, **tool_spawn_options())
     except subprocess.TimeoutExpired as exc:
         raise FFmpegError(argv, -1, f"timed out after {timeout}s") from exc
     stderr = proc.stderr.decode(errors="replace")

@@ -13,8 +13,10 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from kinetix.config import FramesConfig, JpegEncoder
+from kinetix.crashpoints import crash_point
 from kinetix.errors import DiskSpaceError, ErrorCode, FFmpegError, MediaError
 from kinetix.executors import Executor, TaskKind, run_tasks
+from kinetix.interrupts import WORKERS_NOTE, StopToken, stop_on_signals
 from kinetix.process.audio import WAV_NAME, audio_output_args, extract_audio
 from kinetix.process.derived import (
     DerivedDataset,
@@ -117,8 +119,10 @@ def extract_frames(task: FramesTask) -> ClipUpdate:
         dest = Path(task.dest)
         if dest.exists():  # an incomplete folder from an earlier run: replaced whole
             shutil.rmtree(dest)
+        crash_point("frames.task")
         dest.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp, dest)
+        crash_point("frames.placed")
     except FFmpegError as exc:
         return failed_update(task, error_code(exc), error_tail(exc))
     except MediaError as exc:
@@ -195,7 +199,10 @@ def extract_dataset(
     encoder = resolve_encoder(config.encoder)
     settings = frames_settings(config, encoder)
     started = time.monotonic()
-    with DerivedDataset(Path(root), Path(out), kind="frames", settings=settings) as ds:
+    with (
+        stop_on_signals(note=WORKERS_NOTE, level=logging.INFO) as stop,
+        DerivedDataset(Path(root), Path(out), kind="frames", settings=settings) as ds,
+    ):
         report = DerivedReport(ds.source, ds.out)
         work = ds.plan(
             report, relpath=frame_relpath, problem=folder_problem,
@@ -212,8 +219,8 @@ def extract_dataset(
         ]  # fmt: skip
         executor = ds.open_executor(config.executor, config.workers, needed=bool(tasks))
         try:
-            rest = _sample_space(ds, tasks, config, report, executor)
-            ds.run(rest, extract_frames, executor, report, emit)
+            rest = _sample_space(ds, tasks, config, report, executor, stop)
+            ds.run(rest, extract_frames, executor, report, emit, stop)
         finally:
             executor.close()
     report.seconds = time.monotonic() - started
@@ -233,6 +240,7 @@ def _sample_space(
     config: FramesConfig,
     report: DerivedReport,
     executor: Executor,
+    stop: StopToken,
 ) -> list[FramesTask]:
     """Extract the first few clips, and refuse the rest if they will not fit on the disk.
 
@@ -243,8 +251,8 @@ def _sample_space(
     """
     sizes: list[int] = []
     taken = 0
-    with ManifestWriter(ds.manifest) as writer:
-        while taken < len(tasks) and len(sizes) < config.sample_clips:
+    with ManifestWriter(ds.manifest) as writer, stop.running():
+        while taken < len(tasks) and len(sizes) < config.sample_clips and not stop.is_set():
             batch = tasks[taken : taken + config.sample_clips - len(sizes)]
             taken += len(batch)
             relpaths = {(t.release, t.split, t.key): t.relpath for t in batch}
@@ -252,7 +260,10 @@ def _sample_space(
             def record(
                 update: ClipUpdate, relpaths: dict[tuple[str, str, str], str] = relpaths
             ) -> None:
+                if stop.is_set() and update.fields.get("state") != ClipState.PRESENT.value:
+                    return  # a failure after the stop may be the stop's doing
                 writer.add(update)
+                crash_point("frames.record")
                 relpath = relpaths[(update.release, update.split, update.key)]
                 if report.record(update, relpath):
                     sizes.append(int(update.fields["bytes"]))
@@ -262,7 +273,16 @@ def _sample_space(
                         f"{relpath}; free some space or choose another --out"
                     )
 
-            run_tasks(batch, extract_frames, executor, on_result=record, kind=TaskKind.CPU)
+            run_tasks(
+                batch,
+                extract_frames,
+                executor,
+                on_result=record,
+                kind=TaskKind.CPU,
+                stop=stop,
+                abandon=True,
+            )
+    stop.raise_if_signalled()
     rest = tasks[taken:]
     if not rest or not sizes:
         return rest

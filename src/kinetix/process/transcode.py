@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from kinetix.config import ProcessConfig, VideoCodec
+from kinetix.crashpoints import crash_point
 from kinetix.errors import ErrorCode, FFmpegError, MediaError
+from kinetix.interrupts import WORKERS_NOTE, stop_on_signals
 from kinetix.process.derived import DerivedDataset, DerivedReport, DoneRow, failed_update
 from kinetix.process.ffmpeg import error_code, error_tail, file_arg, run_ffmpeg, threads_per_job
 from kinetix.process.filters import video_filters
@@ -75,6 +77,7 @@ def transcode_clip(task: TranscodeTask) -> ClipUpdate:
         if checked["verify"] != "good":
             code, reason = ErrorCode(checked["error_code"]), checked["error_message"]
             return failed_update(task, code, f"ffmpeg wrote an unusable file: {reason}")
+        crash_point("process.task")
         Path(task.dest).parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp, task.dest)
         size = os.path.getsize(task.dest)
@@ -126,7 +129,10 @@ def process_dataset(
     """Run ``kinetix process``: derive ``out`` from the present, not-bad clips of ``root``."""
     settings = process_settings(config)
     started = time.monotonic()
-    with DerivedDataset(Path(root), Path(out), kind="videos", settings=settings) as ds:
+    with (
+        stop_on_signals(note=WORKERS_NOTE, level=logging.INFO) as stop,
+        DerivedDataset(Path(root), Path(out), kind="videos", settings=settings) as ds,
+    ):
         report = DerivedReport(ds.source, ds.out)
         work = ds.plan(
             report, relpath=lambda rel: rel, problem=output_problem,
@@ -142,7 +148,7 @@ def process_dataset(
         ]  # fmt: skip
         executor = ds.open_executor(config.executor, config.workers, needed=bool(tasks))
         try:
-            ds.run(tasks, transcode_clip, executor, report, emit)
+            ds.run(tasks, transcode_clip, executor, report, emit, stop)
         finally:
             executor.close()
     report.seconds = time.monotonic() - started

@@ -16,8 +16,10 @@ from typing import Any
 import av
 
 from kinetix.config import VerifyConfig, VerifyLevel
+from kinetix.crashpoints import crash_point
 from kinetix.errors import ConfigError, ErrorCode, KinetixError, MediaError
 from kinetix.executors import Preflight, TaskKind, open_executor, run_tasks
+from kinetix.interrupts import WORKERS_NOTE, StopToken, stop_on_signals
 from kinetix.process.probe import VideoInfo, libav_reason, open_video, read_info
 from kinetix.process.reconcile import Reconciliation, fix_root, root_layout, row_relpath, scan_root
 from kinetix.process.writer import ManifestWriter
@@ -287,6 +289,7 @@ def _with_verdict(fields: dict[str, Any], check: Callable[[], None]) -> dict[str
 def verify_clip(task: VerifyTask) -> ClipUpdate:
     """Worker: check one clip; the update says ``verify`` good or bad (with code and message)."""
     fields = inspect_clip(task.path, task.span, task.start_offset, task.config)
+    crash_point("verify.task")
     return ClipUpdate(task.release, task.split, task.key, fields)
 
 
@@ -419,7 +422,11 @@ def verify_dataset(
             f"{root} is a {meta.kind} dataset; verify checks video and frames datasets"
         )
     frames = meta.is_frames
-    with DatasetRoot.open(root, write=True) as ds, writing(root, ds.manifest):
+    with (
+        stop_on_signals(note=WORKERS_NOTE, level=logging.INFO) as stop,
+        DatasetRoot.open(root, write=True) as ds,
+        writing(root, ds.manifest),
+    ):
         manifest = ds.manifest
         rec = scan_frames(root, manifest) if frames else scan_root(root, manifest)
         _note_reconciliation(report, rec)
@@ -432,7 +439,8 @@ def verify_dataset(
         else:
             tasks = _plan(root, manifest, rec, config, report)
         started = time.monotonic()
-        _run(root, manifest, tasks, config, report, emit, verify_folder if frames else verify_clip)
+        task_fn = verify_folder if frames else verify_clip
+        _run(root, manifest, tasks, config, report, emit, task_fn, stop)
         report.seconds = time.monotonic() - started
     from kinetix.card import write_root_card
 
@@ -579,6 +587,7 @@ def _run(
     report: VerifyReport,
     emit: Callable[[str], None] | None,
     check: Callable[[Any], ClipUpdate],
+    stop: StopToken,
 ) -> None:
     if not tasks:
         return
@@ -589,9 +598,10 @@ def _run(
         config.executor, config.workers, preflight=preflight, log_directory=slurm_logs(root)
     )
     try:
-        with ManifestWriter(manifest) as writer:
+        with ManifestWriter(manifest) as writer, stop.running():
 
             def record(update: ClipUpdate) -> None:
+                crash_point("verify.record")
                 report.checked += 1
                 if update.fields["verify"] == "good":
                     report.good += 1
@@ -611,10 +621,13 @@ def _run(
                 writer.add(_quarantine(root, path, update, report))
                 writer.flush()  # a moved file and its row should not disagree for long
 
-            run_tasks(tasks, check, executor, on_result=record, kind=TaskKind.CPU)
+            run_tasks(
+                tasks, check, executor, on_result=record, kind=TaskKind.CPU, stop=stop, abandon=True
+            )
     finally:
         executor.close()
         progress.close()
+    stop.raise_if_signalled()
 
 
 def _quarantine(root: Path, path: Path, update: ClipUpdate, report: VerifyReport) -> ClipUpdate:

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from kinetix.config import YoutubeConfig
 from kinetix.errors import ConfigError, ErrorCode, FFmpegError, SourceError
 from kinetix.executors import Again
+from kinetix.executors.orphans import guard_ytdlp_tools
 from kinetix.process.ffmpeg import find_ffmpeg
 from kinetix.process.probe import looks_like_media
 from kinetix.process.trim import SectionInfo, TrimmedClip, read_section, trim_clip
@@ -688,6 +689,7 @@ class YoutubeSource:
     def _new_ytdlp(self, params: dict[str, Any], url: str) -> Any:
         from yt_dlp import YoutubeDL
 
+        guard_ytdlp_tools()  # its ffmpeg in a group of its own, dying with its worker
         # auto_init=False: our mirror-file extractor must be asked before the generic one.
         ydl = YoutubeDL(params, auto_init=False)
         mirror_ie = _mirror_file_ie()

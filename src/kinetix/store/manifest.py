@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from kinetix.catalog.clip import Clip, clip_key
+from kinetix.crashpoints import crash_point
 from kinetix.errors import ManifestError
 from kinetix.store.damage import (
     damaged_error,
@@ -541,27 +542,52 @@ class Manifest:
 
     def apply(self, updates: Iterable[ClipUpdate]) -> int:
         """Apply worker results in one transaction; returns the number of rows changed."""
-        now = time.time()
-        changed = 0
         with self._db:
-            for u in updates:
-                cols = dict(u.fields)
-                unknown = set(cols) - set(CLIP_COLUMNS)
-                if unknown:
-                    raise ManifestError(f"unknown manifest columns {sorted(unknown)}")
-                if isinstance(cols.get("state"), ClipState):
-                    cols["state"] = cols["state"].value
-                cols["updated_at"] = now
-                sets = ", ".join(f"{k}=?" for k in cols)
-                if u.count_attempt:
-                    sets += ", attempts=attempts+1"
-                cur = self._db.execute(
-                    f"UPDATE clips SET {sets} WHERE release=? AND split=? AND key=?",
-                    (*cols.values(), u.release, u.split, u.key),
-                )
-                changed += cur.rowcount
+            changed = self._apply_rows(updates)
         if self._writer is not None:
             self._writer.maybe_publish()
+        return changed
+
+    def apply_shard(
+        self,
+        url: str,
+        updates: Iterable[ClipUpdate],
+        fields: Mapping[str, Any],
+        members: Iterable[tuple[str, int | None]] | None = None,
+    ) -> int:
+        """A shard's result in one transaction: its clips' rows, its own row (one attempt more)
+        and, when given, its member list. A run killed while recording it leaves all or none:
+        never clips recorded under a shard still said to be unfinished, whose spent ``.part``
+        no rerun would then claim."""
+        with self._db:
+            changed = self._apply_rows(updates)
+            crash_point("download.commit")
+            self._set_shard_row(url, count_attempt=True, **fields)
+            if members is not None:
+                self._set_members(url, members)
+        if self._writer is not None:
+            self._writer.maybe_publish()
+        return changed
+
+    def _apply_rows(self, updates: Iterable[ClipUpdate]) -> int:
+        now = time.time()
+        changed = 0
+        for u in updates:
+            cols = dict(u.fields)
+            unknown = set(cols) - set(CLIP_COLUMNS)
+            if unknown:
+                raise ManifestError(f"unknown manifest columns {sorted(unknown)}")
+            if isinstance(cols.get("state"), ClipState):
+                cols["state"] = cols["state"].value
+            cols["updated_at"] = now
+            sets = ", ".join(f"{k}=?" for k in cols)
+            if u.count_attempt:
+                sets += ", attempts=attempts+1"
+            cur = self._db.execute(
+                f"UPDATE clips SET {sets} WHERE release=? AND split=? AND key=?",
+                (*cols.values(), u.release, u.split, u.key),
+            )
+            changed += cur.rowcount
         return changed
 
     def update(self, release: str, split: str, key: str, **fields: Any) -> int:
@@ -710,25 +736,31 @@ class Manifest:
         return [dict(r) for r in self._db.execute(sql + " ORDER BY url", args)]
 
     def set_shard(self, url: str, *, count_attempt: bool = False, **fields: Any) -> None:
+        with self._db:
+            self._set_shard_row(url, count_attempt=count_attempt, **fields)
+
+    def _set_shard_row(self, url: str, *, count_attempt: bool = False, **fields: Any) -> None:
         unknown = set(fields) - set(SHARD_COLUMNS)
         if unknown:
             raise ManifestError(f"unknown shard columns {sorted(unknown)}")
         fields["updated_at"] = time.time()
-        with self._db:
-            self._db.execute("INSERT OR IGNORE INTO shards (url) VALUES (?)", (url,))
-            sets = ", ".join(f"{k}=?" for k in fields)
-            if count_attempt:
-                sets += ", attempts=attempts+1"
-            self._db.execute(f"UPDATE shards SET {sets} WHERE url=?", (*fields.values(), url))
+        self._db.execute("INSERT OR IGNORE INTO shards (url) VALUES (?)", (url,))
+        sets = ", ".join(f"{k}=?" for k in fields)
+        if count_attempt:
+            sets += ", attempts=attempts+1"
+        self._db.execute(f"UPDATE shards SET {sets} WHERE url=?", (*fields.values(), url))
 
     def set_shard_members(self, url: str, members: Iterable[tuple[str, int | None]]) -> None:
         """Record every member (clip key, bytes) a shard was seen to hold, replacing older lists."""
         with self._db:
-            self._db.execute("DELETE FROM shard_members WHERE url=?", (url,))
-            self._db.executemany(
-                "INSERT OR REPLACE INTO shard_members VALUES (?,?,?)",
-                ((url, key, size) for key, size in members),
-            )
+            self._set_members(url, members)
+
+    def _set_members(self, url: str, members: Iterable[tuple[str, int | None]]) -> None:
+        self._db.execute("DELETE FROM shard_members WHERE url=?", (url,))
+        self._db.executemany(
+            "INSERT OR REPLACE INTO shard_members VALUES (?,?,?)",
+            ((url, key, size) for key, size in members),
+        )
 
     def shard_index(self, urls: Iterable[str]) -> dict[str, str]:
         """Clip key -> URL of a listed shard (among ``urls``) that holds it."""

@@ -14,6 +14,7 @@ from typing import Any, BinaryIO, cast
 
 from isal import isal_zlib
 
+from kinetix.crashpoints import crash_point
 from kinetix.errors import ArchiveError, ConfigError, DiskSpaceError, ErrorCode, TransferError
 from kinetix.transfer.integrity import Integrity
 from kinetix.transfer.mp4check import Mp4Structure
@@ -619,6 +620,7 @@ def _commit(stream: _TarStream, plan: ExtractPlan, report: ExtractReport) -> Non
             report.kept_existing[key] = clip
             continue
         os.replace(writer.temp, writer.destination)
+        crash_point("download.extract")
         report.written[key] = clip
         folders.add(writer.destination.parent)
     stream.temps.clear()

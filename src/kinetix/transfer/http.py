@@ -20,6 +20,7 @@ from types import TracebackType
 import urllib3
 
 from kinetix.config import TransferConfig
+from kinetix.crashpoints import crash_point
 from kinetix.errors import (
     DiskSpaceError,
     ErrorCode,
@@ -766,6 +767,7 @@ class ShardDownload:
                 written = os.pwrite(self._fd, view, position)
                 view = view[written:]
                 position += written
+            crash_point("download.transfer")
         except OSError as exc:
             if exc.errno == errno.ENOSPC:
                 raise self._no_space(exc) from exc
