@@ -7,6 +7,7 @@ import gc
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import (
     FIRST_COMPLETED,
@@ -109,7 +110,13 @@ class LocalExecutor:
             for process in list(workers.values()):
                 with contextlib.suppress(OSError, ValueError, AttributeError):  # gone already
                     process.kill()
-            pool.shutdown(wait=False, cancel_futures=True)
+            if workers:
+                # Let the pool fail its futures first: cancelling one it is about to fail
+                # makes its manager thread die with InvalidStateError (CPython 3.11).
+                deadline = time.monotonic() + 2.0
+                while not getattr(pool, "_broken", True) and time.monotonic() < deadline:
+                    time.sleep(0.01)
+            pool.shutdown(wait=False)
 
     def close(self) -> None:
         for pool in self._pools.values():
