@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextvars
 import errno
 import functools
-import hashlib
 import logging
 import os
 import re
@@ -36,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from kinetix.config import YoutubeConfig
+from kinetix.durable import fsync_dir, fsync_file, sha256_file
 from kinetix.errors import ConfigError, ErrorCode, FFmpegError, SourceError
 from kinetix.executors import Again
 from kinetix.executors.orphans import guard_ytdlp_tools
@@ -593,7 +593,7 @@ class YoutubeSource:
                 raise _Fetched(classify(exc, self.redact), size) from exc
             if landed is not None:
                 return landed, size
-            digest, nbytes = _sha256(path)
+            digest, nbytes = sha256_file(path), path.stat().st_size
             fields = {
                 "state": ClipState.PRESENT.value,
                 "source": SOURCE_NAME,
@@ -818,7 +818,7 @@ class YoutubeSource:
                 section, tmp, task.time_start, task.time_end, self.config.trim,
                 audio=self.config.audio, info=info,
             )  # fmt: skip
-            _fsync(tmp)
+            fsync_file(tmp)
             # checked like `verify` before it is placed: a recorded clip is a usable one
             checked = inspect_clip(tmp, task.time_end - task.time_start, clip.start_offset)
             if checked["verify"] != "good":
@@ -829,7 +829,7 @@ class YoutubeSource:
             if self.landing is not None:
                 return clip, checked, dest, self._land(task, clip, tmp)
             os.replace(tmp, dest)
-            _fsync_dir(dest.parent)
+            fsync_dir(dest.parent)
         finally:
             tmp.unlink(missing_ok=True)
         return clip, checked, dest, None
@@ -893,37 +893,6 @@ def _section_file(work: Path, info: Any) -> Path:
 
 def _partial_bytes(work: Path) -> int:
     return sum(p.stat().st_size for p in work.glob("section.*") if p.is_file())
-
-
-def _sha256(path: Path) -> tuple[str, int]:
-    h = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-            size += len(chunk)
-    return h.hexdigest(), size
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return  # some platforms cannot open folders; the rename itself is still atomic
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 # --- readiness --------------------------------------------------------------------------------
