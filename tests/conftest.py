@@ -124,8 +124,14 @@ DOWNSTREAM_SPEC = MirrorSpec(
 
 
 @pytest.fixture(scope="session")
-def downstream_mirror(tmp_path_factory: pytest.TempPathFactory) -> MirrorIndex:
-    """A mirror whose K700-2020 val/test shards hold clips AVA-Kinetics and Countix rows need."""
+def downstream_mirror(
+    tmp_path_factory: pytest.TempPathFactory, shared_kinetics: Path
+) -> MirrorIndex:
+    """A mirror whose K700-2020 val/test shards hold clips AVA-Kinetics and Countix rows need.
+
+    Its annotation tarballs are made from the real files, so without them the tests that use
+    it skip (and say where to point ``KINETIX_SHARED_DATA``) instead of failing on a 404.
+    """
     return build_mirror(tmp_path_factory.mktemp("downstream-mirror"), DOWNSTREAM_SPEC)
 
 
