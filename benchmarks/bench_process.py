@@ -26,7 +26,8 @@ Y plane against the source's, range-expanded in floating point), over every 10th
 first clips.
 
     python benchmarks/bench_process.py [--small 40] [--hd 0] [--duration 10] [--jobs 2]
-        [--rounds 3] [--pattern scene] [--workdir DIR] [--skip-resize] [--skip-verify]
+        [--rounds 3] [--pattern scene] [--workdir DIR] [--skip-frames] [--skip-resize]
+        [--skip-verify]
 """
 
 from __future__ import annotations
@@ -314,6 +315,7 @@ def main() -> int:
     parser.add_argument("--preset", default="medium", help="x264 preset for the resize test")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (>= 3)")
     parser.add_argument("--workdir", type=Path, help="keep clips here between runs")
+    parser.add_argument("--skip-frames", action="store_true")
     parser.add_argument("--skip-resize", action="store_true")
     parser.add_argument("--skip-verify", action="store_true")
     args = parser.parse_args()
@@ -334,53 +336,57 @@ def main() -> int:
     ffmpeg_frames(ff.path, clips[:2], warm, args.jobs)
     shutil.rmtree(warm)
 
-    q_turbo = jpeg_quality(2)
-    print(f"frames (every frame, -q:v 2; turbo and OpenCV at libjpeg {q_turbo} = equal PSNR), "
-          f"{args.rounds} interleaved rounds: median (min-max)")  # fmt: skip
-    frames_out = work / "frames"
-    clean = remover(frames_out)
-    sample = clips[: min(len(clips), SOURCES)]
-    refs = [source_frames(c, every=10) for c in sample]
+    if not args.skip_frames:
+        q_turbo = jpeg_quality(2)
+        print(f"frames (every frame, -q:v 2; turbo and OpenCV at libjpeg {q_turbo} = equal PSNR), "
+              f"{args.rounds} interleaved rounds: median (min-max)")  # fmt: skip
+        frames_out = work / "frames"
+        clean = remover(frames_out)
+        sample = clips[: min(len(clips), SOURCES)]
+        refs = [source_frames(c, every=10) for c in sample]
 
-    def kinetix_frames(encoder: str) -> Method:
-        config = FramesConfig(encoder=encoder, workers=args.jobs)
-        return (lambda: float(extract_dataset(root, frames_out, config).frames), clean)
+        def kinetix_frames(encoder: str) -> Method:
+            config = FramesConfig(encoder=encoder, workers=args.jobs)
+            return (lambda: float(extract_dataset(root, frames_out, config).frames), clean)
 
-    methods: dict[str, Method] = {
-        "kinetix (ffmpeg encoder)": kinetix_frames("ffmpeg"),
-        "kinetix --encoder turbo": kinetix_frames("turbo"),
-        "ffmpeg CLI -q:v 2": (lambda: ffmpeg_frames(ff.path, clips, frames_out, args.jobs), clean),
-        f"OpenCV imwrite {q_turbo}": (
-            lambda: opencv_frames(clips, frames_out, args.jobs, q_turbo),
-            clean,
-        ),
-        "OpenCV imwrite 95 (mmcv)": (
-            lambda: opencv_frames(clips, frames_out, args.jobs, 95),
-            clean,
-        ),
-    }
-    quality: dict[str, tuple[float, float, float]] = {}
+        methods: dict[str, Method] = {
+            "kinetix (ffmpeg encoder)": kinetix_frames("ffmpeg"),
+            "kinetix --encoder turbo": kinetix_frames("turbo"),
+            "ffmpeg CLI -q:v 2": (
+                lambda: ffmpeg_frames(ff.path, clips, frames_out, args.jobs),
+                clean,
+            ),
+            f"OpenCV imwrite {q_turbo}": (
+                lambda: opencv_frames(clips, frames_out, args.jobs, q_turbo),
+                clean,
+            ),
+            "OpenCV imwrite 95 (mmcv)": (
+                lambda: opencv_frames(clips, frames_out, args.jobs, 95),
+                clean,
+            ),
+        }
+        quality: dict[str, tuple[float, float, float]] = {}
 
-    def keep(name: str) -> None:
-        if name.startswith("kinetix"):
-            rel = {}
-            with Manifest(manifest_path(frames_out), readonly=True) as m:
-                rel = {r.key: r.path for r in m.clips()}
-            with Manifest(manifest_path(root), readonly=True) as m:
-                keys = {str(root / r.path): r.key for r in m.clips()}
-            folders = [frames_out / rel[keys[str(c)]] for c in sample]
-        else:
-            folders = [frames_out / str(i) for i in range(len(sample))]
-        quality[name] = quality_of(folders, refs)
+        def keep(name: str) -> None:
+            if name.startswith("kinetix"):
+                rel = {}
+                with Manifest(manifest_path(frames_out), readonly=True) as m:
+                    rel = {r.key: r.path for r in m.clips()}
+                with Manifest(manifest_path(root), readonly=True) as m:
+                    keys = {str(root / r.path): r.key for r in m.clips()}
+                folders = [frames_out / rel[keys[str(c)]] for c in sample]
+            else:
+                folders = [frames_out / str(i) for i in range(len(sample))]
+            quality[name] = quality_of(folders, refs)
 
-    got = compare(methods, args.rounds, keep)
-    for name, timing in got.items():
-        kb, rgb, luma = quality[name]
-        extra = f"  {kb:5.1f} KB/frame  PSNR RGB {rgb:5.2f} Y {luma:5.2f} dB"
-        report(name, "frames", timing, extra)
-    for ours in ("kinetix (ffmpeg encoder)", "kinetix --encoder turbo"):
-        for peer in ("ffmpeg CLI -q:v 2", f"OpenCV imwrite {q_turbo}"):
-            ratios(f"{ours} vs {peer}", got[ours], got[peer])
+        got = compare(methods, args.rounds, keep)
+        for name, timing in got.items():
+            kb, rgb, luma = quality[name]
+            extra = f"  {kb:5.1f} KB/frame  PSNR RGB {rgb:5.2f} Y {luma:5.2f} dB"
+            report(name, "frames", timing, extra)
+        for ours in ("kinetix (ffmpeg encoder)", "kinetix --encoder turbo"):
+            for peer in ("ffmpeg CLI -q:v 2", f"OpenCV imwrite {q_turbo}"):
+                ratios(f"{ours} vs {peer}", got[ours], got[peer])
 
     if not args.skip_resize:
         print(f"resize (short side 256, libx264 -preset {args.preset} -crf 23), "
