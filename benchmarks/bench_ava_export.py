@@ -124,6 +124,7 @@ def main() -> None:
         }
         walls: dict[str, list[float]] = {k: [] for k in runners}
         cpus: dict[str, list[float]] = {k: [] for k in runners}
+        jpeg_kb: dict[str, float] = {}  # output size: the runners' JPEG qualities differ
         for _ in range(args.rounds):
             for name, run in runners.items():
                 out = work / f"out-{name}"
@@ -132,15 +133,17 @@ def main() -> None:
                 run(out)
                 walls[name].append(time.perf_counter() - wall0)
                 cpus[name].append(cpu_seconds() - cpu0)
+                sizes = [p.stat().st_size for p in out.rglob("*.jpg")]
+                jpeg_kb[name] = sum(sizes) / max(len(sizes), 1) / 1000
         frames = keyframes * 2 * HALF_WINDOW * 30
         print(f"{keyframes} keyframes, {frames} frames at {args.size}; load {os.getloadavg()}")
-        print(f"{'runner':10} {'wall s':>16} {'CPU s':>16} {'CPU ms/frame':>13}")
+        print(f"{'runner':10} {'wall s':>16} {'CPU s':>16} {'CPU ms/frame':>13} {'KB/frame':>9}")
         for name in runners:
             w, c = walls[name], cpus[name]
             print(
                 f"{name:10} {statistics.median(w):7.2f} ({min(w):.2f}-{max(w):.2f}) "
                 f"{statistics.median(c):7.2f} ({min(c):.2f}-{max(c):.2f}) "
-                f"{1000 * statistics.median(c) / frames:13.2f}"
+                f"{1000 * statistics.median(c) / frames:13.2f} {jpeg_kb[name]:9.1f}"
             )
         ratio = statistics.median(cpus["recipe"]) / statistics.median(cpus["kinetix-1"])
         print(f"recipe / kinetix-1 CPU: {ratio:.2f}x")
