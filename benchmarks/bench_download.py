@@ -64,7 +64,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from kinetix.config import TransferConfig
-from kinetix.transfer.http import ShardDownload
+from kinetix.transfer.shard import ShardDownload
 dest, connections, parallel = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 config = TransferConfig(connections=connections)
 

@@ -25,7 +25,7 @@ from _mirror_process import MirrorProcess
 from isal import isal_zlib
 
 from kinetix.config import TransferConfig
-from kinetix.transfer.http import ShardDownload
+from kinetix.transfer.shard import ShardDownload
 
 MB = 1_000_000
 

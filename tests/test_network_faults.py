@@ -17,7 +17,8 @@ from kinetix.config import TransferConfig
 from kinetix.errors import ConfigError, ConnectError, StallError
 from kinetix.testing.server import MirrorServer
 from kinetix.transfer.connection import RateWatch
-from kinetix.transfer.http import ShardDownload, fetch_file
+from kinetix.transfer.http import fetch_file
+from kinetix.transfer.shard import ShardDownload
 
 NAME = "400/val/part_0.tar.gz"
 SMALL = "400/annotations/small.csv"

@@ -22,8 +22,9 @@ from kinetix.errors import ErrorCode, HTTPStatusError, IntegrityError, TransferE
 from kinetix.testing.server import MirrorServer
 from kinetix.transfer import retry
 from kinetix.transfer.connection import proxy_for
-from kinetix.transfer.http import ShardDownload, fetch_file, probe
+from kinetix.transfer.http import fetch_file, probe
 from kinetix.transfer.resume import ResumeState
+from kinetix.transfer.shard import ShardDownload
 
 PIECE = 256 << 10
 SIZE = 3 * (1 << 20) + 12345  # 13 pieces, the last one short
@@ -222,7 +223,7 @@ _CHILD = """
 import sys
 from pathlib import Path
 from kinetix.config import TransferConfig
-from kinetix.transfer.http import ShardDownload
+from kinetix.transfer.shard import ShardDownload
 config = TransferConfig(connections=2, piece_size=int(sys.argv[3]), chunk_size=16384)
 ShardDownload(sys.argv[1], Path(sys.argv[2]), config).start().finish()
 """

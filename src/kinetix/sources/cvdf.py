@@ -35,8 +35,8 @@ from kinetix.transfer.extract import (
     MemberVerdict,
     extract_stream,
 )
-from kinetix.transfer.http import ShardDownload
 from kinetix.transfer.integrity import Integrity, md5_from_etag
+from kinetix.transfer.shard import ShardDownload
 
 if TYPE_CHECKING:
     from kinetix.process.landing import LandingSpec

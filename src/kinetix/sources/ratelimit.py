@@ -6,70 +6,33 @@ Dask or SLURM run keeps one rate for the whole cluster). The gate holds a token 
 (``rate`` requests per second), a pause that a server's ``Retry-After`` extends for everyone,
 and a circuit breaker that stops all workers for a while when most recent answers were
 throttling (HTTP 429, bot checks, dropped connections).
-Time comes from a ``Clock`` so tests drive it by hand.
+Time comes from a ``Clock`` so tests drive it by hand. The bucket, the clock and the backoff
+policy are ``kinetix.transfer.pacing``'s, shared with HTTP transfers and the synthetic mirror.
 """
 
 from __future__ import annotations
 
 import logging
-import random
 import threading
-import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
+from kinetix.transfer.pacing import BackoffPolicy, Clock, TokenBucket
+
 log = logging.getLogger(__name__)
 
-
-class Clock:
-    """Wall time for the gate; tests pass a fake whose ``sleep`` just moves ``monotonic`` on."""
-
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-    def sleep(self, seconds: float) -> None:
-        if seconds > 0:
-            time.sleep(seconds)
-
-
-class TokenBucket:
-    """``rate`` tokens a second, at most ``burst`` saved up; ``take`` says how long to wait."""
-
-    def __init__(self, rate: float, burst: float = 1.0, *, clock: Clock | None = None):
-        if rate <= 0:
-            raise ValueError(f"rate must be > 0 requests/s, got {rate}")
-        self.rate = float(rate)
-        self.burst = max(1.0, float(burst))
-        self._clock = clock or Clock()
-        self._tokens = self.burst
-        self._stamp = self._clock.monotonic()
-        self._lock = threading.Lock()
-
-    def take(self) -> float:
-        """Reserve one token; return the seconds the caller must wait before using it.
-
-        Reserving ahead (the balance may go negative) queues concurrent callers fairly:
-        each waits for its own slot instead of all of them polling for the next one.
-        """
-        with self._lock:
-            now = self._clock.monotonic()
-            self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
-            self._stamp = now
-            self._tokens -= 1.0
-            return max(0.0, -self._tokens / self.rate)
-
-    def acquire(self) -> None:
-        self._clock.sleep(self.take())
-
-    def wait_time(self) -> float:
-        """Seconds until a token is free, reserving nothing (0: ``take`` would not wait)."""
-        with self._lock:
-            now = self._clock.monotonic()
-            tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
-            missing = 1.0 - tokens
-            return 0.0 if missing < 1e-9 else missing / self.rate  # no wait for rounding dust
+__all__ = [
+    "BackoffPolicy",
+    "BreakerPolicy",
+    "BreakerState",
+    "CircuitBreaker",
+    "Clock",
+    "Outcome",
+    "RequestGate",
+    "TokenBucket",
+    "shared_gate",
+]
 
 
 class Outcome(str, Enum):
@@ -182,31 +145,6 @@ class CircuitBreaker:
             message += f". {self._advice}"
         self._warned = True
         log.warning("%s (pause %d)", message, self.trips)
-
-
-@dataclass(frozen=True)
-class BackoffPolicy:
-    """Waits between the tries of one task: exponential with full jitter, or Retry-After."""
-
-    base: float = 2.0
-    throttled_base: float = 15.0  # 429s and bot checks need far longer than a dropped connection
-    cap: float = 300.0
-
-    def delay(
-        self,
-        attempt: int,
-        *,
-        throttled: bool = False,
-        retry_after: float | None = None,
-        rand: Callable[[float, float], float] = random.uniform,
-    ) -> float:
-        """Seconds to wait after try ``attempt`` (counting from 0) failed."""
-        if retry_after is not None:
-            # The server said how long; a day-long quota reset would only stall the run, so
-            # it is capped and the next answer decides.
-            return min(max(retry_after, 0.0), self.cap)
-        base = self.throttled_base if throttled else self.base
-        return rand(0.0, min(self.cap, base * 2.0**attempt))
 
 
 class RequestGate:

@@ -15,7 +15,7 @@ import struct
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -25,6 +25,7 @@ from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 from kinetix.errors import ConfigError
+from kinetix.transfer.pacing import TokenBucket
 
 log = logging.getLogger(__name__)
 
@@ -51,38 +52,12 @@ _CAPPED_CHUNK = 64 << 10  # small sends keep a capped stream smooth
 _UNCAPPED_CHUNK = 1 << 20
 
 
-class TokenBucket:
-    """A bandwidth cap: callers reserve bytes and sleep off any debt, so the rate holds on average.
-
-    Debt makes concurrent callers queue fairly: each sleeps for its share after those before it.
-    """
-
-    def __init__(
-        self,
-        rate: float,
-        burst: float | None = None,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-    ):
-        if rate <= 0:
-            raise ValueError(f"rate must be > 0 bytes/s, got {rate}")
-        self.rate = float(rate)
-        # A twentieth of a second of credit: enough to absorb scheduling jitter, too little
-        # to let an idle connection burst far above its cap.
-        self.burst = float(burst) if burst is not None else max(self.rate / 20, _CAPPED_CHUNK)
-        self._clock = clock
-        self._tokens = self.burst
-        self._stamp = clock()
-        self._lock = threading.Lock()
-
-    def reserve(self, count: int) -> float:
-        """Take ``count`` bytes of credit; return how many seconds the caller must wait first."""
-        with self._lock:
-            now = self._clock()
-            self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
-            self._stamp = now
-            self._tokens -= count
-            return max(0.0, -self._tokens / self.rate)
+def _bandwidth_cap(bps: float) -> TokenBucket:
+    """A bucket of bytes: callers reserve each chunk and sleep off any debt, so the rate holds
+    on average, and debt makes concurrent senders queue fairly."""
+    # A twentieth of a second of credit: enough to absorb scheduling jitter, too little to let
+    # an idle connection burst far above its cap.
+    return TokenBucket(bps, burst=max(bps / 20, _CAPPED_CHUNK), unit="bytes")
 
 
 @dataclass
@@ -172,7 +147,7 @@ class MirrorServer:
         self.total_bps = total_bps
         self.md5_etags = md5_etags
         self._md5: dict[tuple[str, int, int], str] = {}
-        self.total_bucket = TokenBucket(total_bps) if total_bps else None
+        self.total_bucket = _bandwidth_cap(total_bps) if total_bps else None
         self.chunk_size = _CAPPED_CHUNK if (per_connection_bps or total_bps) else _UNCAPPED_CHUNK
         self.stopping = threading.Event()
         self._lock = threading.Lock()
@@ -640,5 +615,5 @@ class _MirrorHandler(BaseHTTPRequestHandler):
         # One bucket per TCP connection, kept across its keep-alive requests.
         bucket: TokenBucket | None = getattr(self, "_bucket", None)
         if bucket is None:
-            bucket = self._bucket = TokenBucket(rate)
+            bucket = self._bucket = _bandwidth_cap(rate)
         return bucket

@@ -1,15 +1,25 @@
-"""When to retry a failed transfer, and how long to wait first (jittered backoff, Retry-After)."""
+"""When to retry a failed transfer, and how long to wait first (jittered backoff, Retry-After).
+
+``Backoff.run`` is the one retry loop of every HTTP request in ``kinetix.transfer``: the
+probe, small-file fetches (``transfer/http.py``) and each piece or stream of a shard
+(``transfer/shard.py``). Its waits are ``transfer/pacing.py``'s ``BackoffPolicy``, the policy
+the YouTube source uses too.
+"""
 
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
+from collections.abc import Callable
 from email.utils import parsedate_to_datetime
+from typing import TypeVar
 
 from kinetix.config import TransferConfig
 from kinetix.errors import ConnectError, ErrorCode, HTTPStatusError, StallError, TransferError
+from kinetix.transfer.pacing import BackoffPolicy
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -88,18 +98,38 @@ class Backoff:
     """Delays between attempts: capped exponential with full jitter, or the server's Retry-After."""
 
     def __init__(self, config: TransferConfig, cancel: threading.Event | None = None):
-        self.base = config.backoff_base
-        self.cap = config.backoff_max
+        # A transfer has no "throttled" tier: a 429 waits what Retry-After says, else the base.
+        self.policy = BackoffPolicy(
+            base=config.backoff_base, throttled_base=config.backoff_base, cap=config.backoff_max
+        )
         self.retries = config.retries
         self.cancel = cancel
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         """Seconds to wait before attempt ``attempt + 1`` (``attempt`` counts from 0)."""
-        if retry_after is not None:
-            # The server said how long; honour it, but a day-long quota reset would only
-            # stall the run, so it is capped like any other wait and the next answer decides.
-            return min(retry_after, self.cap)
-        return random.uniform(0.0, min(self.cap, self.base * 2.0**attempt))
+        return self.policy.delay(attempt, retry_after=retry_after)
+
+    def run(
+        self,
+        attempt: Callable[[], T],
+        *,
+        url: str,
+        kept: str,
+        note: Callable[[], str] | None = None,
+    ) -> T:
+        """Call ``attempt`` until it returns; after each ``TransferError`` wait or give up.
+
+        Permanent failures and exhausted retries raise as ``retry`` says; anything that is not
+        a ``TransferError`` (a halt, a bug) leaves at once. ``note`` is asked after a failure
+        for detail the message lacks (the byte range that attempt asked for).
+        """
+        tries = 0
+        while True:
+            try:
+                return attempt()
+            except TransferError as exc:
+                self.retry(tries, exc, url=url, kept=kept, note=note() if note else "")
+                tries += 1
 
     def retry(
         self, attempt: int, exc: TransferError, *, url: str, kept: str, note: str = ""
