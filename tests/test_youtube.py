@@ -15,9 +15,9 @@ import pytest
 from kinetix.catalog.clip import Clip
 from kinetix.config import TrimMode, YoutubeConfig
 from kinetix.errors import ConfigError
-from kinetix.sources import youtube
 from kinetix.sources.ratelimit import BreakerPolicy, Clock, RequestGate
-from kinetix.sources.youtube import YoutubeSource, YoutubeTask, choose_formats
+from kinetix.sources.youtube import YoutubeSource, YoutubeTask, choose_formats, readiness
+from kinetix.sources.youtube import source as youtube
 from kinetix.store.layout import LabelStyle, manifest_path, partial_dir
 from kinetix.store.manifest import ClipState, Manifest
 from kinetix.testing.media import VideoSpec, frame_index, make_video
@@ -461,11 +461,11 @@ def test_format_choice() -> None:
 
 
 def test_youtube_readiness(monkeypatch: pytest.MonkeyPatch) -> None:
-    report = youtube.youtube_readiness()
+    report = readiness.youtube_readiness()
     assert report["ready"], report["problems"]
     assert report["deno"]["path"] and report["yt_dlp_ejs"]
-    monkeypatch.setattr(youtube, "_deno_path", lambda: "/nonexistent/deno")
-    broken = youtube.youtube_readiness()
+    monkeypatch.setattr(readiness, "_deno_path", lambda: "/nonexistent/deno")
+    broken = readiness.youtube_readiness()
     assert not broken["ready"] and any("deno" in p for p in broken["problems"])
 
 

@@ -84,7 +84,7 @@ def _version(tool: str) -> str | None:
 
         return str(__version__)
     if tool == "deno":
-        from kinetix.sources.youtube import _deno_path
+        from kinetix.sources.youtube.readiness import _deno_path
 
         return _deno_path()
     return None

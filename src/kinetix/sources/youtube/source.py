@@ -12,7 +12,7 @@ Politeness: every try waits at one ``RequestGate`` (token bucket at ``config.rat
 pauses, circuit breaker). The download job hands out single tries (``try_once``) from its one
 process, asking the gate before each and re-queueing transient failures through it
 (``settle``), so the limits hold for a whole cluster, retries included; ``run`` does every try
-of one clip in this process. Failures become stable reasons (``youtube_errors``); transient
+of one clip in this process. Failures become stable reasons (``errors.py``); transient
 ones are tried again, up to ``max_attempts``.
 Cookies and proxy credentials never reach a log line, a message or the manifest.
 """
@@ -24,19 +24,16 @@ import errno
 import functools
 import logging
 import os
-import re
 import shutil
-import subprocess
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from http.cookiejar import CookieJar
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from kinetix.config import YoutubeConfig
 from kinetix.durable import fsync_dir, fsync_file, sha256_file
-from kinetix.errors import ConfigError, ErrorCode, FFmpegError, SourceError
+from kinetix.errors import ErrorCode, FFmpegError, SourceError
 from kinetix.executors import Again
 from kinetix.executors.orphans import guard_ytdlp_tools
 from kinetix.process.ffmpeg import find_ffmpeg
@@ -46,7 +43,10 @@ from kinetix.process.verify import inspect_clip
 from kinetix.sources.base import ClipSpan, TaskResult
 from kinetix.sources.ratelimit import Outcome, RequestGate, shared_gate
 from kinetix.sources.redaction import Redactor, cookie_secrets, path_secrets, proxy_secrets
-from kinetix.sources.youtube_errors import Failure, classify, clean_message
+from kinetix.sources.youtube.cookies import load_cookies
+from kinetix.sources.youtube.errors import Failure, YtdlpLog, classify
+from kinetix.sources.youtube.formats import FormatPicker
+from kinetix.sources.youtube.readiness import _deno_path
 from kinetix.store.layout import LabelStyle, clip_relpath, partial_dir
 from kinetix.store.manifest import ClipState, ClipUpdate
 from kinetix.transfer.extract import describe_head
@@ -57,7 +57,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SOURCE_NAME = "youtube"
-MAX_HEIGHT = 720  # without --short-side: the largest format whose short side is at most this
 # A stream copy ends on a decode-order boundary: frames just before the section's end may be
 # missing (B-frame reordering). Fetching this much past time_end keeps them out of the clip.
 MIN_TAIL = 0.5
@@ -106,190 +105,6 @@ class TryOutcome:
     size: int = 0
 
 
-# --- format choice ----------------------------------------------------------------------------
-
-
-def _is_http(fmt: dict[str, Any]) -> bool:
-    from yt_dlp.utils import determine_protocol
-
-    if not fmt.get("protocol") and not fmt.get("url"):
-        return False
-    return determine_protocol(fmt) in ("http", "https")
-
-
-def _has_video(fmt: dict[str, Any]) -> bool:
-    return fmt.get("vcodec") != "none" and fmt.get("ext") not in ("mhtml", None)
-
-
-def _has_audio(fmt: dict[str, Any]) -> bool:
-    return fmt.get("acodec") not in ("none",)
-
-
-def _is_h264(fmt: dict[str, Any]) -> bool:
-    codec = str(fmt.get("vcodec") or "")
-    return codec.startswith(("avc1", "avc3", "h264"))
-
-
-def _short_side(fmt: dict[str, Any]) -> int | None:
-    w, h = fmt.get("width"), fmt.get("height")
-    if w and h:
-        return int(min(w, h))
-    return int(h) if h else None
-
-
-def choose_formats(
-    formats: Sequence[dict[str, Any]], short_side: int | None, audio: bool = True
-) -> list[dict[str, Any]]:
-    """The formats to fetch: one video format, plus an audio-only one when it has no sound.
-
-    Only plain HTTP(S) formats qualify: ffmpeg seeks in them with Range requests (manifests
-    would fetch whole segments). H.264 in mp4 is preferred (a fast trim can copy it); then
-    with ``short_side`` the smallest format whose short side is at least that, else the
-    largest up to ``MAX_HEIGHT``. Formats without a known size (a direct file) come last.
-    """
-    videos = [f for f in formats if _has_video(f) and _is_http(f)]
-    if not videos:
-        return []
-    h264 = [f for f in videos if _is_h264(f)]
-    pool = h264 or videos
-
-    def key(f: dict[str, Any]) -> tuple[Any, ...]:
-        side = _short_side(f)
-        mp4 = f.get("ext") == "mp4"
-        tbr = float(f.get("tbr") or 0)
-        if side is None:  # unknown size: only when nothing else is there
-            return (2, 0, not mp4, tbr)
-        if short_side is not None:
-            if side >= short_side:
-                return (0, side, not mp4, tbr)  # the smallest big-enough
-            return (1, -side, not mp4, tbr)  # else the biggest there is
-        if side <= MAX_HEIGHT:
-            return (0, -side, not mp4, tbr)  # the biggest up to MAX_HEIGHT
-        return (1, side, not mp4, tbr)  # else the smallest above it
-
-    video = min(pool, key=key)
-    muxed_or_unknown = _has_audio(video)  # "acodec" missing means a direct file: maybe muxed
-    if not audio or muxed_or_unknown:
-        return [video]
-    audios = [f for f in formats if not _has_video(f) and _has_audio(f) and _is_http(f)]
-    if not audios:
-        return [video]
-
-    def audio_key(f: dict[str, Any]) -> tuple[Any, ...]:
-        aac = str(f.get("acodec") or "").startswith("mp4a")
-        # The best AAC up to 160 kbit/s: more is wasted on a training clip.
-        abr = float(f.get("abr") or f.get("tbr") or 0)
-        return (not aac, abr > 160, -abr)
-
-    return [video, min(audios, key=audio_key)]
-
-
-def merged_format(chosen: list[dict[str, Any]]) -> dict[str, Any]:
-    """The dict yt-dlp expects for ``video+audio`` (what its own selector's merge builds)."""
-    if len(chosen) == 1:
-        return chosen[0]
-    from yt_dlp.utils import determine_protocol, get_compatible_ext
-
-    video, audio = chosen
-    ext = get_compatible_ext(
-        vcodecs=[video.get("vcodec")],
-        acodecs=[audio.get("acodec")],
-        vexts=[video["ext"]],
-        aexts=[audio["ext"]],
-    )
-    return {
-        "requested_formats": chosen,
-        "format": f"{video.get('format')}+{audio.get('format')}",
-        "format_id": f"{video['format_id']}+{audio['format_id']}",
-        "ext": ext,
-        "protocol": "+".join(determine_protocol(f) for f in chosen),
-        "width": video.get("width"),
-        "height": video.get("height"),
-        "fps": video.get("fps"),
-        "vcodec": video.get("vcodec"),
-        "acodec": audio.get("acodec"),
-        "tbr": sum(float(f.get("tbr") or 0) for f in chosen) or None,
-    }
-
-
-@functools.lru_cache(maxsize=1)
-def ffmpeg_has_request_size() -> bool:
-    """Whether ffmpeg's HTTP client can bound its Range requests (FFmpeg 8+).
-
-    Without ``request_size`` ffmpeg asks for open-ended ranges ("bytes=N-") and drops the
-    connection when it has enough; whatever the server had in flight is transferred for nothing.
-    """
-    try:
-        proc = subprocess.run(
-            [find_ffmpeg().path, "-hide_banner", "-h", "protocol=http"],
-            capture_output=True,
-            timeout=30,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return b"request_size" in proc.stdout + proc.stderr
-
-
-class _FormatPicker:
-    """The ``format`` callable handed to yt-dlp; remembers its choice for diagnosing failures."""
-
-    def __init__(self, config: YoutubeConfig, span: float, ffmpeg_args: list[str]):
-        self.config = config
-        self.span = span
-        self.ffmpeg_args = ffmpeg_args  # the list yt-dlp passes before each ffmpeg -i
-        self.chosen: list[dict[str, Any]] = []
-
-    def __call__(self, ctx: dict[str, Any]) -> list[dict[str, Any]]:
-        self.chosen = choose_formats(
-            ctx.get("formats") or [], self.config.short_side, self.config.audio
-        )
-        if not self.chosen:
-            return []  # yt-dlp then raises "Requested format is not available"
-        if ffmpeg_has_request_size() and "-request_size" not in self.ffmpeg_args:
-            self.ffmpeg_args += ["-multiple_requests", "1", *self._request_sizes()]
-        return [merged_format(self.chosen)]
-
-    def _request_sizes(self) -> list[str]:
-        # The last request overshoots the section's end by up to one request, so requests are
-        # about an eighth of the section when the bitrate is known (at most ~12% wasted, a
-        # dozen requests on one keep-alive connection); 256 KiB when it is not.
-        kbps = sum(float(f.get("tbr") or 0) for f in self.chosen)
-        size = 256 << 10
-        if kbps:
-            size = int(min(max(kbps * 125 * self.span / 8, 128 << 10), 1 << 20))
-        return ["-request_size", str(size), "-initial_request_size", str(64 << 10)]
-
-
-# --- yt-dlp glue ------------------------------------------------------------------------------
-
-
-class _YtdlpLog:
-    """yt-dlp's ``logger``: everything to our DEBUG log, warnings once, always redacted."""
-
-    _seen: ClassVar[set[str]] = set()  # per process: one warning per distinct message
-    _seen_lock: ClassVar[threading.Lock] = threading.Lock()
-
-    def __init__(self, redact: Callable[[str], str]):
-        self.redact = redact
-
-    def debug(self, message: str) -> None:
-        log.debug("yt-dlp: %s", self.redact(message))
-
-    info = debug
-
-    def warning(self, message: str) -> None:
-        text = clean_message(message, self.redact)
-        with self._seen_lock:
-            if text in self._seen:
-                return
-            self._seen.add(text)
-        log.warning("yt-dlp: %s", text)
-
-    def error(self, message: str) -> None:
-        # Errors come back as exceptions and are recorded per clip; here they would be noise.
-        log.debug("yt-dlp error: %s", self.redact(message))
-
-
 @functools.lru_cache(maxsize=1)
 def _mirror_file_ie() -> Any:
     """An extractor for direct media URLs (a mirror's ``youtube/{id}.mp4``) that only sends HEAD.
@@ -334,99 +149,6 @@ def _mirror_file_ie() -> Any:
             }
 
     return KinetixMirrorFileIE
-
-
-@functools.lru_cache(maxsize=1)
-def _deno_path() -> str | None:
-    """The deno the ``deno`` wheel installed, found even when its bin folder is not on PATH."""
-    try:
-        import deno
-
-        return str(deno.find_deno_bin())
-    except Exception:
-        return None
-
-
-_JARS: dict[tuple[str | None, str | None], CookieJar] = {}
-_JARS_LOCK = threading.Lock()
-
-
-def parse_browser_spec(spec: str) -> tuple[str, str | None, str | None, str | None]:
-    """``BROWSER[+KEYRING][:PROFILE][::CONTAINER]`` as yt-dlp's ``cookiesfrombrowser`` tuple."""
-    from yt_dlp.cookies import SUPPORTED_BROWSERS, SUPPORTED_KEYRINGS
-
-    match = re.fullmatch(
-        r"(?P<name>[^+:]+)(?:\s*\+\s*(?P<keyring>[^:]+))?"
-        r"(?:\s*:\s*(?!:)(?P<profile>.+?))?(?:\s*::\s*(?P<container>.+))?",
-        spec,
-    )
-    if match is None:
-        raise ConfigError(
-            f"--cookies-from-browser {spec!r} is not BROWSER[+KEYRING][:PROFILE][::CONTAINER]"
-        )
-    name, keyring, profile, container = match.group("name", "keyring", "profile", "container")
-    name = name.lower()
-    if name not in SUPPORTED_BROWSERS:
-        raise ConfigError(
-            f"--cookies-from-browser: unknown browser {name!r}; valid values are "
-            f"{', '.join(sorted(SUPPORTED_BROWSERS))}"
-        )
-    if keyring is not None and keyring.upper() not in SUPPORTED_KEYRINGS:
-        raise ConfigError(
-            f"--cookies-from-browser: unknown keyring {keyring!r}; valid values are "
-            f"{', '.join(sorted(SUPPORTED_KEYRINGS))}"
-        )
-    return name, profile, keyring.upper() if keyring else None, container
-
-
-def load_cookies(config: YoutubeConfig) -> CookieJar | None:
-    """The cookies of ``--cookies``/``--cookies-from-browser``, loaded once per process.
-
-    Each try copies them into its own yt-dlp instance, which has no ``cookiefile``: yt-dlp
-    writes its jar back to that file on exit, and many workers doing so would race on the
-    user's file.
-    """
-    if config.cookies is None and config.cookies_from_browser is None:
-        return None
-    key = (None if config.cookies is None else str(config.cookies), config.cookies_from_browser)
-    with _JARS_LOCK:
-        jar = _JARS.get(key)
-        if jar is not None:
-            return jar
-        from yt_dlp import YoutubeDL
-        from yt_dlp.cookies import load_cookies as ytdlp_load_cookies
-
-        if config.cookies is not None:
-            path = Path(config.cookies).expanduser()
-            # Name the flag, never the path: a path can say whose cookies these are.
-            if not path.is_file():
-                raise ConfigError("the --cookies file does not exist or is not a file")
-            if not os.access(path, os.R_OK):
-                raise ConfigError("the --cookies file is not readable")
-        browser = (
-            None
-            if config.cookies_from_browser is None
-            else parse_browser_spec(config.cookies_from_browser)
-        )
-        quiet = YoutubeDL({"quiet": True, "logger": _YtdlpLog(lambda s: "<cookie loader>")})
-        try:
-            jar = ytdlp_load_cookies(
-                None if config.cookies is None else str(Path(config.cookies).expanduser()),
-                browser,
-                quiet,
-            )
-        except Exception as exc:
-            which = "--cookies file" if config.cookies is not None else "browser's cookies"
-            cause = exc.__context__ or exc
-            raise ConfigError(
-                f"the {which} could not be loaded ({type(cause).__name__}); a cookies file must "
-                "be in Netscape format, as browser extensions such as 'Get cookies.txt' export it"
-            ) from None
-        _JARS[key] = jar
-        return jar
-
-
-# --- the source -------------------------------------------------------------------------------
 
 
 class YoutubeSource:
@@ -651,12 +373,12 @@ class YoutubeSource:
         return task.time_start, task.time_end + max(self.config.margin, MIN_TAIL)
 
     def _ytdlp_params(
-        self, work: Path, picker: _FormatPicker, span: tuple[float, float]
+        self, work: Path, picker: FormatPicker, span: tuple[float, float]
     ) -> dict[str, Any]:
         from yt_dlp.utils import download_range_func
 
         params: dict[str, Any] = {
-            "logger": _YtdlpLog(self.redact),
+            "logger": YtdlpLog(self.redact),
             "quiet": True,
             "noprogress": True,
             "color": {"stdout": "no_color", "stderr": "no_color"},
@@ -711,7 +433,7 @@ class YoutubeSource:
 
         url = self.config.url_template.format(youtube_id=task.youtube_id)
         start, end = self.section_bounds(task)
-        picker = _FormatPicker(self.config, end - start, ["-xerror", "-copyts"])
+        picker = FormatPicker(self.config, end - start, ["-xerror", "-copyts"])
         params = self._ytdlp_params(work, picker, (start, end))
 
         def fetch() -> tuple[Path, float | None]:
@@ -742,7 +464,7 @@ class YoutubeSource:
 
         return contextvars.copy_context().run(fetch)
 
-    def _diagnose(self, ydl: Any, picker: _FormatPicker, exc: BaseException) -> Failure:
+    def _diagnose(self, ydl: Any, picker: FormatPicker, exc: BaseException) -> Failure:
         """Why the section download failed.
 
         yt-dlp runs ffmpeg without capturing its output, so a refused or broken range request
@@ -893,64 +615,3 @@ def _section_file(work: Path, info: Any) -> Path:
 
 def _partial_bytes(work: Path) -> int:
     return sum(p.stat().st_size for p in work.glob("section.*") if p.is_file())
-
-
-# --- readiness --------------------------------------------------------------------------------
-
-
-def youtube_readiness() -> dict[str, Any]:
-    """What real YouTube downloads need, checked the way yt-dlp itself will check it.
-
-    YouTube's player challenges need a JavaScript runtime yt-dlp supports (deno, at least
-    yt-dlp's minimum version; the ``deno`` wheel's binary counts even off PATH) and the
-    ``yt-dlp-ejs`` solver scripts at the version this yt-dlp expects.
-    """
-    report: dict[str, Any] = {"ready": False, "problems": []}
-    try:
-        from yt_dlp.version import __version__ as ytdlp_version
-    except ImportError:
-        report["problems"].append("yt-dlp is not installed: pip install 'yt-dlp[default]'")
-        return report
-    report["yt_dlp"] = ytdlp_version
-    try:
-        from yt_dlp.extractor.youtube.jsc._builtin import vendor
-
-        expected = str(vendor.VERSION)
-    except Exception:
-        expected = None
-    try:
-        import yt_dlp_ejs
-
-        ejs: str | None = str(yt_dlp_ejs.version)
-    except ImportError:
-        ejs = None
-    report["yt_dlp_ejs"] = ejs
-    report["yt_dlp_ejs_expected"] = expected
-    if ejs is None:
-        report["problems"].append("yt-dlp-ejs is missing: pip install 'yt-dlp[default]'")
-    elif expected and ejs.split(".")[:2] != expected.split(".")[:2]:
-        report["problems"].append(
-            f"yt-dlp-ejs {ejs} does not match the {expected} this yt-dlp expects: "
-            "pip install -U 'yt-dlp[default]'"
-        )
-    try:
-        from yt_dlp.utils._jsruntime import DenoJsRuntime
-
-        runtime = DenoJsRuntime(path=_deno_path()).info
-    except Exception as exc:  # a private yt-dlp module: it may move in a later release
-        report["deno"] = None
-        report["problems"].append(f"cannot check the JavaScript runtime ({exc})")
-        return report
-    if runtime is None:
-        report["deno"] = None
-        report["problems"].append("no deno found: pip install deno")
-    else:
-        report["deno"] = {"path": runtime.path, "version": runtime.version}
-        if not runtime.supported:
-            minimum = ".".join(map(str, DenoJsRuntime.MIN_SUPPORTED_VERSION))
-            report["problems"].append(
-                f"deno {runtime.version} is older than the {minimum} yt-dlp needs: "
-                "pip install -U deno"
-            )
-    report["ready"] = not report["problems"]
-    return report
