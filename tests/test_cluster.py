@@ -3,6 +3,7 @@ its settings, worker preflight and the SLURM shape checks."""
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import socket
@@ -27,6 +28,7 @@ from kinetix.config import (
 )
 from kinetix.errors import ConfigError
 from kinetix.executors import Again, LocalExecutor, Preflight, TaskKind, open_executor, run_tasks
+from kinetix.executors import preflight as preflight_module
 from kinetix.executors import slurm as slurm_mod
 from kinetix.executors.preflight import check_worker
 from kinetix.export import ExportConfig
@@ -283,6 +285,32 @@ def test_preflight_names_the_worker_host_and_what_is_missing(
     assert line.startswith("worker tcp://127.0.0.1:") and f" on {socket.gethostname()}: " in line
     assert "differs from the parent's 0.0.1" in line
     assert not preflight.token_path.exists()
+
+
+def test_preflight_tools_come_from_the_stage_that_needs_them(tmp_path) -> None:
+    """ffmpeg's and deno's finders are handed in by process/ and sources/; executors imports
+    neither. A worker runs the finders it is sent, and a missing tool is named."""
+    from kinetix.executors.preflight import Tool
+    from kinetix.process.ffmpeg import FFMPEG_TOOL, find_ffmpeg
+
+    preflight = Preflight(tmp_path / "out", tools=(FFMPEG_TOOL, "av"))
+    assert preflight.expected()["ffmpeg"] == find_ffmpeg().version
+    with pytest.raises(ConfigError, match="valid values are av, yt_dlp or a Tool value"):
+        Preflight(tmp_path / "out", tools=("ffmpeg",))
+    gone = Tool("ffmpeg", _no_version)
+    (tmp_path / ".preflight-z").write_text("z")
+    expected = {"ffmpeg": "7.0"}
+    token = str(tmp_path / ".preflight-z")
+    assert check_worker(token, "z", [], expected, {"ffmpeg": gone.version})[1] == [
+        "ffmpeg is missing"
+    ]
+    tree = ast.parse(Path(preflight_module.__file__).read_text())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    assert not {m for m in imported if m.startswith(("kinetix.process", "kinetix.sources"))}
+
+
+def _no_version() -> str | None:
+    return None
 
 
 def test_a_worker_that_does_not_see_the_root_says_so(tmp_path) -> None:

@@ -38,6 +38,7 @@ from kinetix.executors import (
     open_executor,
     run_tasks,
 )
+from kinetix.executors.preflight import AV_TOOL, YT_DLP_TOOL, Tool
 from kinetix.interrupts import StopToken, stop_on_signals
 from kinetix.progress import Progress
 from kinetix.sources.base import TaskResult
@@ -933,7 +934,7 @@ def _shard_executor(
     return _cluster_executor(config, tools=()), fetch_shard
 
 
-def _cluster_executor(config: DownloadConfig, tools: tuple[str, ...]) -> Executor:
+def _cluster_executor(config: DownloadConfig, tools: tuple[Tool, ...]) -> Executor:
     """Workers that see the root (its partial folder) and have ``tools``; one job per worker."""
     preflight = Preflight(partial_dir(config.root), tools=tools)
     return open_executor(
@@ -986,7 +987,9 @@ def run_youtube(
     *,
     stop: StopToken | None = None,
 ) -> None:
+    from kinetix.process.ffmpeg import FFMPEG_TOOL
     from kinetix.sources.youtube import TryOutcome, YoutubeSource, YoutubeTry
+    from kinetix.sources.youtube.readiness import DENO_TOOL
 
     stop = stop or StopToken()
     landing = landing_spec(config)
@@ -1006,7 +1009,7 @@ def run_youtube(
     if config.executor.is_local:
         executor = LocalExecutor(config.parallel, io_workers=config.parallel)
     else:
-        executor = _cluster_executor(config, tools=("ffmpeg", "av", "yt_dlp", "deno"))
+        executor = _cluster_executor(config, tools=(FFMPEG_TOOL, AV_TOOL, YT_DLP_TOOL, DENO_TOOL))
 
     def record(outcome: TryOutcome) -> Again[YoutubeTry] | None:
         verdict = source.settle(outcome)

@@ -146,7 +146,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     f.add_argument("--fps", type=float, metavar="F", help="re-time each clip to F frames/s")
     f.add_argument("--codec", choices=[c.value for c in VideoCodec], help="re-encode with this")
-    f.add_argument("--crf", type=int, default=_PROCESS.crf, help="x264/x265 quality (default 23)")
+    f.add_argument(
+        "--crf", type=int, default=_PROCESS.crf, help="x264/x265 quality (default %(default)s)"
+    )
     f.add_argument(
         "--frames", action="store_true", help="write img_00001.jpg frame folders, not clips"
     )

@@ -18,7 +18,9 @@ from kinetix.config import ExecutorConfig
 from kinetix.crashpoints import crash_point
 from kinetix.errors import ConfigError, ErrorCode
 from kinetix.executors import Executor, LocalExecutor, Preflight, TaskKind, open_executor, run_tasks
+from kinetix.executors.preflight import AV_TOOL
 from kinetix.interrupts import StopToken
+from kinetix.process.ffmpeg import FFMPEG_TOOL
 from kinetix.process.reconcile import row_relpath
 from kinetix.process.writer import ManifestWriter
 from kinetix.progress import Progress
@@ -345,7 +347,7 @@ class DerivedDataset:
         if not needed:
             return LocalExecutor(0)
         preflight = Preflight(
-            self.partial, visible=(manifest_path(self.source),), tools=("ffmpeg", "av")
+            self.partial, visible=(manifest_path(self.source),), tools=(FFMPEG_TOOL, AV_TOOL)
         )
         return open_executor(
             config, workers, preflight=preflight, log_directory=slurm_logs(self.out)

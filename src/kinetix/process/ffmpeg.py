@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from kinetix.errors import ErrorCode, FFmpegError, KinetixError
 from kinetix.executors.orphans import tool_spawn_options
+from kinetix.executors.preflight import Tool
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,14 @@ def find_ffmpeg() -> FFmpegBinary:
         "no ffmpeg found: install it (apt-get install ffmpeg) or pip install imageio-ffmpeg, "
         "or point KINETIX_FFMPEG at a binary"
     )
+
+
+def ffmpeg_version() -> str | None:
+    """The version of the ffmpeg ``find_ffmpeg`` picks here (a cluster worker's preflight)."""
+    return find_ffmpeg().version
+
+
+FFMPEG_TOOL = Tool("ffmpeg", ffmpeg_version)
 
 
 def _version(path: str) -> str:

@@ -19,7 +19,9 @@ from kinetix.config import VerifyConfig, VerifyLevel
 from kinetix.crashpoints import crash_point
 from kinetix.errors import ConfigError, ErrorCode, KinetixError, MediaError
 from kinetix.executors import Preflight, TaskKind, open_executor, run_tasks
+from kinetix.executors.preflight import AV_TOOL
 from kinetix.interrupts import WORKERS_NOTE, StopToken, stop_on_signals
+from kinetix.process.ffmpeg import FFMPEG_TOOL
 from kinetix.process.probe import VideoInfo, libav_reason, open_video, read_info
 from kinetix.process.reconcile import Reconciliation, fix_root, root_layout, row_relpath, scan_root
 from kinetix.process.writer import ManifestWriter
@@ -593,7 +595,7 @@ def _run(
         return
     paths = {(t.release, t.split, t.key): t.path for t in tasks}
     progress = Progress(f"verify ({config.level.value})", total_clips=len(tasks), emit=emit)
-    preflight = Preflight(state_dir(root), tools=("ffmpeg", "av"))
+    preflight = Preflight(state_dir(root), tools=(FFMPEG_TOOL, AV_TOOL))
     executor = open_executor(
         config.executor, config.workers, preflight=preflight, log_directory=slurm_logs(root)
     )

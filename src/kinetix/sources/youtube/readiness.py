@@ -5,6 +5,8 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from kinetix.executors.preflight import Tool
+
 
 @functools.lru_cache(maxsize=1)
 def _deno_path() -> str | None:
@@ -15,6 +17,9 @@ def _deno_path() -> str | None:
         return str(deno.find_deno_bin())
     except Exception:
         return None
+
+
+DENO_TOOL = Tool("deno", _deno_path)  # what a cluster worker's preflight asks for
 
 
 def youtube_readiness() -> dict[str, Any]:
