@@ -13,21 +13,19 @@ import logging
 import shutil
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence, Set
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import partial
-from itertools import repeat
-from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from kinetix.bulk import paused_gc
-from kinetix.catalog.clip import Clip
 from kinetix.catalog.downstream import downstream_name
 from kinetix.catalog.releases import CVDF_BASE, Release, check_split, get_release, join_url
 from kinetix.config import DownloadConfig, Selection, SourceKind, VerifyConfig
 from kinetix.crashpoints import crash_point
+from kinetix.durable import require_writable
 from kinetix.errors import ConfigError, ConnectError, DiskSpaceError, ErrorCode, KinetixError
 from kinetix.executors import (
     Again,
@@ -62,14 +60,22 @@ from kinetix.store.layout import (
     manifest_path,
     missing_manifest_error,
     partial_dir,
-    require_writable,
     slurm_logs,
     state_dir,
 )
 from kinetix.store.leftovers import writing
 from kinetix.store.lock import RootLock
 from kinetix.store.manifest import ClipState, ClipUpdate, Manifest, manifest_absent
+from kinetix.store.planning import (
+    WorkRow,
+    record_registration,
+    recorded_registration,
+    registered_rows,
+    selected_rows,
+    work_rows,
+)
 from kinetix.store.presence import mark_vanished
+from kinetix.store.root import RootMeta, write_root_meta
 
 if TYPE_CHECKING:
     from kinetix.process.landing import LandingSpec
@@ -86,28 +92,10 @@ _REFUSED = frozenset(
         ErrorCode.DUPLICATE_MEMBER,
     )
 )
-# meta key of what a split's rows were registered from (see finished_rerun)
-_REGISTERED = "registered:{}/{}"
 # Every state but present: what a rerun reads row by row.
 NOT_PRESENT = tuple(s.value for s in ClipState if s is not ClipState.PRESENT)
 # A replacement set that is not on the mirror at all.
 _ABSENT = frozenset({ErrorCode.HTTP_404.value, ErrorCode.NOT_AN_ARCHIVE.value})
-
-
-class WorkRow(NamedTuple):
-    """The few manifest columns planning needs (a full ClipRow per clip is too heavy at 650k)."""
-
-    release: str
-    split: str
-    key: str
-    youtube_id: str
-    time_start: int
-    time_end: int
-    label: str | None
-    state: str
-    error_code: str | None
-    source: str | None
-    path: str | None
 
 
 @dataclass
@@ -220,12 +208,12 @@ def _download(config: DownloadConfig, emit: Callable[[str], None] | None) -> Dow
         split_rows = manifest.split_size(release.name, split)
         # the selection is every row of the split: a later rerun with nothing to do may skip
         # the catalog (see finished_rerun)
-        manifest.set_meta(
-            _REGISTERED.format(release.name, split),
-            json.dumps({"from": registered, "rows": split_rows, "catalog": catalog_size})
+        record_registration(
+            manifest, release.name, split,
+            {"from": registered, "rows": split_rows, "catalog": catalog_size}
             if split_rows == len(keys)
-            else "null",
-        )
+            else None,
+        )  # fmt: skip
         forget_vanished(manifest, release.name, split)
         if split_rows == len(keys):
             report.already_present = manifest.split_size(release.name, split, ClipState.PRESENT)
@@ -330,8 +318,7 @@ def finished_rerun(
     the split's rows are the selection, its counts come from the counters, and only the rows
     not present are read. Fills ``report`` and returns True; False means "do the full run".
     """
-    meta = manifest.get_meta(_REGISTERED.format(release.name, config.split))
-    recorded = json.loads(meta) if meta else None
+    recorded = recorded_registration(manifest, release.name, config.split)
     split = config.split
     if not recorded or recorded["from"] != registered:
         return False
@@ -372,9 +359,12 @@ def check_meta(manifest: Manifest, config: DownloadConfig) -> None:
 
     A root with no clip rows yet (an earlier run stopped at a bad flag) takes any.
     """
-    empty = manifest.execute("SELECT 1 FROM clips LIMIT 1").fetchone() is None
-    for key, value in (("release", config.release), ("layout", config.layout.value)):
-        have = manifest.get_meta(key)
+    empty = not manifest.has_clips()
+    meta = RootMeta.read(manifest)
+    for key, have, value in (
+        ("release", meta.release, config.release),
+        ("layout", meta.layout, config.layout.value),
+    ):
         if have is not None and have != value and not empty:
             flag = "--layout" if key == "layout" else "the release"
             raise ConfigError(
@@ -384,20 +374,17 @@ def check_meta(manifest: Manifest, config: DownloadConfig) -> None:
     landing = landing_spec(config)
     kind = "videos" if landing is None else landing.kind
     settings = None if landing is None else json.dumps(landing.settings(), sort_keys=True)
-    have_kind, have_settings = manifest.get_meta("kind"), manifest.get_meta("settings")
+    have_kind, have_settings = meta.recorded_kind, meta.settings
     if not empty and (have_kind or "videos", have_settings) != (kind, settings):
         raise ConfigError(
             f"{config.root} holds {_describe_root(have_kind, have_settings)}, but this run "
             f"makes {_describe_root(kind, settings)}; repeat the flags it was made with "
             "(see its manifest's settings) or use another --root"
         )
-    manifest.set_meta("kind", kind)
-    if settings is not None:
-        manifest.set_meta("settings", settings)
-    manifest.set_meta("release", config.release)
-    manifest.set_meta("layout", config.layout.value)
-    if config.mirror:
-        manifest.set_meta("mirror", config.mirror)
+    write_root_meta(
+        manifest, kind=kind, settings=settings, release=config.release,
+        layout=config.layout.value, mirror=config.mirror or None,
+    )  # fmt: skip
 
 
 def _describe_root(kind: str | None, settings: str | None) -> str:
@@ -426,61 +413,6 @@ def landing_spec(config: DownloadConfig) -> LandingSpec | None:
         process=config.process, frames=config.frames, keep_originals=config.keep_originals,
         threads=threads, **({"encoder": encoder} if encoder is not None else {}),
     )  # fmt: skip
-
-
-def work_rows(
-    manifest: Manifest, release: str, split: str, states: Iterable[str] | None = None
-) -> list[WorkRow]:
-    """The rows of ``release/split`` (only those in ``states`` when given), by key."""
-    where = "release=? AND split=?"
-    args: list[str] = [release, split]
-    scan = True
-    if states is not None:
-        states = list(states)
-        where += f" AND state IN ({','.join('?' * len(states))})"
-        args += states
-        # The clips_state index finds the few rows a rerun has; when the states are most of
-        # the split (a fresh download: every row), one pass in table order is ~2x cheaper
-        # than a hop from the index to the table per row.
-        wanted = sum(manifest.split_size(release, split, state) for state in states)
-        scan = wanted * 4 >= manifest.split_size(release, split)
-    cur = manifest.execute(
-        "SELECT release, split, key, youtube_id, time_start, time_end, label, state, "
-        f"error_code, source, path FROM clips{' NOT INDEXED' if scan else ''} WHERE {where}",
-        args,
-    )
-    cur.row_factory = None  # type: ignore[assignment]  # tuples, not sqlite3.Row
-    rows = cur.fetchall()
-    # sorted in Python: rows registered together are in key order already (add_clips), and
-    # a sort of sorted input is one pass
-    rows.sort(key=itemgetter(2))
-    return list(map(_work_row, rows))
-
-
-_work_row = partial(tuple.__new__, WorkRow)  # WorkRow._make without its Python frame
-
-
-def registered_rows(clips: Sequence[Clip], keys: Sequence[str]) -> list[WorkRow]:
-    """The work rows of ``clips`` just registered as a split's first rows, as ``work_rows``
-    would read them back: state missing, nothing else set, by key."""
-    releases, splits, ids, starts, ends, labels, _, _ = zip(*clips)
-    n = len(clips)
-    rows = sorted(
-        zip(releases, splits, keys, ids, starts, ends, labels, repeat(_MISSING, n),
-            repeat(None, n), repeat(None, n), repeat(None, n)),
-        key=itemgetter(2),
-    )  # fmt: skip
-    return list(map(_work_row, rows))
-
-
-def selected_rows(
-    manifest: Manifest, release: str, split: str, keys: Set[str], states: Iterable[str]
-) -> list[WorkRow]:
-    """The selected rows (``keys``) in ``states``: a rerun reads the few not present, not all."""
-    rows = work_rows(manifest, release, split, states)
-    if len(keys) == manifest.split_size(release, split):
-        return rows  # every selected key is registered: the selection is the whole split
-    return [r for r in rows if r.key in keys]
 
 
 _MISSING, _QUARANTINED = ClipState.MISSING.value, ClipState.QUARANTINED.value
@@ -1055,9 +987,8 @@ def refetch(root: Path, keys: Iterable[tuple[str, str, str]], **overrides: Any) 
     for release, split, key in keys:
         by_split[(release, split)].append(key)
     with Manifest(manifest_path(root), readonly=True) as manifest:
-        layout = manifest.get_meta("layout", LabelStyle.RAW.value) or LabelStyle.RAW.value
-        mirror = manifest.get_meta("mirror")
-        settings = manifest.get_meta("settings")
+        meta = RootMeta.read(manifest)
+    layout, mirror, settings = meta.layout or LabelStyle.RAW.value, meta.mirror, meta.settings
     if settings is not None:  # made by a fused download (or by process/frames: refused)
         from kinetix.process.landing import configs_from_settings
 

@@ -446,6 +446,10 @@ class Manifest:
             raise
         return added
 
+    def has_clips(self) -> bool:
+        """Whether any clip row is registered (a root an earlier run left empty has none)."""
+        return self._db.execute("SELECT 1 FROM clips LIMIT 1").fetchone() is not None
+
     def unknown_keys(self, release: str, split: str, keys: Set[str]) -> set[str]:
         """The ``keys`` no row of ``release/split`` has; no copy of ``keys`` when all are known."""
         sql = "SELECT key FROM clips WHERE release=? AND split=?"
