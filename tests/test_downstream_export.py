@@ -238,13 +238,21 @@ def test_ava_export_rerun_decodes_nothing_again(roots: Roots, tmp_path: Path) ->
     assert not list((tmp_path / "rawframes").glob(".*.tmp"))
 
 
-def test_frame_window_keeps_a_second_either_side_inside_the_clip() -> None:
+def test_frame_window_is_four_seconds_sliding_inside_the_clip() -> None:
     w = frame_window(13.5, 8, 18)
     assert (w.start, w.end, w.second, w.centre, w.count) == (11, 15, 13, 60, 120)
     assert w.folder("abcdefghijk") == "abcdefghijk_000011_000015"
-    assert frame_window(8.2, 8, 18).start == 7  # the keyframe's image must not be img_00000
-    assert frame_window(17.9, 8, 18).end == 18
-    assert frame_window(0.5, 0, 10).start == 0
+    # near either end of the clip the window slides in rather than being cut short: every
+    # folder is 120 images (mmaction2 takes each to be as long as the CSV's last one)
+    assert (frame_window(9.2, 8, 18).start, frame_window(9.2, 8, 18).centre) == (8, 30)
+    assert (frame_window(17.9, 8, 18).start, frame_window(17.9, 8, 18).centre) == (14, 90)
+    # the keyframe's image must not be img_00000: a second before it at least
+    assert frame_window(8.2, 8, 18).start == 7
+    assert (frame_window(0.5, 0, 10).start, frame_window(0.5, 0, 10).end) == (0, 4)
+    assert (frame_window(12.0, 10, 12).start, frame_window(12.0, 10, 12).end) == (9, 13)
+    assert all(frame_window(t / 4, 0, 10).count == 120 for t in range(40))
+    assert frame_window(13.5, 8, 18, shift=1).start == 12
+    assert frame_window(13.5, 8, 18, shift=2).start == 12  # the keyframe a second inside
 
 
 def test_a_clip_that_no_longer_decodes_leaves_its_keyframe_out(
@@ -291,17 +299,26 @@ def test_ava_test_split_gets_frames_and_a_keyframe_list(
 
 def test_two_keyframes_of_one_second_get_two_folders(roots: Roots, tmp_path: Path) -> None:
     (first,) = [k for k in load_downstream(roots.ava, "val").items if k.lines == (1, 2, 3)]
-    half = first.timestamp + 0.5
-    row = AvaRow(9, first.youtube_id, half)
-    second = replace(
-        first, timestamp=half, lines=(9,), keyframe=keyframe_on_clip(row, first.clip.timing)
-    )
+    later = []
+    for line, t in ((9, 0.5), (10, 0.25), (11, 0.75)):
+        row = AvaRow(line, first.youtube_id, first.timestamp + t)
+        on_clip = keyframe_on_clip(row, first.clip.timing)
+        later.append(replace(first, timestamp=row.timestamp, lines=(line,), keyframe=on_clip))
+    second = later[0]
     with AvaFramesWriter(tmp_path, "val") as writer:
-        names = [writer.write(k, roots.ava) for k in (first, second)]  # type: ignore[arg-type]
-    assert names[0] != names[1] and names[0].rsplit("_", 1)[0] == names[1].rsplit("_", 1)[0]
-    assert int(names[1].rsplit("_", 1)[1]) == int(names[0].rsplit("_", 1)[1]) + 1
+        names = [writer.write(k, roots.ava) for k in (first, *later)]  # type: ignore[arg-type]
+    # the same length, slid a second one way, then the other; a fourth has no name left
+    spans = [tuple(map(int, n.rsplit("_", 2)[1:])) for n in names[:3] if n is not None]
+    s0 = spans[0][0]
+    assert spans == [(s0, s0 + 4), (s0 - 1, s0 + 3), (s0 + 1, s0 + 5)]
+    assert names[3] is None and writer.crowded == [later[2]]
+    written = {line.split(",")[0] for line in writer.path.read_text().splitlines()}
+    assert written == set(names[:3]) and sorted(p.name for p in writer.frames.iterdir()) == sorted(
+        written
+    )
     reader = JpegFolderReader()
     for name, keyframe in zip(names, (first, second)):
+        assert name is not None
         start = int(name.rsplit("_", 2)[1])
         centre = 30 * (int(keyframe.timestamp) - start)  # mmaction2's keyframe image
         (image,) = reader.read(tmp_path / "rawframes" / name, np.array([centre - 1]))

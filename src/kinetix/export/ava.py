@@ -4,7 +4,9 @@ What mmaction2 (``mmaction/datasets/ava_dataset.py``, ``tools/data/ava_kinetics/
 and what is written to match it:
 
 - ``rawframes/{youtube_id}_{S:06d}_{E:06d}/img_00001.jpg ...``: one folder per keyframe, of
-  ``(E - S) * 30`` frames. mmaction2 reads ``S`` and ``E`` back from the folder name
+  ``(E - S) * 30`` frames, ``E - S`` always 4 (``frame_window``: mmaction2 takes every folder
+  to be as long as the last CSV line's; checked with mmaction2 1.2.0 itself in
+  ``tests/test_ava_mmaction2.py``). mmaction2 reads ``S`` and ``E`` back from the folder name
   (``timestamp_start``/``timestamp_end``), puts the keyframe at index ``30 * (t - S)`` for
   the integer ``t`` of the CSV row, and reads indices ``1 .. 30 * (E - S)`` as
   ``img_{:05}.jpg`` (``start_index`` 0, ``shot_info`` ``(1, 30 * (E - S) + 1)``).
@@ -79,16 +81,26 @@ class FrameWindow:
         return keyframe + (np.arange(1, self.count + 1) - self.centre) / FPS
 
 
-def frame_window(keyframe: float, clip_start: int, clip_end: int) -> FrameWindow:
-    """``HALF_WINDOW`` seconds each side of the keyframe's second, inside its clip.
+def frame_window(keyframe: float, clip_start: int, clip_end: int, shift: int = 0) -> FrameWindow:
+    """``2 * HALF_WINDOW`` whole seconds around the keyframe's second: every folder the same
+    length, so every folder is what mmaction2 takes it for.
 
-    At least one second on either side, so the keyframe's image exists: mmaction2 never reads
-    index 0 (``img_00000``).
+    mmaction2 (1.2.0 ``AVAKineticsDataset.load_data_list``) gives every keyframe of a CSV the
+    ``shot_info`` ``(1, 30 * (E - S) + 1)`` of the file's *last* line, and ``SampleAVAFrames``
+    clamps its indices to that: a folder shorter than that one is read past its end
+    (``FileNotFoundError``), a longer one is clamped short. So the window is not cut at the
+    clip's ends; it slides inside the clip instead, keeping the keyframe at least one second
+    from either end of its folder (its image exists; mmaction2 never reads ``img_00000``),
+    except in a video's first second, where the folder starts at 0. Past the ends of a clip
+    file shorter than the window the images repeat its first or last frame. ``shift`` moves
+    it by whole seconds (``AvaFramesWriter`` gives two keyframes of one second two folders
+    that way).
     """
     second = math.floor(keyframe)
-    start = max(0, min(max(second - HALF_WINDOW, clip_start), second - 1))
-    end = max(min(second + HALF_WINDOW, clip_end), second + 1)
-    return FrameWindow(start, end, second)
+    length = 2 * HALF_WINDOW
+    preferred = min(max(second - HALF_WINDOW, clip_start), clip_end - length) + shift
+    start = max(0, min(max(preferred, second - length + 1), second - 1))
+    return FrameWindow(start, start + length, second)
 
 
 def source_frames(keyframe: AvaKeyframe, window: FrameWindow) -> np.ndarray:
@@ -208,15 +220,19 @@ class AvaFramesWriter(OutputBase):
         self.reused = 0
         self.boxes = 0
         self.failed: list[tuple[str, str, str]] = []
+        self.crowded: list[AvaKeyframe] = []  # keyframes left out: no folder name was free
         self._used: set[str] = set()
         self._planned: list[_Planned] = []
         self._tasks: list[FolderTask] = []
 
-    def write(self, keyframe: AvaKeyframe, root: Path) -> str:
-        """Plan ``keyframe``'s folder and CSV lines; returns the folder's name."""
+    def write(self, keyframe: AvaKeyframe, root: Path) -> str | None:
+        """Plan ``keyframe``'s folder and CSV lines; returns the folder's name, or None when
+        it gets none (``crowded``: another keyframe of the same second holds every name)."""
         clip = keyframe.clip
-        window = frame_window(keyframe.timestamp, clip.timing.time_start, clip.time_end)
-        window = self._unique(keyframe.youtube_id, window)
+        window = self._unique(keyframe)
+        if window is None:
+            self.crowded.append(keyframe)
+            return None
         folder = window.folder(keyframe.youtube_id)
         self._used.add(folder)
         video = root / clip.path
@@ -241,11 +257,17 @@ class AvaFramesWriter(OutputBase):
         self._planned.append(_Planned(folder, rows, index, clip.key))
         return folder
 
-    def _unique(self, youtube_id: str, window: FrameWindow) -> FrameWindow:
-        """Two keyframes of one video in the same second get folders of different ends."""
-        while window.folder(youtube_id) in self._used:
-            window = FrameWindow(window.start, window.end + 1, window.second)
-        return window
+    def _unique(self, keyframe: AvaKeyframe) -> FrameWindow | None:
+        """Two keyframes of one video in the same second get folders of different starts
+        (the same length): the window slid a second one way, then the other. None when every
+        window keeping the keyframe a second inside its folder is taken (3 keyframes of one
+        second at most; 1 in the video's first two seconds)."""
+        clip = keyframe.clip
+        for shift in (0, -1, 1, -2, 2):
+            window = frame_window(keyframe.timestamp, clip.timing.time_start, clip.time_end, shift)
+            if window.folder(keyframe.youtube_id) not in self._used:
+                return window
+        return None
 
     def close(self) -> None:
         problems: dict[str, str] = {}

@@ -93,7 +93,8 @@ def _ava_split(
     with writer as frames:
         for keyframe in rows.items:
             folder = frames.write(keyframe, root)  # type: ignore[arg-type]
-            lines[folder] = len(keyframe.lines)  # type: ignore[union-attr]
+            if folder is not None:
+                lines[folder] = len(keyframe.lines)  # type: ignore[union-attr]
     if frames.reused:
         log.info("%s: %d frame folders were already whole", rows.split, frames.reused)
     left_out = rows.left_out()
@@ -102,6 +103,13 @@ def _ava_split(
             "%s: %s left out, its clip %s cannot be decoded: %s", rows.split, folder, key, why
         )
         left_out["undecodable"] += lines[folder]
+    for keyframe in frames.crowded:
+        log.warning(
+            "%s: keyframe %s %g s (lines %s) left out: other keyframes of that second hold "
+            "every folder name mmaction2 can read", rows.split, keyframe.youtube_id,
+            keyframe.timestamp, ",".join(map(str, keyframe.lines)),
+        )  # fmt: skip
+        left_out["same_second"] += len(keyframe.lines)
     return SplitReport(rows.release, rows.split, frames.count, left_out, frames.path)
 
 
