@@ -324,3 +324,52 @@ def test_two_keyframes_of_one_second_get_two_folders(roots: Roots, tmp_path: Pat
         (image,) = reader.read(tmp_path / "rawframes" / name, np.array([centre - 1]))
         assert frame_index(image) == keyframe.keyframe.frame  # a CVDF clip counts its frames
     assert frame_index(image) == first.keyframe.frame + FPS // 2  # 0.5 s later
+
+
+def _recorded(root: Path) -> tuple[list[tuple[object, ...]], set[str], dict[str, str]]:
+    with Manifest(manifest_path(root), readonly=True) as m:
+        rows = [
+            (r.split, r.line, r.youtube_id, r.key, r.state, r.reason, r.path, r.fps)
+            for r in downstream_rows(m)
+        ]
+        keys = {c.key for c in m.clips()}
+        meta = {k: m.get_meta(k) or "" for k in ("downstream", "downstream_split", "release")}
+    return rows, keys, meta
+
+
+@pytest.mark.parametrize("name", ["countix", "ava"])
+def test_repair_brings_back_the_annotation_rows(
+    name: str,
+    roots: Roots,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    source = getattr(roots, name)
+    root = tmp_path / name
+    shutil.copytree(source, root)
+    before = _recorded(root)
+    fmt = "countix" if name == "countix" else "ava"
+    table = "countix_val.csv" if name == "countix" else "annotations/kinetics_val.csv"
+    export_root(root, ExportConfig(fmt, out=tmp_path / "before"))
+    manifest_path(root).unlink()
+    for suffix in ("-wal", "-shm"):
+        manifest_path(root).with_name(manifest_path(root).name + suffix).unlink(missing_ok=True)
+    # the annotation files come from the cache the download filled; nothing is fetched
+    monkeypatch.setenv("KINETIX_CACHE", str(source.parent / "cache"))
+    assert main(["repair", str(root), "--offline", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert f"annotation rows recorded again from the kept copy: {len(before[0])}" in out
+    # every row with its clip and reason as before, and only the clips those rows need
+    rows, keys, meta = _recorded(root)
+    assert (keys, meta) == before[1:] and len(rows) == len(before[0])
+    # except the fast-trimmed YouTube clip: its start offset lived only in the manifest, so
+    # verify finds it longer than its span and quarantines it (a --retry-failed refetches it)
+    fast = roots.clips.youtube
+    assert [r for r in rows if r[3] != fast.key] == [r for r in before[0] if r[3] != fast.key]
+    assert {r[4:6] for r in rows if r[3] == fast.key} == {("quarantined", "bad_duration")}
+    assert main(["status", str(root)]) == 0
+    assert f"val: {len(before[0])} annotation rows" in capsys.readouterr().out
+    export_root(root, ExportConfig(fmt, out=tmp_path / "after"))
+    lines = [(tmp_path / d / table).read_text().splitlines() for d in ("before", "after")]
+    assert lines[1] == [line for line in lines[0] if fast.youtube_id not in line] != []

@@ -13,13 +13,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Iterator
-from dataclasses import replace
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kinetix.catalog.downstream import get_downstream
-from kinetix.catalog.resolve import Resolution, load_resolution
+from kinetix.catalog.downstream import get_downstream, read_downstream
+from kinetix.catalog.fetch import fetch_downstream
+from kinetix.catalog.resolve import Resolution, load_resolution, resolve
 from kinetix.config import DownloadConfig, Selection
 from kinetix.errors import ConfigError
 from kinetix.store.downstream import (
@@ -27,6 +28,7 @@ from kinetix.store.downstream import (
     annotation_copy,
     check_downstream,
     downstream_counts,
+    downstream_from_meta,
     keep_copy,
     record_downstream,
     recorded_fingerprint,
@@ -39,6 +41,7 @@ from kinetix.store.manifest import Manifest, manifest_absent
 from kinetix.store.root import RootMeta
 
 if TYPE_CHECKING:
+    from kinetix.catalog.catalog import Catalog
     from kinetix.download import DownloadReport
 
 log = logging.getLogger(__name__)
@@ -127,3 +130,65 @@ def _fingerprint(resolution: Resolution) -> str:
         st = path.stat()
         parts.append([str(path.resolve()), st.st_size, st.st_mtime_ns])
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+
+
+# -- kinetix repair: a rebuilt manifest gets its annotation rows back -------------------------
+
+
+@dataclass(frozen=True)
+class DownstreamRestore:
+    """One split's annotation rows to record again in a rebuilt manifest (``repair.py``)."""
+
+    release: str  # countix | ava-kinetics
+    split: str
+    resolution: Resolution
+
+    def keys(self) -> set[str]:
+        """The K700-2020 clips its rows need: the clip rows the rebuilt manifest gets."""
+        return {c.key for c in self.resolution.needed()}
+
+
+def downstream_splits(meta: Mapping[str, str]) -> tuple[str, ...]:
+    """The Countix/AVA-Kinetics splits a damaged root's salvaged ``meta`` records (or none)."""
+    info = downstream_from_meta(meta)
+    return () if info is None else info.splits
+
+
+def plan_restore(
+    root: Path,
+    meta: Mapping[str, str],
+    catalogs: Mapping[str, Catalog],
+    *,
+    mirror: str | None,
+    offline: bool,
+) -> list[DownstreamRestore]:
+    """Each recorded split's rows, read from the copy kept under ``ROOT/.kinetix/downstream/``
+    (else the cached annotation file, as ``download`` fetches it) and resolved against the
+    K700-2020 catalog the repair rebuilds the clip rows from (``catalogs``, by split)."""
+    info = downstream_from_meta(meta)
+    if info is None:
+        return []
+    rel = get_downstream(info.release)
+    restores = []
+    for split in info.splits:
+        path = annotation_copy(root, rel.member(split))
+        if not path.is_file():
+            log.warning("%s has no kept copy; using the cached %s %s file", path, rel.name, split)
+            path = fetch_downstream(rel.name, split, mirror=mirror, offline=offline)
+        catalog = catalogs[split]
+        rows = read_downstream(path, rel, split)
+        resolution = resolve(rows, catalog.clips, base_path=str(catalog.path))
+        restores.append(DownstreamRestore(rel.name, split, resolution))
+    return restores
+
+
+def restore_downstream(manifest: Manifest, restores: Iterable[DownstreamRestore]) -> int:
+    """Record the rows of ``plan_restore`` in the rebuilt manifest; returns how many.
+
+    No fingerprint is recorded: the next ``download`` records its own files' rows again.
+    """
+    restored = 0
+    for restore in restores:
+        rows = resolved_rows(restore.resolution)
+        restored += record_downstream(manifest, restore.release, restore.split, rows)
+    return restored

@@ -20,6 +20,7 @@ from pathlib import Path
 from kinetix.catalog.catalog import Catalog
 from kinetix.catalog.labels import LabelRegistry
 from kinetix.config import RepairConfig, VerifyConfig
+from kinetix.downstream_download import downstream_splits, plan_restore, restore_downstream
 from kinetix.errors import ConfigError, ManifestError
 from kinetix.process.reconcile import FileStat, parse_clip_path, walk_clips
 from kinetix.process.verify import VerifyReport, verify_dataset
@@ -43,6 +44,7 @@ class RepairReport:
     found: int = 0  # clip files matched to an annotated clip, recorded present
     quarantined: int = 0  # clips found under .kinetix/quarantine, recorded quarantined
     unmatched: list[str] = field(default_factory=list)  # clip files no annotation names
+    downstream_rows: int = 0  # Countix/AVA-Kinetics rows recorded again (a downstream root)
     verify: VerifyReport | None = None
 
 
@@ -83,22 +85,31 @@ def repair(
             else:
                 by_split.setdefault(parsed[0], []).append(rel)
         held = _quarantined(root)
-        splits = sorted(set(by_split) | {s for s, _ in held})
+        downstream = downstream_splits(meta)
+        splits = sorted(set(by_split) | {s for s, _ in held} | set(downstream))
         registry = LabelRegistry.for_release(release)
         layout = config.layout or _recorded_layout(meta) or infer_layout(files, registry)
         report.release, report.layout = release, layout.value
         mirror = config.mirror or meta.get("mirror")
-        catalogs = [_catalog(release, split, mirror, config) for split in splits]
+        catalogs = {split: _catalog(release, split, mirror, config) for split in splits}
+        # a Countix/AVA-Kinetics root: its annotation rows, and only the clip rows they need
+        restores = plan_restore(root, meta, catalogs, mirror=mirror, offline=config.offline)
+        keep: dict[str, set[str]] = {}
+        for restore in restores:
+            keep.setdefault(restore.split, set()).update(restore.keys())
         report.set_aside = _set_aside(path)
         with Manifest(path) as manifest:
             write_root_meta(
                 manifest, kind=RootKind.VIDEOS.value, release=release, layout=layout.value,
                 mirror=mirror or None,
             )  # fmt: skip
-            for catalog in catalogs:
-                _record(root, manifest, catalog, layout, files, by_split, held, report)
+            for split, catalog in catalogs.items():
+                wanted = keep.get(split, set()) if restores else None
+                _record(root, manifest, catalog, layout, files, by_split, held, report, wanted)
+            report.downstream_rows = restore_downstream(manifest, restores)
     if emit is not None:
-        emit(f"repair {root}: manifest rebuilt ({report.found} clips found); verifying them")
+        rows = f", {report.downstream_rows} annotation rows" if restores else ""
+        emit(f"repair {root}: manifest rebuilt ({report.found} clips found{rows}); verifying them")
     verify = VerifyConfig(level=config.level, workers=config.workers, executor=config.executor)
     report.verify = verify_dataset(root, verify, emit=emit)
     return report
@@ -164,12 +175,22 @@ def _record(
     by_split: dict[str, list[str]],
     held: list[tuple[str, str]],
     report: RepairReport,
+    keep: set[str] | None = None,
 ) -> None:
-    """Rows for a split's annotated clips; the files found make them present (or quarantined)."""
+    """Rows for a split's annotated clips; the files found make them present (or quarantined).
+
+    ``keep`` (a Countix/AVA-Kinetics root): only those clips and the ones on disk get rows.
+    """
     indices = catalog.registry.indices
-    manifest.add_clips(catalog.clips, indices)
-    report.annotated += len(catalog.clips)
     where = {clip_relpath(c.split, c.label, c.key, layout): c for c in catalog.clips}
+    clips = catalog.clips
+    if keep is not None:
+        on_disk = {where[rel].key for rel in by_split.get(catalog.split, ()) if rel in where}
+        top = quarantine_dir(root).relative_to(root).as_posix() + "/"
+        on_disk |= {where[r].key for _, q in held if (r := q.removeprefix(top)) in where}
+        clips = [c for c in clips if c.key in keep or c.key in on_disk]
+    manifest.add_clips(clips, indices)
+    report.annotated += len(clips)
     updates = []
     placed: set[str] = set()
     for rel in by_split.get(catalog.split, ()):

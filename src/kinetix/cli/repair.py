@@ -59,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
         f"{r.found} clip files found, {r.quarantined} quarantined"
         + (f", {len(r.unmatched)} files no annotation names (left alone)" if r.unmatched else "")
     )
+    if r.downstream_rows:
+        print(f"annotation rows recorded again from the kept copy: {r.downstream_rows}")
     v = r.verify
     if v is not None:
         bad = sum(v.bad.values())
