@@ -154,3 +154,92 @@ def test_has_whitespace_is_the_regex() -> None:
             assert has_whitespace(text)
     for text in ("", "a", "a\0b", "\0", "train/x_(y)/-k'z.mp4", "\x00\x1b\u200b"):
         assert has_whitespace(text) is bool(re.search(r"\s", text)) is False
+
+
+arrow_reader = pytest.mark.skipif(
+    not __import__("kinetix.store.usable").store.usable.arrow_reader_available(),
+    reason="the Arrow reader needs pyarrow and adbc-driver-sqlite (pip install 'kinetix[parquet]')",
+)
+
+
+@arrow_reader
+@pytest.mark.parametrize("fmt", TABLES)
+@pytest.mark.parametrize("name", ["under", "raw", "frames"])
+@pytest.mark.parametrize("options", [{}, *OPTIONS[2:]], ids=lambda o: "-".join(o) or "plain")
+def test_arrow_tables_are_the_row_tables(roots, tmp_path, monkeypatch, fmt, name, options) -> None:
+    """The fast path (ADBC into Arrow, cells made in C++) writes the fallback's bytes."""
+    import kinetix.export.job as job
+
+    calls: list[str] = []
+    real = job.usable_arrow
+
+    def counted(*args, **kwargs):
+        calls.append(kwargs["split"])
+        yield from real(*args, **kwargs)
+
+    monkeypatch.setattr(job, "usable_arrow", counted)
+    export_root(roots[name], ExportConfig(fmt, out=tmp_path / "arrow", **options))
+    assert calls  # the Arrow path was the one taken
+    monkeypatch.setattr(job, "arrow_reader_available", lambda: False)
+    export_root(roots[name], ExportConfig(fmt, out=tmp_path / "rows", **options))
+    made, expected = files(tmp_path / "arrow"), files(tmp_path / "rows")
+    assert made == expected and made
+
+
+@arrow_reader
+def test_csv_cells_are_what_csv_writer_writes(tmp_path) -> None:
+    """Floats of every notation (random bits too), every character csv quotes for, NULLs."""
+    import csv
+    import io
+    import random
+    import struct
+
+    import pyarrow as pa
+
+    from kinetix.export.tables import csv_lines
+
+    rng = random.Random(7)
+    floats = [struct.unpack("<d", struct.pack("<Q", rng.getrandbits(64)))[0] for _ in range(4000)]
+    floats += [rng.uniform(-1e6, 1e6) for _ in range(2000)] + [float(rng.randint(-10**17, 10**17))
+                                                              for _ in range(2000)]  # fmt: skip
+    floats += [1e-4, 9.999e-5, 1e16, 9999999999999998.0, 1e21, 1e22, 5e-324, float("inf"),
+               float("-inf"), float("nan"), -0.0, 0.0, 1e15 + 0.5]  # fmt: skip
+    texts = ["", "a", "a,b", 'q"', "\n", "\r", " x ", "é", "tab\t", None]
+    n = len(floats)
+    rows = [(floats[i], texts[i % len(texts)], i - n // 2 if i % 3 else None) for i in range(n)]
+    batch = pa.RecordBatch.from_arrays(
+        [pa.array([r[0] for r in rows], pa.float64()), pa.array([r[1] for r in rows], pa.string()),
+         pa.array([r[2] for r in rows], pa.int64())],
+        names=["f", "t", "i"],
+    )  # fmt: skip
+    expected = io.StringIO(newline="")
+    csv.writer(expected).writerows(rows)
+    assert csv_lines(batch) == expected.getvalue().encode("utf-8")
+    plain = batch.slice(0, 0)  # no cell to quote: the other writer
+    for keep in ([0], [0, 2]):
+        plain = pa.RecordBatch.from_arrays([batch.column(i) for i in keep],
+                                           names=[batch.schema.names[i] for i in keep])  # fmt: skip
+        expected = io.StringIO(newline="")
+        csv.writer(expected).writerows([tuple(r[i] for i in keep) for r in rows])
+        assert csv_lines(plain) == expected.getvalue().encode("utf-8")
+
+
+@arrow_reader
+@pytest.mark.parametrize("batch", [16384, 4], ids=["in-the-first-batch", "in-a-later-batch"])
+def test_a_value_arrow_cannot_hold_falls_back_to_rows(tmp_path, monkeypatch, batch) -> None:
+    """Text in an INTEGER column (SQLite keeps it): the csv is still the reference's (a
+    Parquet int64 column cannot hold it either way)."""
+    import sqlite3
+
+    import kinetix.export.job as job
+
+    monkeypatch.setattr(job, "_TABLE_BATCH", batch)
+
+    root = build_manifest_root(tmp_path / "odd")
+    db = sqlite3.connect(manifest_path(root))
+    with db:
+        db.execute("UPDATE clips SET width='wide' WHERE rowid = (SELECT max(rowid) FROM clips)")
+    db.close()
+    made, expected = both(root, tmp_path, "csv", include_unverified=True)
+    assert made == expected and made
+    assert b",wide," in made["manifest.csv"]

@@ -9,6 +9,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -38,6 +39,10 @@ from kinetix.export.tables import COLUMNS, CsvWriter, ParquetWriter
 from kinetix.export.webdataset import ShardWriter
 from kinetix.store.layout import LabelStyle, manifest_path, require_writable, slurm_logs
 from kinetix.store.manifest import Manifest
+from kinetix.store.usable import ColumnTypesDiffer, arrow_reader_available, usable_arrow
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +86,18 @@ def export_root(root: str | Path, config: ExportConfig) -> ExportReport:
         from kinetix.export.downstream import export_downstream  # it builds on this module
 
         return export_downstream(root, config)
+    # csv and parquet read the rows into Arrow in C when pyarrow and adbc-driver-sqlite are
+    # installed; a value Arrow cannot hold (text in an INTEGER column) starts over with rows
+    arrow = config.format in (ExportFormat.CSV, ExportFormat.PARQUET) and arrow_reader_available()
+    if arrow:
+        try:
+            return _export(root, config, arrow=True)
+        except ColumnTypesDiffer as exc:
+            log.info("%s; exporting row by row instead", exc)
+    return _export(root, config, arrow=False)
+
+
+def _export(root: Path, config: ExportConfig, *, arrow: bool) -> ExportReport:
     info = RootInfo.read(root)
     fmt = config.format
     if fmt in (ExportFormat.TORCHVISION, ExportFormat.WEBDATASET) and info.kind != "videos":
@@ -127,8 +144,9 @@ def export_root(root: str | Path, config: ExportConfig) -> ExportReport:
                 assert writer is not None
                 if links is None and isinstance(writer, (ListWriter, CsvWriter, ParquetWriter)):
                     written = _write_batches(
-                        manifest, root, writer, release, split, config, first=not report.splits
-                    )
+                        manifest, root, writer, release, split, config,
+                        first=not report.splits, arrow=arrow,
+                    )  # fmt: skip
                 else:
                     records = _records(manifest, root, info.kind, release, split, config, indexer)
                     for record in records:
@@ -270,13 +288,17 @@ def _write_batches(
     config: ExportConfig,
     *,
     first: bool = False,
+    arrow: bool = False,
 ) -> int:
     """Stream one split's usable rows to a list or table writer in batches of plain tuples.
 
-    ``first``: the first split written (a text list checks its paths as it goes).
+    ``first``: the first split written (a text list checks its paths as it goes). ``arrow``:
+    a table's rows are read as Arrow batches (``usable_arrow``).
     """
     if isinstance(writer, ListWriter) and _checks_paths(config):
         return _write_list(manifest, root, writer, release, split, config, check=first)
+    if arrow and isinstance(writer, (CsvWriter, ParquetWriter)):
+        return _write_arrow(manifest, writer, release, split, config)
     is_list = isinstance(writer, ListWriter)
     columns = ["path", "label", "label_index", "num_frames"] if is_list else list(COLUMNS)
     at_label, at_index = columns.index("label"), columns.index("label_index")
@@ -304,6 +326,44 @@ def _write_batches(
     if isinstance(writer, ParquetWriter):
         writer.end_group()  # each split's last row group ends with it, as it always did
     return written
+
+
+def _write_arrow(
+    manifest: Manifest,
+    writer: CsvWriter | ParquetWriter,
+    release: str,
+    split: str,
+    config: ExportConfig,
+) -> int:
+    """``_write_batches`` of a table from Arrow batches: the same rows, values and row groups."""
+    indexer = LabelIndexer()
+    before = writer.count
+    for batch in usable_arrow(
+        manifest, COLUMNS, split=split, release=release,
+        include_unverified=config.include_unverified, batch=_TABLE_BATCH,
+    ):  # fmt: skip
+        writer.write_arrow(_with_label_index(batch, release, indexer))
+    if isinstance(writer, ParquetWriter):
+        writer.end_group()  # so the count holds the split's last rows
+    return writer.count - before
+
+
+def _with_label_index(batch: pa.RecordBatch, release: str, indexer: LabelIndexer) -> Any:
+    """``batch`` with the class index ``_write_batches`` gives rows without a stored one."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    at = batch.schema.get_field_index("label_index")
+    label, stored = batch.column("label"), batch.column(at)
+    fix = pc.or_(pc.is_null(label), pc.is_null(stored))
+    if not pc.any(fix).as_py():
+        return batch
+    made = [
+        indexer(release, name, index)
+        for name, index in zip(label.filter(fix).to_pylist(), stored.filter(fix).to_pylist())
+    ]
+    fixed = pc.replace_with_mask(stored, fix, pa.array(made, pa.int64()))
+    return batch.set_column(at, batch.schema.field(at), fixed)
 
 
 # Rows a table reads at a time: 35 columns of Python values (~9 MB), so memory stays flat in

@@ -44,6 +44,11 @@ def _uri(path: Path, **params: str) -> str:
 
 def open_reader(path: Path, fs: FilesystemInfo | None = None) -> sqlite3.Connection:
     """A read-only connection that needs no write access anywhere (see the module docstring)."""
+    return sqlite3.connect(reader_uri(path, fs), uri=True, check_same_thread=False)
+
+
+def reader_uri(path: Path, fs: FilesystemInfo | None = None) -> str:
+    """The ``file:`` URI ``open_reader`` opens (for other SQLite clients, e.g. ADBC's)."""
     fs = fs or filesystem_info(path.parent)
     wal, shm = _sidecar(path, "-wal"), _sidecar(path, "-shm")
     immutable = fs.network or (fs.readonly and not shm.exists())
@@ -54,7 +59,7 @@ def open_reader(path: Path, fs: FilesystemInfo | None = None) -> sqlite3.Connect
             path,
         )
     params = {"mode": "ro", "immutable": "1"} if immutable else {"mode": "ro"}
-    return sqlite3.connect(_uri(path, **params), uri=True, check_same_thread=False)
+    return _uri(path, **params)
 
 
 def _sidecar(path: Path, suffix: str) -> Path:
