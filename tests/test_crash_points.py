@@ -154,7 +154,9 @@ def clean_derived(verified, tmp_path_factory) -> dict[str, Clean]:
     return made
 
 
-@pytest.mark.parametrize("phase", ["verify.task", "verify.task:3", "verify.record:2"])
+@pytest.mark.parametrize(
+    "phase", ["verify.task", "verify.task:3", "verify.record:2", "verify.quarantine"]
+)
 def test_verify_killed_at_each_phase_then_rerun(phase, unverified, verified, tmp_path) -> None:
     root = tmp_path / "root"
     shutil.copytree(unverified, root)

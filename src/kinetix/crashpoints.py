@@ -23,6 +23,7 @@ PHASES = {
     "download.commit": "a shard's result is half-way into its one transaction (none of it stays)",
     "verify.task": "a worker is checking a clip",
     "verify.record": "a verdict is recorded, not yet written to the manifest",
+    "verify.quarantine": "a bad clip is recorded as quarantined, not yet moved aside",
     "process.task": "a worker's ffmpeg wrote its temporary clip, not yet renamed into place",
     "process.record": "a processed clip is recorded, not yet written to the manifest",
     "frames.task": "a worker's frames are in its temporary folder, not yet renamed into place",

@@ -430,6 +430,7 @@ def verify_dataset(
         writing(root, ds.manifest),
     ):
         manifest = ds.manifest
+        report.quarantined.extend(finish_quarantines(root, manifest))
         rec = scan_frames(root, manifest) if frames else scan_root(root, manifest)
         _note_reconciliation(report, rec)
         if config.fix:
@@ -620,8 +621,7 @@ def _run(
                     return
                 report.bad[str(update.fields["error_code"])] += 1
                 progress.add_clips(0, failed=1)
-                writer.add(_quarantine(root, path, update, report))
-                writer.flush()  # a moved file and its row should not disagree for long
+                _quarantine(root, path, update, report, writer)
 
             run_tasks(
                 tasks, check, executor, on_result=record, kind=TaskKind.CPU, stop=stop, abandon=True
@@ -632,25 +632,62 @@ def _run(
     stop.raise_if_signalled()
 
 
-def _quarantine(root: Path, path: Path, update: ClipUpdate, report: VerifyReport) -> ClipUpdate:
-    """Move a bad clip to ``.kinetix/quarantine/{split}/{label}/{key}.mp4`` and say so."""
+def _quarantine(
+    root: Path, path: Path, update: ClipUpdate, report: VerifyReport, writer: ManifestWriter
+) -> None:
+    """Move a bad clip to ``.kinetix/quarantine/{split}/{label}/{key}.mp4`` and say so.
+
+    The row is committed as quarantined *before* the file moves: a kill between the two leaves
+    a quarantined row whose file still sits at its old path, which the next run's
+    ``finish_quarantines`` moves. Moving first would leave a "present" row naming a path that
+    no longer holds the clip, and nothing to say why it went.
+    """
     rel = path.relative_to(root).as_posix()
     dest = quarantine_dir(root) / rel
     code, message = update.fields["error_code"], update.fields["error_message"]
     log.warning("%s: %s: %s; quarantined", rel, code, message)
+    fields = dict(update.fields)
+    fields.update(state=ClipState.QUARANTINED.value, path=dest.relative_to(root).as_posix())
+    writer.add(ClipUpdate(update.release, update.split, update.key, fields))
+    writer.flush()
+    crash_point("verify.quarantine")
     try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        if dest.is_dir():  # a frame folder set aside before: the newer one replaces it
-            shutil.rmtree(dest)
-        os.replace(path, dest)
+        _move_aside(path, dest)
     except OSError as exc:
         message = f"{rel}: bad ({update.fields['error_code']}) but could not be quarantined: {exc}"
         report.errors.append(message)
         log.error("%s", message)
-        return update  # verify=bad on a present row: loaders and process skip it
+        writer.add(update)  # verify=bad on a present row: loaders and process skip it
+        writer.flush()
+        return
     report.quarantined.append(rel)
+
+
+def _move_aside(path: Path, dest: Path) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.is_dir():  # a frame folder set aside before: the newer one replaces it
+        shutil.rmtree(dest)
+    os.replace(path, dest)
     with contextlib.suppress(OSError):  # an emptied label folder would be a class with no clips
         path.parent.rmdir()
-    fields = dict(update.fields)
-    fields.update(state=ClipState.QUARANTINED.value, path=dest.relative_to(root).as_posix())
-    return ClipUpdate(update.release, update.split, update.key, fields)
+
+
+def finish_quarantines(root: Path, manifest: Manifest) -> list[str]:
+    """Move the clips a killed run recorded as quarantined but had not yet moved aside."""
+    qdir = quarantine_dir(root)
+    moved = []
+    for row in manifest.clips(states=[ClipState.QUARANTINED]):
+        if not row.path:
+            continue
+        dest = root / row.path
+        try:
+            rel = dest.relative_to(qdir)
+        except ValueError:
+            continue
+        source = root / rel
+        if dest.exists() or not source.exists():
+            continue
+        _move_aside(source, dest)
+        log.warning("%s: recorded as quarantined by an interrupted run; moved aside now", rel)
+        moved.append(rel.as_posix())
+    return moved
