@@ -40,7 +40,8 @@ def test_a_countix_root_and_what_is_made_from_it_carry_cards(
     assert f"    kinetix download countix --split val --root {root} --mirror " in text
     assert "| k700-2020 | val | 2 | 2 | 0 |" in text
     assert "| val | 1434 | 2 | no_clip 1431, rejected:span_outside_clip 1 |" in text
-    assert "licensed by DeepMind under CC BY 4.0" in text
+    assert "The Countix annotations: licence not stated by the authors" in text
+    assert "The K700 annotations are licensed by DeepMind under CC BY 4.0" in text
     for key in ("dwibedi2020counting", "carreira2019short", "smaira2020short"):
         assert f"{{{key}," in text  # Countix, the K700 paper it cites, K700-2020's
     assert "Counting Out Time" in text and "2006.15418" in text

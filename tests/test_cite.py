@@ -39,7 +39,13 @@ def test_bibtex_and_text(capsys: pytest.CaptureFixture[str]) -> None:
     assert out.startswith("@inproceedings{dwibedi2020counting,\n")
     assert "  booktitle = {Proceedings of the IEEE/CVF Conference" in out
     assert "@article{carreira2019short," in out and "eprint = {1907.06987}" in out
-    assert "% The annotations are licensed by DeepMind under CC BY 4.0" in out
+    # no primary source states Countix's licence: none is asserted; its clips' K700 labels are
+    # DeepMind's, under CC BY 4.0
+    assert "% The Countix annotations: licence not stated by the authors; they are " in out
+    assert "distributed by CVDF beside K700-2020" in out and "CC BY" not in out.split("K700 ")[0]
+    assert "The K700 annotations are licensed by DeepMind under CC BY 4.0" in out
+    assert main(["cite", "ava-kinetics"]) == 0
+    assert "% The annotations are licensed by DeepMind under CC BY 4.0" in capsys.readouterr().out
     assert main(["cite", "k400", "--format", "text"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("W. Kay, J. Carreira, K. Simonyan")

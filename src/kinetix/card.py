@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kinetix import __version__
-from kinetix.catalog.citations import LICENCE_NOTE, Paper, papers_for
+from kinetix.catalog.citations import Paper, licence_note, papers_for
 from kinetix.catalog.downstream import DOWNSTREAM
 from kinetix.durable import temp_sibling, write_text_atomic
 from kinetix.store.downstream import DownstreamSplitCounts, downstream_counts
@@ -107,7 +107,7 @@ def render_card(facts: CardFacts, *, command: str | None = None) -> str:
         for d in facts.downstream_rows:
             why = ", ".join(f"{k} {n}" for k, n in d.reasons().items())
             lines.append(f"| {d.split} | {d.rows} | {d.present} | {why or 0} |")
-    lines += ["", "## Licence", "", LICENCE_NOTE, "", "## Citation", ""]
+    lines += ["", "## Licence", "", licence_note(names), "", "## Citation", ""]
     papers = _papers(names)
     lines += [f"- {p.text()}" for p in papers]
     lines += ["", "```bibtex", "\n\n".join(p.bibtex() for p in papers), "```", ""]

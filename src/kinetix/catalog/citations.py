@@ -1,13 +1,16 @@
 """What to cite for each release, and the licence of its annotations.
 
-DeepMind publishes the Kinetics annotations (K400, K600, K700, K700-2020), AVA-Kinetics and
-Countix under CC BY 4.0. The licence covers the annotation files only. The videos belong to
-their YouTube uploaders.
+DeepMind publishes the Kinetics annotations (K400, K600, K700, K700-2020) and AVA-Kinetics under
+CC BY 4.0. The licence covers the annotation files only. The videos belong to their YouTube
+uploaders. Countix's authors state no licence that kinetix could find (not in the paper,
+arXiv:2006.15418, nor in CVDF's README, https://github.com/cvdfoundation/kinetics-dataset, which
+hosts its annotations), so none is asserted for it (``licence_note``).
 Annotation sets built on Kinetics clips also cite the Kinetics release whose clips they use.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from kinetix.catalog.downstream import downstream_name
@@ -20,6 +23,11 @@ LICENCE_NOTE = (
     "The annotations are licensed by DeepMind under CC BY 4.0 "
     "(https://creativecommons.org/licenses/by/4.0/). The videos are not: each belongs to its "
     "YouTube uploader."
+)
+# No primary source states a licence for Countix (module docstring): say so, assert none.
+COUNTIX_LICENCE_NOTE = (
+    "The Countix annotations: licence not stated by the authors; they are distributed by CVDF "
+    "beside K700-2020 (https://github.com/cvdfoundation/kinetics-dataset)."
 )
 
 
@@ -141,3 +149,13 @@ def citation(name: str, style: str = "bibtex") -> str:
     if style == "text":
         return "\n".join(p.text() for p in papers)
     raise ConfigError(f"unknown citation format {style!r}; valid formats are bibtex, text")
+
+
+def licence_note(names: str | Iterable[str]) -> str:
+    """The licence lines for a release, or for the releases a root or export holds."""
+    wanted = {downstream_name(n) for n in ([names] if isinstance(names, str) else names)}
+    if "countix" not in wanted:
+        return LICENCE_NOTE
+    # A Countix root's clips are K700-2020's, whose annotations DeepMind licenses.
+    k700 = LICENCE_NOTE.replace("The annotations", "The K700 annotations", 1)
+    return f"{COUNTIX_LICENCE_NOTE} {k700}"

@@ -18,11 +18,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from kinetix.catalog.citations import LICENCE_NOTE, citation
+    from kinetix.catalog.citations import citation, licence_note
 
     text = citation(args.release, args.format)
     comment = "% " if args.format == "bibtex" else ""
     print(text)
     print()
-    print(f"{comment}{LICENCE_NOTE}")
+    print(f"{comment}{licence_note(args.release)}")
     return 0
