@@ -8,6 +8,7 @@ mmaction2 is not a dependency of kinetix: these tests run in a venv that has it 
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import replace
 from pathlib import Path
@@ -27,6 +28,7 @@ from kinetix.testing.media import frame_index
 try:
     import mmaction.datasets  # noqa: F401  (registers the datasets and transforms)
     from mmaction.registry import DATASETS
+    from mmengine.logging import MMLogger
     from mmengine.registry import init_default_scope
 except Exception as exc:  # ImportError, or mmaction2's own mmcv version assertion
     pytest.skip(
@@ -38,6 +40,9 @@ except Exception as exc:  # ImportError, or mmaction2's own mmcv version asserti
 # Not mmaction.utils.register_all_modules: it imports mmaction.models too, and the 1.2.0 wheel
 # lacks mmaction/models/localizers/drn (ModuleNotFoundError); the dataset needs no model.
 init_default_scope("mmaction")
+# its INFO lines go to the stream pytest captured when the logger was made, closed by the time a
+# later test logs ("I/O operation on closed file"): keep to warnings
+MMLogger.get_current_instance().setLevel(logging.WARNING)
 
 
 @pytest.fixture(scope="module")
