@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import pickle
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -97,9 +98,15 @@ def test_mmaction2_reads_the_cli_export_as_the_source_rows(
 ) -> None:
     out = tmp_path / "ava"
     assert main(["export", str(roots.ava), "--format", "ava", "--out", str(out)]) == 0
-    dataset = build_dataset(printed_config(capsys.readouterr().out, "val"), 8, 8)
-    source = source_keyframes(ava_text(roots.clips))
+    config = printed_config(capsys.readouterr().out, "val")
     a, b = roots.clips.cvdf, roots.clips.youtube
+    # person proposals are looked up by youtube id and whole second (the folder's _S_E cut
+    # off); a keyframe without one gets the whole image
+    proposals = {f"{a.youtube_id},{a.time_start + 4:04d}": np.array([[0.1, 0.2, 0.5, 0.9, 0.95]])}
+    with open(tmp_path / "proposals.pkl", "wb") as f:
+        pickle.dump(proposals, f)
+    dataset = build_dataset({**config, "proposal_file": str(tmp_path / "proposals.pkl")}, 8, 8)
+    source = source_keyframes(ava_text(roots.clips))
     # line 5 (a box past x = 1) and line 6 (no clip) are out; the two keyframes are in
     wanted = {k: v for k, v in source.items() if k[0] in (a.youtube_id, b.youtube_id)}
     wanted[(b.youtube_id, b.time_start + 5.5)].pop()  # the rejected box (its only row)
@@ -127,6 +134,8 @@ def test_mmaction2_reads_the_cli_export_as_the_source_rows(
         assert r["gt_labels"].shape == (len(boxes), 81)
         assert [set(np.flatnonzero(row)) for row in r["gt_labels"]] == [a for _, a, _ in boxes]
         assert list(r["entity_ids"]) == [person for _, _, person in boxes]
+        proposal = [0.1, 0.2, 0.5, 0.9] if clip is a else [0.0, 0.0, 1.0, 1.0]
+        np.testing.assert_allclose(r["proposals"], [np.array(proposal) * scale], rtol=1e-6)
         # every decoded image is the clip frame at its 30 fps time; the middle one the keyframe
         lead = 0.0 if clip is a else roots.lead
         offset = 0 if clip is a else round((clip.time_start + lead) * FPS)  # video frames
