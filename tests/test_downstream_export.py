@@ -373,3 +373,20 @@ def test_repair_brings_back_the_annotation_rows(
     export_root(root, ExportConfig(fmt, out=tmp_path / "after"))
     lines = [(tmp_path / d / table).read_text().splitlines() for d in ("before", "after")]
     assert lines[1] == [line for line in lines[0] if fast.youtube_id not in line] != []
+
+
+def test_a_keyframe_with_no_folder_name_left_is_counted_not_dropped(
+    roots: Roots, tmp_path: Path
+) -> None:
+    from kinetix.export.downstream import _ava_split
+
+    rows = load_downstream(roots.ava, "val")
+    (first,) = [k for k in rows.items if k.lines == (1, 2, 3)]
+    for line, t in ((9, 0.25), (10, 0.5), (11, 0.75)):  # three more in that second
+        row = AvaRow(line, first.youtube_id, first.timestamp + t)
+        on_clip = keyframe_on_clip(row, first.clip.timing)
+        rows.items.append(  # type: ignore[arg-type]
+            replace(first, timestamp=row.timestamp, lines=(line,), keyframe=on_clip)
+        )
+    report = _ava_split(roots.ava, ExportConfig("ava", out=tmp_path), rows, tmp_path, None)
+    assert report.written == len(rows.items) - 1 and report.left_out["same_second"] == 1
