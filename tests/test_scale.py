@@ -272,8 +272,24 @@ def _index_by_rows(root: Path, split: str, include_unverified: bool) -> list[Cli
     return entries
 
 
+@pytest.mark.parametrize("arrow", [True, False], ids=["arrow", "sql-text"])
 @pytest.mark.parametrize("include_unverified", [False, True])
-def test_clip_index_equals_the_row_by_row_read(tmp_path, include_unverified) -> None:
+def test_clip_index_equals_the_row_by_row_read(
+    tmp_path, monkeypatch, include_unverified, arrow
+) -> None:
+    """Read into Arrow by ADBC (when installed) or from SQLite's concatenated text: the same."""
+    import kinetix.data.index as index_module
+    from kinetix.store.usable import arrow_reader_available
+
+    if arrow and not arrow_reader_available():
+        pytest.skip("the Arrow reader needs pyarrow and adbc-driver-sqlite")
+    monkeypatch.setattr(index_module, "arrow_reader_available", lambda: arrow)
+    if arrow:  # and no fallback to the text aggregate behind the test's back
+
+        def no_text(*args, **kwargs):
+            raise AssertionError("the Arrow read fell back to index_text")
+
+        monkeypatch.setattr(index_module, "index_text", no_text)
     root = tmp_path / "root"
     labels = ["abseiling", "air drumming", "zumba", None, "yoga", "massaging person's head"]
     clips = [Clip("k400", "train", f"v{i:03d}-Ü{i}", i, i + 10, labels[i % 6]) for i in range(60)]

@@ -21,8 +21,11 @@ from kinetix.store.layout import manifest_path
 from kinetix.store.manifest import Manifest
 from kinetix.store.root import RootInfo
 from kinetix.store.usable import (
+    ColumnTypesDiffer,
+    arrow_reader_available,
     count_left_out,
     describe_left_out,
+    index_arrow,
     index_text,
     iter_usable,
     unindexed_labels,
@@ -74,6 +77,15 @@ class PackedStrings:
         self._offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
         np.cumsum([len(b) for b in encoded], out=self._offsets[1:])
         self._buffer = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+
+    @classmethod
+    def from_buffer(cls, data: bytearray, lengths: np.ndarray) -> PackedStrings:
+        """Consecutive UTF-8 strings in ``data`` (taken over, not copied) of ``lengths`` bytes."""
+        packed = cls()
+        packed._offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=packed._offsets[1:])
+        packed._buffer = np.frombuffer(data, dtype=np.uint8) if data else np.zeros(0, np.uint8)
+        return packed
 
     @classmethod
     def from_chunks(cls, chunks: Sequence[tuple[bytes, np.ndarray]]) -> PackedStrings:
@@ -215,17 +227,22 @@ def _load_columns(
     *,
     include_unverified: bool,
 ) -> dict[str, Any]:
-    """The arrays of a ``ClipIndex``, parsed from one aggregate over the usable rows."""
+    """The arrays of a ``ClipIndex``: read into Arrow (``index_arrow``) when pyarrow and
+    adbc-driver-sqlite are there, else parsed from one aggregate over the usable rows."""
+    if arrow_reader_available():
+        try:
+            read = _arrow_columns(manifest, split, release, include_unverified)
+        except ColumnTypesDiffer as exc:
+            log.info("%s; reading the clip index through SQL text instead", exc)
+        else:
+            _fill_label_index(manifest, read["labels"], split, row_release, release,
+                              include_unverified)  # fmt: skip
+            return read
     (
         count, keys, key_len, paths, path_len, label, n, fps, w, h, fast, lead
     ) = index_text(manifest, split, release, include_unverified=include_unverified)  # fmt: skip
     labels = _numbers(label, np.int64)
-    unindexed = np.flatnonzero(labels == -2)
-    if len(unindexed):
-        indexer = LabelIndexer()
-        names = unindexed_labels(manifest, split, release, include_unverified=include_unverified)
-        for i, name in zip(unindexed, names):
-            labels[i] = indexer(row_release, name, None)
+    _fill_label_index(manifest, labels, split, row_release, release, include_unverified)
     columns: dict[str, Any] = {
         "keys": PackedStrings.from_chunks(
             [((keys or "").encode("utf-8"), _numbers(key_len, np.int64))]
@@ -244,3 +261,55 @@ def _load_columns(
         # one SELECT reads one snapshot, so this is a bug, not a race
         raise ManifestError(f"the clip index of {split!r} does not add up to its {count} rows")
     return columns
+
+
+def _fill_label_index(
+    manifest: Manifest,
+    labels: np.ndarray,
+    split: str,
+    row_release: str,
+    release: str | None,
+    include_unverified: bool,
+) -> None:
+    """Give the rows with a label but no stored index (-2) the registry's index, in place."""
+    unindexed = np.flatnonzero(labels == -2)
+    if len(unindexed):
+        indexer = LabelIndexer()
+        names = unindexed_labels(manifest, split, release, include_unverified=include_unverified)
+        for i, name in zip(unindexed, names):
+            labels[i] = indexer(row_release, name, None)
+
+
+def _arrow_columns(
+    manifest: Manifest, split: str, release: str | None, include_unverified: bool
+) -> dict[str, Any]:
+    """The arrays of a ``ClipIndex`` from the Arrow batches ``index_arrow`` reads, each batch
+    copied into growing buffers (strings: their UTF-8 bytes and lengths) before the next."""
+    text: dict[str, bytearray] = {"key": bytearray(), "path": bytearray()}
+    numbers: dict[str, list[np.ndarray]] = {"key": [], "path": []}  # strings: their lengths
+    for batch in index_arrow(manifest, split, release, include_unverified=include_unverified):
+        for name, column in zip(batch.schema.names, batch.columns):
+            if name in text:
+                _, offsets, data = column.buffers()
+                start = column.offset
+                at = np.frombuffer(offsets, np.int32)[start : start + len(column) + 1]
+                if data is not None:
+                    text[name] += memoryview(data)[at[0] : at[-1]]
+                numbers[name].append(np.diff(at).astype(np.int64))
+            else:  # fps: NULL -> nan; copied: a view would keep ADBC's whole batch alive
+                numbers.setdefault(name, []).append(np.array(column.to_numpy(zero_copy_only=False)))
+
+    def joined(name: str, dtype: Any) -> np.ndarray:
+        parts = numbers.pop(name, [])
+        return np.concatenate(parts) if parts else np.zeros(0, dtype)
+
+    return {
+        "keys": PackedStrings.from_buffer(text.pop("key"), joined("key", np.int64)),
+        "paths": PackedStrings.from_buffer(text.pop("path"), joined("path", np.int64)),
+        "labels": joined("labels", np.int64),
+        "num_frames": joined("num_frames", np.int64),
+        "fps": joined("fps", np.float64),
+        "sizes": np.stack([joined("width", np.int64), joined("height", np.int64)], axis=1),
+        "fast_trim": joined("fast_trim", np.int64).astype(bool),
+        "lead_seconds": joined("lead_seconds", np.float64),
+    }
