@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+import os
 import socket
 import time
 from collections import Counter
@@ -30,6 +31,7 @@ from kinetix.errors import ConfigError
 from kinetix.executors import Again, LocalExecutor, Preflight, TaskKind, open_executor, run_tasks
 from kinetix.executors import preflight as preflight_module
 from kinetix.executors import slurm as slurm_mod
+from kinetix.executors.dask import QUIET, quiet_environment
 from kinetix.executors.preflight import check_worker
 from kinetix.export import ExportConfig
 from kinetix.interrupts import StopToken
@@ -176,6 +178,35 @@ def dask_address() -> Iterator[str]:
         cluster.close()
 
 
+def _worker_settings() -> tuple[object, ...]:
+    import dask
+
+    return tuple(dask.config.get(key) for key in sorted(QUIET))
+
+
+_QUIET_SEEN = tuple(QUIET[key] for key in sorted(QUIET))
+
+
+def test_slurm_worker_jobs_get_the_same_quiet_settings(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    script = slurm_mod.job_script(
+        SlurmConfig(cores=1, memory="1GB"), scheduler_host="127.0.0.1", log_directory=None
+    )
+    exports = [line.split(" ", 1)[1] for line in script.splitlines() if line.startswith("export ")]
+    env = dict(line.split("=", 1) for line in exports)
+    assert set(env) == set(quiet_environment())
+    # what a worker started by that script reads back from its environment
+    code = (
+        "import distributed, dask; "
+        f"print(repr(tuple(dask.config.get(k) for k in {sorted(QUIET)!r})))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, **env},
+                         check=True, capture_output=True, text=True).stdout  # fmt: skip
+    assert out.strip() == repr(_QUIET_SEEN)
+
+
 def test_dask_executor_binds_to_loopback_and_bounds_what_is_queued() -> None:
     ex = open_executor(ExecutorConfig("dask", in_flight=3), 2)
     try:
@@ -184,6 +215,8 @@ def test_dask_executor_binds_to_loopback_and_bounds_what_is_queued() -> None:
         workers = client.scheduler_info()["workers"]
         assert len(workers) == 2 and all(a.startswith("tcp://127.0.0.1:") for a in workers)
         assert ex._capacity() == 3  # type: ignore[attr-defined]
+        # the workers' background work turned down (profiler off, slower ticks), as in QUIET
+        assert client.run(_worker_settings) == {a: _QUIET_SEEN for a in workers}
         got: list[int] = []
         run_tasks(range(20), double, ex, on_result=got.append)
         assert sorted(got) == [2 * x for x in range(20)]

@@ -31,6 +31,29 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
+# What every Dask server kinetix starts (its scheduler, nannies and workers) does besides the
+# tasks, turned down: by default each samples its threads' stacks every 10 ms (the profiler,
+# for a dashboard kinetix never opens), checks its event loop every 20 ms and reads host
+# counters every 500 ms. Measured on a 2-worker LocalCluster (BENCHMARKS.md, "Cluster
+# executors"): 0.10 CPU-s per second of wall with nothing to do, 0.013 with these. That cost
+# runs while tasks run too, so on a loaded machine, where a job takes longer, it grew to most
+# of the gap between Dask and the local pool.
+QUIET: dict[str, Any] = {
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.tick.interval": "1s",
+    "distributed.admin.system-monitor.interval": "5s",
+    "distributed.worker.memory.monitor-interval": "500ms",
+}
+
+
+def quiet_environment() -> dict[str, str]:
+    """``QUIET`` as the environment variables a worker started elsewhere (a SLURM job) reads."""
+    return {
+        "DASK_" + key.upper().replace(".", "__").replace("-", "_"): str(value)
+        for key, value in QUIET.items()
+    }
+
+
 def _import_distributed() -> Any:
     try:
         import distributed
@@ -72,42 +95,15 @@ class DaskExecutor:
         first worker is awaited while the jobs' pending reasons are watched.
         """
         distributed = _import_distributed()
+        import dask
+
         owns: list[Any] = []
         try:
-            if config.kind == "dask":
-                n = workers or os.cpu_count() or 1
-                cluster = distributed.LocalCluster(
-                    n_workers=n,
-                    threads_per_worker=1,
-                    processes=True,
-                    dashboard_address=None,
-                    host=config.scheduler_host or "127.0.0.1",
-                )
-                owns.append(cluster)
-                client = distributed.Client(cluster)
-                owns.insert(0, client)
-            elif config.kind == "address":
-                client = distributed.Client(config.address)
-                owns.append(client)
-            elif config.kind == "slurm":
-                from kinetix.executors import slurm
-
-                slurm.check_shape(config.slurm, slurm.read_partitions())
-                cluster = slurm.make_cluster(
-                    config.slurm,
-                    scheduler_host=config.scheduler_host,
-                    log_directory=log_directory,
-                )
-                owns.append(cluster)
-                log.info("SLURM job script:\n%s", cluster.job_script())
-                cluster.scale(jobs=workers or 1)
-                client = distributed.Client(cluster)
-                owns.insert(0, client)
-                slurm.wait_for_first_worker(cluster, client, config.slurm)
-            else:
-                raise ConfigError(
-                    f"unknown dask executor {config.spec!r}; valid values are {EXECUTOR_KINDS}"
-                )
+            # servers kinetix starts get its settings; someone else's scheduler keeps its own
+            quiet: Any = dask.config.set(QUIET if config.kind != "address" else {})
+            with quiet:
+                cls._start(config, workers, distributed, owns, log_directory)
+            client = owns[0]
             executor = cls(client, owns=owns, in_flight=config.in_flight)
             if preflight is not None:
                 run_preflight(client, preflight)
@@ -117,6 +113,46 @@ class DaskExecutor:
                     obj.close()
             raise
         return executor
+
+    @staticmethod
+    def _start(
+        config: ExecutorConfig,
+        workers: int | None,
+        distributed: Any,
+        owns: list[Any],
+        log_directory: Path | None,
+    ) -> None:
+        """Start (or reach) the cluster, appending what to close to ``owns``, the client first."""
+        if config.kind == "address":
+            owns.append(distributed.Client(config.address))
+            return
+        if config.kind == "dask":
+            cluster = distributed.LocalCluster(
+                n_workers=workers or os.cpu_count() or 1,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                host=config.scheduler_host or "127.0.0.1",
+            )
+            owns.append(cluster)
+            owns.insert(0, distributed.Client(cluster))
+            return
+        if config.kind != "slurm":
+            raise ConfigError(
+                f"unknown dask executor {config.spec!r}; valid values are {EXECUTOR_KINDS}"
+            )
+        from kinetix.executors import slurm
+
+        slurm.check_shape(config.slurm, slurm.read_partitions())
+        cluster = slurm.make_cluster(
+            config.slurm, scheduler_host=config.scheduler_host, log_directory=log_directory
+        )
+        owns.append(cluster)
+        log.info("SLURM job script:\n%s", cluster.job_script())
+        cluster.scale(jobs=workers or 1)
+        client = distributed.Client(cluster)
+        owns.insert(0, client)
+        slurm.wait_for_first_worker(cluster, client, config.slurm)
 
     def _capacity(self) -> int:
         if self.in_flight:

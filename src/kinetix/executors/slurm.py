@@ -22,6 +22,7 @@ from typing import Any
 
 from kinetix.config import SlurmConfig
 from kinetix.errors import ConfigError, MissingDependencyError
+from kinetix.executors.dask import quiet_environment
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +188,8 @@ def _job_kwargs(
         "job_name": "kinetix",
         "python": sys.executable,
         "worker_extra_args": worker_args,
+        # the worker's settings, as the parent's own LocalCluster gets them (dask.QUIET)
+        "job_script_prologue": [f"export {k}={v}" for k, v in quiet_environment().items()],
         "log_directory": str(log_directory) if log_directory is not None else None,
     }
 
