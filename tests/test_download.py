@@ -227,7 +227,9 @@ def test_read_only_state_dir_is_a_clear_error(tmp_path, mirror_server, monkeypat
 
 def test_short_disk_is_refused_before_any_transfer(tmp_path, mirror_server, monkeypatch):
     real = shutil.disk_usage
-    monkeypatch.setattr("kinetix.download.shutil.disk_usage", lambda p: real(p)._replace(free=1000))
+    monkeypatch.setattr(
+        "kinetix.sources.cvdf_source.shutil.disk_usage", lambda p: real(p)._replace(free=1000)
+    )
     # in units that say it: "1.0 KB free", not "0.0 GB free ... needs about 0.0 GB"
     with pytest.raises(DiskSpaceError, match=r"has 1.0 KB free but this run needs about [1-9]"):
         download(config(tmp_path, mirror_server, "k600"))

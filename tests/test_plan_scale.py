@@ -7,6 +7,7 @@ from dataclasses import asdict
 import pytest
 
 import kinetix.download as download_job
+import kinetix.sources.cvdf_source as cvdf_source
 from kinetix.catalog.clip import Clip
 from kinetix.config import DownloadConfig
 from kinetix.download import download, work_rows
@@ -22,7 +23,7 @@ def planned(cfg: DownloadConfig, monkeypatch: pytest.MonkeyPatch) -> list[dict]:
     def first_task(config, manifest, tasks, *args, **kwargs):
         raise FirstTask([asdict(t) | {"wanted": list(t.wanted.items())} for t in tasks])
 
-    monkeypatch.setattr(download_job, "run_shard_tasks", first_task)
+    monkeypatch.setattr(cvdf_source, "run_shard_tasks", first_task)
     with pytest.raises(FirstTask) as stop:
         download(cfg)
     return stop.value.args[0]

@@ -1,17 +1,24 @@
 """The small protocol every clip source implements (CVDF shards, YouTube, a local folder).
 
-The parent plans tasks from manifest rows that are missing, an executor runs
-``Source.run`` in workers, and the parent applies each ``TaskResult`` to the manifest.
-A CVDF task covers one shard (many clips); a YouTube task covers one clip.
+The parent plans tasks from manifest rows that are missing, an executor runs them in workers,
+and the parent applies each ``TaskResult`` to the manifest. A CVDF task covers one shard (many
+clips); a YouTube task covers one clip.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from kinetix.store.manifest import ClipRow, ClipUpdate
+from kinetix.store.manifest import ClipUpdate
+
+if TYPE_CHECKING:
+    from kinetix.catalog.releases import Release
+    from kinetix.config import DownloadConfig
+    from kinetix.sources.job import DownloadJob
+    from kinetix.store.manifest import Manifest
+    from kinetix.store.planning import WorkRow
 
 
 class ClipSpan(Protocol):
@@ -47,14 +54,29 @@ class TaskResult:
 
 
 class Source(Protocol):
-    """A place clips come from."""
+    """A place the download job takes clips from; ``download.SOURCES`` maps each ``SourceKind``
+    to one (``sources/cvdf_source.py`` ``CvdfSource``, ``sources/youtube`` ``YoutubeSource``).
+
+    The job asks the run's sources in order (``--source auto``: CVDF, then YouTube for what is
+    still missing) which of the selected rows each ``wants``; ``fetch`` plans them into tasks
+    from the manifest, runs them on the run's executor and applies every result in the parent
+    (``sources/job.py``). A new source is one module with these four methods and a map entry.
+    """
 
     name: str
 
-    def plan(self, rows: Sequence[ClipRow]) -> list[Any]:
-        """Group the missing clips this source can provide into picklable tasks."""
+    def serves(self, release: Release) -> bool:
+        """Whether this source has clips of ``release`` at all."""
         ...
 
-    def run(self, task: Any) -> TaskResult:
-        """Fetch one task in a worker; never raise for expected failures."""
+    def wants(self, row: WorkRow, config: DownloadConfig) -> bool:
+        """Whether ``row`` is work for this source in this run."""
+        ...
+
+    def pending(self, manifest: Manifest, release: Release, split: str) -> bool:
+        """Work an earlier run recorded and did not finish, with no row to show for it."""
+        ...
+
+    def fetch(self, job: DownloadJob, rows: Sequence[WorkRow]) -> None:
+        """Plan ``rows`` into tasks, run them and record every result."""
         ...

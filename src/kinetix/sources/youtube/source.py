@@ -26,29 +26,43 @@ import logging
 import os
 import shutil
 import threading
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kinetix.config import YoutubeConfig
+from kinetix.catalog.releases import Release
+from kinetix.config import DownloadConfig, SourceKind, YoutubeConfig
 from kinetix.durable import fsync_dir, fsync_file, sha256_file
 from kinetix.errors import ErrorCode, FFmpegError, SourceError
-from kinetix.executors import Again
+from kinetix.executors import Again, Executor, LocalExecutor, TaskKind, run_tasks
 from kinetix.executors.orphans import guard_ytdlp_tools
-from kinetix.process.ffmpeg import find_ffmpeg
+from kinetix.executors.preflight import AV_TOOL, YT_DLP_TOOL
+from kinetix.interrupts import StopToken
+from kinetix.process.ffmpeg import FFMPEG_TOOL, find_ffmpeg
 from kinetix.process.probe import looks_like_media
 from kinetix.process.trim import SectionInfo, TrimmedClip, read_section, trim_clip
 from kinetix.process.verify import inspect_clip
+from kinetix.progress import Progress
 from kinetix.sources.base import ClipSpan, TaskResult
+from kinetix.sources.job import (
+    DownloadJob,
+    DownloadReport,
+    apply_result,
+    cluster_executor,
+    landing_spec,
+    needs_work,
+    placed,
+)
 from kinetix.sources.ratelimit import Outcome, RequestGate, shared_gate
 from kinetix.sources.redaction import Redactor, cookie_secrets, path_secrets, proxy_secrets
 from kinetix.sources.youtube.cookies import load_cookies
 from kinetix.sources.youtube.errors import Failure, YtdlpLog, classify
 from kinetix.sources.youtube.formats import FormatPicker
-from kinetix.sources.youtube.readiness import _deno_path
+from kinetix.sources.youtube.readiness import DENO_TOOL, _deno_path
 from kinetix.store.layout import LabelStyle, clip_relpath, partial_dir
-from kinetix.store.manifest import ClipState, ClipUpdate
+from kinetix.store.manifest import ClipState, ClipUpdate, Manifest
+from kinetix.store.planning import WorkRow
 from kinetix.transfer.extract import describe_head
 
 if TYPE_CHECKING:
@@ -152,9 +166,30 @@ def _mirror_file_ie() -> Any:
 
 
 class YoutubeSource:
-    """The YouTube clip source: ``plan`` makes one task per clip, ``run`` fetches and trims it."""
+    """The YouTube clip source: ``plan`` makes one task per clip, ``run`` fetches and trims it.
+
+    The class itself is the download job's ``Source`` (``sources/base.py``): ``wants`` picks the
+    rows, ``fetch`` makes the instance for the run and runs its tries through the job's gate.
+    """
 
     name = SOURCE_NAME
+
+    @classmethod
+    def serves(cls, release: Release) -> bool:
+        return True
+
+    @classmethod
+    def wants(cls, row: WorkRow, config: DownloadConfig) -> bool:
+        # under --source auto, what CVDF could not give (a gap, a broken copy) too
+        return needs_work(row, config.retry_failed, cvdf_gaps=config.source is SourceKind.AUTO)
+
+    @classmethod
+    def pending(cls, manifest: Manifest, release: Release, split: str) -> bool:
+        return False
+
+    @classmethod
+    def fetch(cls, job: DownloadJob, rows: Sequence[WorkRow]) -> None:
+        run_youtube(job.config, job.manifest, rows, job.report, job.emit, stop=job.stop)
 
     def __init__(
         self,
@@ -615,3 +650,59 @@ def _section_file(work: Path, info: Any) -> Path:
 
 def _partial_bytes(work: Path) -> int:
     return sum(p.stat().st_size for p in work.glob("section.*") if p.is_file())
+
+
+def run_youtube(
+    config: DownloadConfig,
+    manifest: Manifest,
+    rows: Sequence[WorkRow],
+    report: DownloadReport,
+    emit: Callable[[str], None] | None,
+    *,
+    stop: StopToken | None = None,
+) -> None:
+    stop = stop or StopToken()
+    landing = landing_spec(config)
+    if landing is not None:
+        from kinetix.process.landing import clear_stage
+
+        clear_stage(config.root)
+    source = YoutubeSource(config.root, config.youtube, config.layout, landing=landing)
+    tasks = source.plan(rows)
+    progress = Progress(
+        "youtube",
+        total_clips=len(tasks),
+        bars=None if config.progress else False,
+        emit=emit if config.progress else None,
+    )
+    executor: Executor
+    if config.executor.is_local:
+        executor = LocalExecutor(config.parallel, io_workers=config.parallel)
+    else:
+        executor = cluster_executor(config, tools=(FFMPEG_TOOL, AV_TOOL, YT_DLP_TOOL, DENO_TOOL))
+
+    def record(outcome: TryOutcome) -> Again[YoutubeTry] | None:
+        verdict = source.settle(outcome)
+        if isinstance(verdict, Again):
+            return None if stop.is_set() else verdict  # stopped: the clip stays to do
+        result = verdict
+        if stop.is_set():  # a clip that failed now may have failed from the stop itself
+            result = replace(result, updates=[u for u in result.updates if placed(u)])
+        apply_result(manifest, result, report)
+        ok = sum(placed(u) for u in result.updates)
+        progress.add_clips(ok, failed=len(result.updates) - ok)
+        return None
+
+    # One try per dispatch, every one (retries too) through this process's gate: --rate,
+    # Retry-After pauses and the breaker hold for all workers together, and at most --workers
+    # clips are out at once, wherever they run.
+    try:
+        with stop.running():
+            run_tasks(
+                (YoutubeTry(t) for t in tasks), source.try_once, executor, on_result=record,
+                kind=TaskKind.IO, pace=source.gate.reserve, in_flight=config.parallel, stop=stop,
+            )  # fmt: skip
+    finally:
+        executor.close()
+        progress.close()
+    stop.raise_if_signalled()
