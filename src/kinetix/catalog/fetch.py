@@ -26,9 +26,10 @@ import zlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
+from typing import TypeVar
 from urllib.parse import unquote, urlsplit
 
-from kinetix.catalog.catalog import Catalog
+from kinetix.catalog.catalog import Catalog, file_stats
 from kinetix.catalog.downstream import get_downstream
 from kinetix.catalog.labels import LabelRegistry
 from kinetix.catalog.parse import read_annotations
@@ -41,11 +42,13 @@ from kinetix.catalog.releases import (
     join_url,
     normalise_split,
 )
+from kinetix.catalog.stats import AnnotationStats
 from kinetix.config import TransferConfig
 from kinetix.durable import require_writable, sha256_file, write_text_atomic
 from kinetix.errors import AnnotationError, ArchiveError, ConfigError
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 SIDECAR_SUFFIX = ".meta.json"
 MIRROR_DEEPMIND_DIR = "deepmind/"  # where a mirror keeps DeepMind's archives
@@ -286,14 +289,41 @@ def load_catalog(
     return read_fetched_catalog(rel.name, split, path)
 
 
+def load_stats(
+    release: str,
+    split: str,
+    *,
+    mirror: str | None = None,
+    offline: bool = False,
+    annotations: Path | str | None = None,
+) -> tuple[Path, AnnotationStats]:
+    """The annotation file of a split and its ``AnnotationStats``, read as a stream.
+
+    Where ``load_catalog(...).stats()`` holds every row, this holds none (``file_stats``), so
+    it checks a file of any length; the errors are the same.
+    """
+    rel = get_release(release)
+    split = check_split(rel, split)
+    if annotations is not None:
+        path = Path(annotations)
+        return path, file_stats(rel.name, split, path)
+    path = fetch_annotations(rel.name, split, mirror=mirror, offline=offline)
+    return path, _drop_if_unreadable(path, lambda: file_stats(rel.name, split, path))
+
+
 def read_fetched_catalog(release: str, split: str, path: Path) -> Catalog:
     """``read_catalog`` of a file ``fetch_annotations`` cached; one that fails to read is removed.
 
     What the mirror sent may not be an annotation file (junk, a page): keeping it would make
     every later run read the same thing from the cache.
     """
+    return _drop_if_unreadable(path, lambda: read_catalog(release, split, path))
+
+
+def _drop_if_unreadable(path: Path, read: Callable[[], T]) -> T:
+    """``read()``; when it fails on the cached file at ``path``, that file is removed first."""
     try:
-        return read_catalog(release, split, path)
+        return read()
     except AnnotationError as exc:
         path.unlink(missing_ok=True)
         path.with_name(path.name + SIDECAR_SUFFIX).unlink(missing_ok=True)

@@ -43,7 +43,7 @@ import logging
 import math
 import sys
 import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -72,6 +72,7 @@ _ZIP_MAGIC = b"PK\x03\x04"
 _GZIP_MAGIC = b"\x1f\x8b"
 _IS_CC = {"0": False, "1": True}
 _MISSING: Any = object()
+_INTERNED_LIMIT = 1 << 16  # distinct time values remembered per file
 _EXPECTED_FORMATS = (
     "a Kinetics CSV header (label,youtube_id,time_start,time_end,split[,is_cc]), a Countix "
     "header (video_id,class,kinetics_start,...), an AVA-Kinetics row (youtube_id,timestamp), "
@@ -90,6 +91,24 @@ def read_annotations(
     normalised (``validate`` -> ``val``). Duplicate youtube ids and keys are kept as they are;
     ``kinetix.catalog.stats`` reports them.
     """
+    clips: list[Clip] = []
+    stream_annotations(path, clips.append, release=release, split=split)
+    return clips
+
+
+def stream_annotations(
+    path: str | Path,
+    emit: Callable[[Clip], object],
+    *,
+    release: str | None = None,
+    split: str | None = None,
+) -> None:
+    """Read ``path`` as ``read_annotations`` does, handing each ``Clip`` to ``emit`` as it is read.
+
+    Nothing is kept between rows (except the JSON format, read whole), so a caller that keeps
+    little reads a file of any length in flat memory. ``emit`` may refuse a row by raising
+    ``RowRefused``: the error then names the file and the row's line, like a parse error.
+    """
     path = Path(path)
     try:
         with path.open("rb") as f:
@@ -107,9 +126,10 @@ def read_annotations(
     with paused_gc():
         if magic == _ZIP_MAGIC:
             with _open_zip_member(path, split) as (name, stream):
-                return _read_stream(stream, name, release, split)
+                _read_stream(stream, name, release, split, emit)
+                return
         with path.open(encoding="utf-8-sig", newline="") as stream:
-            return _read_stream(stream, str(path), release, split)
+            _read_stream(stream, str(path), release, split, emit)
 
 
 @contextmanager
@@ -159,7 +179,13 @@ def _split_in_name(member: str) -> str | None:
     return None
 
 
-def _read_stream(stream: IO[str], name: str, release: str | None, split: str | None) -> list[Clip]:
+def _read_stream(
+    stream: IO[str],
+    name: str,
+    release: str | None,
+    split: str | None,
+    emit: Callable[[Clip], object],
+) -> None:
     try:
         first = stream.readline()
         if not first:
@@ -170,21 +196,23 @@ def _read_stream(stream: IO[str], name: str, release: str | None, split: str | N
                 f"line 1 is blank; expected {_EXPECTED_FORMATS}", path=name, line=1
             )
         if head.startswith(("{", "[")):
-            return _RowReader(name, release, split).read_json(first + stream.read())
+            return _RowReader(name, release, split, emit).read_json(first + stream.read())
         if head.endswith(":") and head[:-1].strip().lower() in SPLIT_ALIASES:
-            return _RowReader(name, release, split).read_listing(head, stream)
+            return _RowReader(name, release, split, emit).read_listing(head, stream)
         fields = next(csv.reader([first]))
         columns = [c.strip().lower() for c in fields]
         if "youtube_id" in columns:
-            return _RowReader(name, release, split).read_kinetics_csv(columns, stream)
+            return _RowReader(name, release, split, emit).read_kinetics_csv(columns, stream)
         if "video_id" in columns:
-            return _RowReader(name, release or _DERIVED_RELEASE, split).read_countix(
+            return _RowReader(name, release or _DERIVED_RELEASE, split, emit).read_countix(
                 columns, stream
             )
         if len(fields) == 2 and _is_youtube_id(fields[0]) and _is_seconds(fields[1]):
-            return _RowReader(name, release or _DERIVED_RELEASE, split).read_ava(first, stream)
+            return _RowReader(name, release or _DERIVED_RELEASE, split, emit).read_ava(
+                first, stream
+            )
     except UnicodeDecodeError as exc:
-        line = first_line_not_utf8(Path(name))
+        line = _first_line_not_utf8_in(name)
         raise AnnotationError(f"is not UTF-8 text ({exc.reason})", path=name, line=line) from exc
     except csv.Error as exc:
         raise AnnotationError(f"not valid CSV: {exc}", path=name) from exc
@@ -198,13 +226,50 @@ def first_line_not_utf8(path: Path) -> int | None:
     """
     try:
         with path.open("rb") as f:
-            for number, raw in enumerate(f, 1):
-                try:
-                    raw.decode("utf-8")
-                except UnicodeDecodeError:
-                    return number
+            return _first_bad_line(f)
     except OSError:
         return None
+
+
+def _first_line_not_utf8_in(name: str) -> int | None:
+    """``first_line_not_utf8`` of a plain file or of a zip member named ``archive!member``."""
+    archive, bang, member = name.partition("!")
+    if not bang:
+        return first_line_not_utf8(Path(name))
+    try:
+        with zipfile.ZipFile(archive) as z, z.open(member) as f:
+            return _first_bad_line(f)
+    except (OSError, KeyError, zipfile.BadZipFile):
+        return None
+
+
+def _first_bad_line(lines: Iterable[bytes]) -> int | None:
+    for number, raw in enumerate(lines, 1):
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return number
+    return None
+
+
+def first_line_of_label(
+    path: Path, labels: Iterable[str], *, release: str | None, split: str | None
+) -> int | None:
+    """The line of the first row of ``path`` whose label is one of ``labels`` (any format).
+
+    Reads the file again, so it is for error paths: a label sits in a CSV field, a JSON
+    entry, a zip member or an ``ls -R`` block header, and the reader knows which line.
+    """
+    wanted = frozenset(labels)
+
+    def refuse(clip: Clip) -> None:
+        if clip.label in wanted:
+            raise RowRefused("found")
+
+    try:
+        stream_annotations(path, refuse, release=release, split=split)
+    except AnnotationError as exc:
+        return exc.line
     return None
 
 
@@ -238,6 +303,10 @@ def _is_seconds(text: str) -> bool:
 
 class _RowProblem(Exception):
     """What is wrong with one row or entry; the format reader adds file and line."""
+
+
+class RowRefused(_RowProblem):
+    """Raised by a ``stream_annotations`` callback to refuse a row; the reader adds file, line."""
 
 
 def _bad_id(raw: str) -> _RowProblem:
@@ -277,8 +346,11 @@ class _RowReader:
     dict hit instead of ``int()``/normalisation per row.
     """
 
-    def __init__(self, name: str, release: str | None, split: str | None):
+    def __init__(
+        self, name: str, release: str | None, split: str | None, emit: Callable[[Clip], object]
+    ):
         self.name = name
+        self.emit = emit
         if release is None:
             raise ConfigError(
                 f"{name}: Kinetics annotation files do not say which release they belong to; "
@@ -336,11 +408,15 @@ class _RowReader:
     def seconds_of(self, raw: str, column: str) -> int:
         value = self.ints.get(raw)
         if value is None:
-            value = self.ints[raw] = _seconds(raw, column)
+            value = _seconds(raw, column)
+            # bounded, so a streamed file of any length keeps flat memory (real files repeat
+            # a few thousand values; a generated one may have a new value on every row)
+            if len(self.ints) < _INTERNED_LIMIT:
+                self.ints[raw] = value
         return value
 
     # -- Kinetics CSV ------------------------------------------------------------------------
-    def read_kinetics_csv(self, columns: list[str], stream: IO[str]) -> list[Clip]:
+    def read_kinetics_csv(self, columns: list[str], stream: IO[str]) -> None:
         unknown = [c for c in columns if c not in KINETICS_COLUMNS]
         missing = _KINETICS_REQUIRED - set(columns)
         if unknown or missing or len(set(columns)) != len(columns):
@@ -358,8 +434,7 @@ class _RowReader:
         ints, labels, splits = self.ints, self.labels, self.splits
         id_chars = YOUTUBE_ID_CHARS
         make_clip = tuple.__new__  # skips the NamedTuple's Python-level __new__
-        clips: list[Clip] = []
-        append = clips.append
+        emit = self.emit
         reader = csv.reader(stream)
         # The loop is the hot path of a 650k-row load: locals, dict hits for repeated
         # values, and the slow checks only when a value is met for the first time.
@@ -392,17 +467,14 @@ class _RowReader:
                     is_cc = _IS_CC.get(row[i_cc])
                     if is_cc is None:
                         raise _RowProblem(f"is_cc must be 0 or 1, got {row[i_cc]!r}")
-                append(
-                    make_clip(Clip, (release, split, youtube_id, start, end, label, is_cc, None))
-                )
+                emit(make_clip(Clip, (release, split, youtube_id, start, end, label, is_cc, None)))
         except _RowProblem as exc:
             raise self.error(reader.line_num + 1, exc) from None
         except csv.Error as exc:
             raise self.error(reader.line_num + 1, f"not valid CSV: {exc}") from exc
-        return clips
 
     # -- Countix -----------------------------------------------------------------------------
-    def read_countix(self, columns: list[str], stream: IO[str]) -> list[Clip]:
+    def read_countix(self, columns: list[str], stream: IO[str]) -> None:
         unknown = [c for c in columns if c not in COUNTIX_COLUMNS]
         missing = _COUNTIX_REQUIRED - set(columns)
         if unknown or missing or len(set(columns)) != len(columns):
@@ -413,7 +485,6 @@ class _RowReader:
             )
         at = {c: i for i, c in enumerate(columns)}
         i_label = at.get("class")
-        clips: list[Clip] = []
         reader = csv.reader(stream)
         try:
             split = self.fixed_split()
@@ -440,18 +511,16 @@ class _RowReader:
                     "count": int(count),
                 }
                 label = None if i_label is None else self.label_of(row[i_label])
-                clips.append(
+                self.emit(
                     Clip(self.release.name, split, youtube_id, start, end, label, None, extra)
                 )
         except _RowProblem as exc:
             raise self.error(reader.line_num + 1, exc) from None
         except csv.Error as exc:
             raise self.error(reader.line_num + 1, f"not valid CSV: {exc}") from exc
-        return clips
 
     # -- AVA-Kinetics ------------------------------------------------------------------------
-    def read_ava(self, first: str, stream: IO[str]) -> list[Clip]:
-        clips: list[Clip] = []
+    def read_ava(self, first: str, stream: IO[str]) -> None:
         reader = csv.reader(_chain(first, stream))
         try:
             split = self.fixed_split()
@@ -465,7 +534,7 @@ class _RowReader:
                     raise _bad_id(youtube_id)
                 timestamp = _float_seconds(raw, "timestamp")
                 start = max(0, int(timestamp) - AVA_WINDOW // 2)
-                clips.append(
+                self.emit(
                     Clip(
                         self.release.name, split, youtube_id, start, start + AVA_WINDOW,
                         None, None, {"timestamp": timestamp},
@@ -475,26 +544,23 @@ class _RowReader:
             raise self.error(reader.line_num, exc) from None
         except csv.Error as exc:
             raise self.error(reader.line_num, f"not valid CSV: {exc}") from exc
-        return clips
 
     # -- DeepMind JSON -----------------------------------------------------------------------
-    def read_json(self, text: str) -> list[Clip]:
+    def read_json(self, text: str) -> None:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise self.error(exc.lineno, f"not valid JSON: {exc.msg}") from exc
         if not isinstance(data, dict):
             raise self.error(1, "expected a JSON object keyed by youtube id")
-        clips: list[Clip] = []
         for youtube_id, entry in data.items():
             try:
-                clips.append(self.json_clip(youtube_id, entry))
+                self.emit(self.json_clip(youtube_id, entry))
             except _RowProblem as exc:
                 # JSON has no row numbers; find the entry's key in the text for the report.
                 offset = text.find(json.dumps(youtube_id) + ":")
                 line = text.count("\n", 0, offset) + 1 if offset >= 0 else None
                 raise self.error(line, f"entry {youtube_id!r}: {exc}") from None
-        return clips
 
     def json_clip(self, youtube_id: str, entry: Any) -> Clip:
         if not _is_youtube_id(youtube_id):
@@ -529,7 +595,7 @@ class _RowReader:
         return Clip(self.release.name, split, youtube_id, start, end, label, None, None)
 
     # -- ls -R listing (CVDF 600/annotations/val.txt) ----------------------------------------
-    def read_listing(self, head: str, stream: IO[str]) -> list[Clip]:
+    def read_listing(self, head: str, stream: IO[str]) -> None:
         """Clips of ``ls -R <split>``: the class folders, then a block of mp4 names per class.
 
         The real K600 file has one entry that is a single space (a stray file in the
@@ -539,7 +605,6 @@ class _RowReader:
         """
         top = head[:-1]
         prefix = top + "/"
-        clips: list[Clip] = []
         label: str | None = None
         in_top = True  # the first block lists the class folders themselves
         number = 1
@@ -569,10 +634,9 @@ class _RowReader:
                         self.name, number, entry, label,
                     )  # fmt: skip
                     continue
-                clips.append(self.listed_clip(entry, split, label))
+                self.emit(self.listed_clip(entry, split, label))
         except _RowProblem as exc:
             raise self.error(number, exc) from None
-        return clips
 
     def listed_clip(self, entry: str, split: str, label: str) -> Clip:
         stem, _, ext = entry.rpartition(".")

@@ -114,22 +114,27 @@ def run_fetch(args: argparse.Namespace) -> int:
 
 
 def run_stats(args: argparse.Namespace) -> int:
-    from kinetix.catalog.fetch import load_catalog
+    from kinetix.catalog.fetch import load_stats
+    from kinetix.catalog.labels import LabelRegistry
+    from kinetix.catalog.releases import check_split, get_release
 
     if downstream_name(args.release):
         return _stats_downstream(args)
-    catalog = load_catalog(
-        args.release, args.split, mirror=args.mirror, offline=args.offline, annotations=args.file
+    # streamed: no row is kept, so a file of millions of rows is checked in little memory
+    release = get_release(args.release)
+    split = check_split(release, args.split)
+    path, stats = load_stats(
+        release.name, split, mirror=args.mirror, offline=args.offline, annotations=args.file
     )
-    stats = catalog.stats()
+    classes = len(LabelRegistry.for_release(release.name))
     if args.json:
-        report = {"release": catalog.release, "split": catalog.split, "file": str(catalog.path)}
+        report = {"release": release.name, "split": split, "file": str(path)}
         print(json.dumps({**report, **stats.as_dict()}, indent=2))
         return 0
-    print(f"{catalog.release} {catalog.split}: {catalog.path}")
+    print(f"{release.name} {split}: {path}")
     rows = [
         ("rows", stats.rows),
-        ("labels", f"{stats.labels} of {len(catalog.registry)} classes"),
+        ("labels", f"{stats.labels} of {classes} classes"),
         (
             "clips per class",
             f"min {stats.clips_per_class_min} / median {stats.clips_per_class_median} / "
