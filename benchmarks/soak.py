@@ -1,7 +1,13 @@
 """The reliability soak: kill -9 at random times, network faults, hostile shards, a read-only mount,
 a full disk and damaged manifests, against the synthetic mirror; one table of what went wrong.
 
-    python benchmarks/soak.py [--kills 20] [--network 60] [--seed 0] [--keep DIR]
+    python benchmarks/soak.py [--kills 20] [--network 100] [--seed 0] [--keep DIR]
+
+The kill -9 stages: ``download`` (K400 train from scratch), ``replacement`` (K400 train from
+the state a run leaves when it has just decided on the replacement set: every kill lands in
+the replacement-set phase or after it), ``verify``, ``process``, ``frames`` and ``youtube``
+(K700 val with ``--source youtube`` against the mirror's ``youtube/{id}.mp4`` side, through
+the real yt-dlp and ffmpeg).
 
 Every trial checks the same promises afterwards (a rerun of the same command must finish):
 
@@ -29,6 +35,7 @@ import io
 import logging
 import os
 import random
+import resource
 import shutil
 import signal
 import sqlite3
@@ -48,6 +55,7 @@ from kinetix.download import download
 from kinetix.errors import KinetixError
 from kinetix.store.layout import manifest_path, partial_dir, state_dir
 from kinetix.store.leftovers import is_temp_name
+from kinetix.testing.media import frame_index
 from kinetix.testing.mirror import MirrorIndex, MirrorSpec, build_mirror
 from kinetix.testing.server import FAULT_KINDS, MirrorServer
 
@@ -60,6 +68,17 @@ SPEC = MirrorSpec(
     appledouble=True,
     corrupted=2,
     missing=2,
+)
+# The YouTube side: K700 val clips cut from full-length youtube/{id}.mp4 source videos.
+YOUTUBE_SPEC = MirrorSpec(
+    releases={"k700": ("val",)},
+    classes=2,
+    clips_per_class=3,
+    shard_size=6,
+    corrupted=0,
+    missing=0,
+    source_videos=4,
+    source_releases=("k700",),
 )
 PY = sys.executable
 LIMIT = 180.0  # seconds a run may take before it counts as a hang
@@ -76,7 +95,12 @@ class Tally:
     leftovers: int = 0
     unclear: int = 0  # a traceback or a multi-line error instead of one clear line
     worst_error: float = 0.0
+    kinds: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+
+    def trial(self, kind: str) -> None:
+        self.trials += 1
+        self.kinds[kind] = self.kinds.get(kind, 0) + 1
 
     def note(self, text: str) -> None:
         self.notes.append(text)
@@ -151,6 +175,60 @@ def check_download(tally: Tally, mirror: MirrorIndex, root: Path, split: str, wh
         if not on_disk.is_file() or sha(on_disk) != clip.sha256 or digest != clip.sha256:
             tally.corrupt += 1
             tally.note(f"{what}: {key} present with bytes that are not the mirror's")
+
+
+def check_youtube(
+    tally: Tally, mirror: MirrorIndex, root: Path, what: str, sourced: set[str]
+) -> None:
+    """Every clip with a source video is present, cut from it exactly; no other clip is."""
+    import av
+
+    s = mirror.split("k700", "val")
+    db = sqlite3.connect(f"file:{manifest_path(root)}?mode=ro", uri=True)
+    try:
+        got = dict(
+            (key, (state, path, source))
+            for key, state, path, source in db.execute(
+                "SELECT key, state, path, source FROM clips WHERE split = 'val'"
+            )
+        )
+    finally:
+        db.close()
+    for key in sourced:
+        state, path, source = got.get(key, (None, None, None))
+        if state != "present":
+            tally.lost += 1
+            tally.note(f"{what}: {key} is {state} after the rerun")
+            continue
+        clip = s.clips[key].clip
+        try:
+            with av.open(str(root / path)) as container:
+                stream = container.streams.video[0]
+                fps = float(stream.average_rate)
+                frames = [
+                    frame_index(f.to_ndarray(format="rgb24")) for f in container.decode(stream)
+                ]
+        except Exception as exc:
+            tally.corrupt += 1
+            tally.note(f"{what}: {key} present but does not decode: {exc}")
+            continue
+        span = (clip.time_end - clip.time_start) * fps
+        if (
+            source != "youtube"
+            or frames[0] != round(clip.time_start * fps)
+            or abs(len(frames) - span) > 1
+        ):
+            tally.corrupt += 1
+            tally.note(f"{what}: {key} present but not the clip's frames ({len(frames)})")
+    for key, (state, _path, _source) in got.items():
+        if state == "present" and key not in sourced:
+            tally.corrupt += 1
+            tally.note(f"{what}: {key} present but the mirror has no source video for it")
+    stray = [p.name for p in root.rglob("*") if p.is_file() and ".kinetix" not in p.parts
+             and p.suffix == ".mp4" and p.stem not in sourced]  # fmt: skip
+    if stray:
+        tally.leftovers += len(stray)
+        tally.note(f"{what}: files that are no clip left in the root: {stray[:3]}")
 
 
 def run_cli(argv: list[str], env: dict[str, str], limit: float = LIMIT) -> tuple[int, str, float]:
@@ -228,7 +306,7 @@ def kill_trials(
             for pid in alive:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-        tally.trials += 1
+        tally.trial(f"kill -9 {stage.name}")
         code, err, _took = run_cli(stage.argv(root, out), env)
         what = f"{stage.name} kill {i}" + (" (after it ended)" if ended_first else "")
         if code == -1:
@@ -277,7 +355,7 @@ def network_trials(
         started = time.monotonic()
         outcome = _bounded(lambda config=config: download(config), LIMIT)
         took = time.monotonic() - started
-        tally.trials += 1
+        tally.trial("network")
         tally.faults += max(fault.hits, 1)
         what = f"network {i} ({kind} x{times} on {target})"
         if outcome == "hang":
@@ -410,7 +488,7 @@ def hostile_trials(tally: Tally, mirror: MirrorIndex, work: Path, env: dict[str,
             argv = ["download", "k400", "--split", "val", "--root", str(root)]
             argv += ["--mirror", server.url, "--no-progress", "--max-clip-size", "64M"]
             code, err, took = run_cli(argv, env)
-        tally.trials += 1
+        tally.trial("hostile")
         what = f"hostile {name}"
         if code == -1:
             tally.hangs += 1
@@ -470,7 +548,7 @@ def readonly_trial(tally: Tally, finished: Path, work: Path, env: dict[str, str]
         )
         for argv in checks:
             code, err, _took = run_cli(argv, env)
-            tally.trials += 1
+            tally.trial("read-only")
             if code != 0:
                 tally.lost += 1
                 tally.note(f"read-only {argv[0]}: exit {code}: {err.strip()[-300:]}")
@@ -490,7 +568,7 @@ def enospc_trials(tally: Tally, mirror: MirrorIndex, server: MirrorServer, work:
             argv = ["download", "k400", "--split", "val", "--root", str(root)]
             argv += ["--mirror", server.url, "--no-progress", "--parallel", "1"]
             code, err, took = run_cli(argv, env)
-            tally.trials += 1
+            tally.trial("ENOSPC")
             what = f"ENOSPC {size}"
             if code == -1:
                 tally.hangs += 1
@@ -506,6 +584,52 @@ def enospc_trials(tally: Tally, mirror: MirrorIndex, server: MirrorServer, work:
             print(f"  {what}: exit {code} in {took:.1f} s: {err.strip()[-160:]}", flush=True)
         finally:
             subprocess.run(["umount", "-l", str(root)], capture_output=True)
+    # A disk that fills up during a transfer: the root has room (the free-space check passes)
+    # but its .kinetix/partial is a real tmpfs smaller than the first shard, so the write of
+    # its .part hits a real ENOSPC. The partial must be kept, the run stop with one line, and
+    # with room again the rerun resume it and finish with good bytes.
+    first = mirror.path(mirror.split("k400", "val").shards[0]).stat().st_size
+    for fraction in (4, 2):
+        size = f"{max(first // fraction // 1024, 16)}k"
+        root = work / f"midway-{size}"
+        partial = partial_dir(root)
+        partial.mkdir(parents=True)
+        if not _mount(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(partial)]):
+            tally.note("ENOSPC: cannot mount a tmpfs here (needs root); skipped")
+            return
+        try:
+            argv = ["download", "k400", "--split", "val", "--root", str(root)]
+            argv += ["--mirror", server.url, "--no-progress", "--parallel", "1"]
+            argv += ["--connections", "2", "--piece-size", "32K"]
+            code, err, took = run_cli(argv, env)
+            tally.trial("ENOSPC")
+            tally.faults += 1
+            what = f"ENOSPC mid-transfer ({size} partial dir, shard {first // 1024}k)"
+            kept = [q for q in partial.iterdir() if q.name.endswith(".part")]
+            if code == -1:
+                tally.hangs += 1
+                tally.note(f"{what}: did not end")
+            elif code == 0:
+                tally.note(f"{what}: finished without hitting the full disk (nothing tested)")
+            else:
+                tally.worst_error = max(tally.worst_error, took)
+                if not one_clear_line(err) or "no space" not in err.lower():
+                    tally.unclear += 1
+                    tally.note(f"{what}: exit {code} without one clear line: {err.strip()[-300:]}")
+                if not kept:
+                    tally.lost += 1
+                    tally.note(f"{what}: the partial was not kept")
+            print(f"  {what}: exit {code} in {took:.1f} s, {len(kept)} .part kept: "
+                  f"{err.strip()[-160:]}", flush=True)  # fmt: skip
+            _mount(["mount", "-o", "remount,size=64m", str(partial)])
+            code, err, _took = run_cli(argv, env)
+            if code != 0:
+                tally.lost += 1
+                tally.note(f"{what}: the rerun with room exited {code}: {err.strip()[-300:]}")
+            else:
+                check_download(tally, mirror, root, "val", what)
+        finally:
+            subprocess.run(["umount", "-l", str(partial)], capture_output=True)
 
 
 def damage_trials(tally: Tally, finished: Path, work: Path, env: dict[str, str]) -> None:
@@ -538,7 +662,7 @@ def damage_trials(tally: Tally, finished: Path, work: Path, env: dict[str, str])
         before = {p: sha(p) for p in root.glob("val/*/*.mp4")}
         started = time.monotonic()
         code, err, _took = run_cli(["verify", str(root)], env)
-        tally.trials += 1
+        tally.trial("manifest damage")
         tally.faults += 1
         if code != 2 or not one_clear_line(err) or "kinetix repair" not in err:
             tally.unclear += 1
@@ -557,12 +681,13 @@ def damage_trials(tally: Tally, finished: Path, work: Path, env: dict[str, str])
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--kills", type=int, default=20, help="kill -9 trials per stage")
-    p.add_argument("--network", type=int, default=60, help="network fault trials")
+    p.add_argument("--network", type=int, default=100, help="network fault trials")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--keep", type=Path, help="work folder to keep (default: a temp dir)")
     p.add_argument(
         "--only", help="comma-separated parts: kills,network,hostile,readonly,enospc,damage"
     )
+    p.add_argument("--stages", help="comma-separated kill stages (default: all six)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
     parts = set((args.only or "kills,network,hostile,readonly,enospc,damage").split(","))
@@ -574,8 +699,15 @@ def main(argv: list[str] | None = None) -> int:
     tally = Tally()
     started, cpu0 = time.monotonic(), time.process_time()
     mirror = build_mirror(work / "mirror", SPEC)
+    yt_mirror = build_mirror(work / "yt-mirror", YOUTUBE_SPEC)
+    sourced = {c.key for c in yt_mirror.split("k700", "val").clips.values() if c.source_video}
     load = os.getloadavg()
-    with MirrorServer(mirror.root) as server:
+    children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # the YouTube side throttled, so a run spends seconds in yt-dlp/ffmpeg sections to kill
+    with (
+        MirrorServer(mirror.root) as server,
+        MirrorServer(yt_mirror.root, total_bps=400_000) as yt_server,
+    ):
         finished = work / "finished"
         for split in ("val", "train"):
             r = download(DownloadConfig(root=finished, release="k400", split=split,
@@ -642,8 +774,27 @@ def main(argv: list[str] | None = None) -> int:
             return ["download", "k400", "--split", "train", "--root", str(root),
                     "--mirror", server.url, "--no-progress"]  # fmt: skip
 
+        # the state a run leaves when it has just decided on the replacement set
+        before_replacement = work / "before-replacement"
+        crash_env = dict(env, KINETIX_CRASH_AT="download.replacement")
+        code, err, _took = run_cli(download_argv(before_replacement, work), crash_env)
+        assert code == -signal.SIGKILL, (code, err)
+
+        def at_replacement(root: Path, out: Path) -> None:
+            fresh(root, out)
+            shutil.copytree(before_replacement, root)
+
+        def youtube_argv(root: Path, out: Path) -> list[str]:
+            return ["download", "k700", "--split", "val", "--root", str(root),
+                    "--mirror", yt_server.url, "--source", "youtube", "--rate", "50",
+                    "--youtube-url-template", yt_server.url + "youtube/{youtube_id}.mp4",
+                    "--no-progress"]  # fmt: skip
+
         stages = [
             Stage("download", download_argv, fresh,
+                  lambda t, r, o, w: check_download(t, mirror, r, "train", w),
+                  lambda r, o: r),
+            Stage("replacement", download_argv, at_replacement,
                   lambda t, r, o, w: check_download(t, mirror, r, "train", w),
                   lambda r, o: r),
             Stage("verify", lambda r, o: ["verify", str(r), "--deep", "--no-progress"],
@@ -653,10 +804,15 @@ def main(argv: list[str] | None = None) -> int:
                   copy_finished, check_derived, lambda r, o: o),
             Stage("frames", lambda r, o: ["frames", str(r), "--out", str(o), "--no-progress"],
                   copy_finished, check_derived, lambda r, o: o),
+            Stage("youtube", youtube_argv, fresh,
+                  lambda t, r, o, w: check_youtube(t, yt_mirror, r, w, sourced),
+                  lambda r, o: r),
         ]  # fmt: skip
         phase_walls: dict[str, float] = {}
         if "kills" in parts:
             for stage in stages:
+                if args.stages and stage.name not in args.stages.split(","):
+                    continue
                 t0 = time.monotonic()
                 kill_trials(tally, stage, args.kills, work / stage.name, env, rng)
                 phase_walls[f"kill -9 {stage.name}"] = time.monotonic() - t0
@@ -679,6 +835,8 @@ def main(argv: list[str] | None = None) -> int:
             damage_trials(tally, finished, work / "damage", env)
             phase_walls["manifest damage"] = time.monotonic() - t0
     wall = time.monotonic() - started
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    child_cpu = (children.ru_utime + children.ru_stime) - (children0.ru_utime + children0.ru_stime)
     print()
     for name, seconds in phase_walls.items():
         print(f"  {name:<20} {seconds:7.1f} s")
@@ -690,8 +848,10 @@ def main(argv: list[str] | None = None) -> int:
     print("| " + " | ".join(header) + " |")
     print("|" + "|".join("---" for _ in header) + "|")
     print("| " + " | ".join(str(v) for v in values) + " |")
-    print(f"\nwall {wall:.0f} s, this process {time.process_time() - cpu0:.0f} CPU-s, "
-          f"load at start {load[0]:.1f}, seed {args.seed}, work {work}")  # fmt: skip
+    print(f"\nwall {wall:.0f} s, this process {time.process_time() - cpu0:.0f} CPU-s, its "
+          f"subprocesses {child_cpu:.0f} CPU-s, load at start {load[0]:.1f}, at end "
+          f"{os.getloadavg()[0]:.1f}, seed {args.seed}, work {work}")  # fmt: skip
+    print(f"trials by kind: {dict(tally.kinds)}")
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
     bad = tally.corrupt + tally.lost + tally.hangs + tally.orphans + tally.leftovers + tally.unclear
