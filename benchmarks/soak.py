@@ -556,80 +556,82 @@ def readonly_trial(tally: Tally, finished: Path, work: Path, env: dict[str, str]
         subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
 
 
+@contextlib.contextmanager
+def _tmpfs(tally: Tally, path: Path, size: str) -> Any:
+    """A real tmpfs of ``size`` mounted at ``path`` (yields False, noted, when refused)."""
+    path.mkdir(parents=True, exist_ok=True)
+    if not _mount(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)]):
+        tally.note("ENOSPC: cannot mount a tmpfs here (needs root); skipped")
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+def _judge_stop(tally: Tally, what: str, code: int, err: str, took: float, says: str = "") -> None:
+    """A run that should stop: it must end, with one clear line (holding ``says``)."""
+    if code == -1:
+        tally.hangs += 1
+        tally.note(f"{what}: did not end")
+    elif code != 0:
+        tally.worst_error = max(tally.worst_error, took)
+        if not one_clear_line(err) or says not in err.lower():
+            tally.unclear += 1
+            tally.note(f"{what}: exit {code} without one clear line: {err.strip()[-300:]}")
+
+
 def enospc_trials(tally: Tally, mirror: MirrorIndex, server: MirrorServer, work: Path,
                   env: dict[str, str]) -> None:  # fmt: skip
+    argv = ["download", "k400", "--split", "val", "--mirror", server.url, "--no-progress"]
+    argv += ["--parallel", "1"]
     for size in ("200k", "700k", "1200k"):
         root = work / f"full-{size}"
-        root.mkdir(parents=True)
-        if not _mount(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(root)]):
-            tally.note("ENOSPC: cannot mount a tmpfs here (needs root); skipped")
-            return
-        try:
-            argv = ["download", "k400", "--split", "val", "--root", str(root)]
-            argv += ["--mirror", server.url, "--no-progress", "--parallel", "1"]
-            code, err, took = run_cli(argv, env)
+        with _tmpfs(tally, root, size) as mounted:
+            if not mounted:
+                return
+            code, err, took = run_cli([*argv, "--root", str(root)], env)
             tally.trial("ENOSPC")
             what = f"ENOSPC {size}"
-            if code == -1:
-                tally.hangs += 1
-                tally.note(f"{what}: did not end")
-            elif code != 0:
-                tally.worst_error = max(tally.worst_error, took)
-                if not one_clear_line(err):
-                    tally.unclear += 1
-                    tally.note(f"{what}: exit {code} without one clear line: {err.strip()[-300:]}")
+            _judge_stop(tally, what, code, err, took)
             if manifest_path(root).exists():
                 with contextlib.suppress(sqlite3.Error):
                     _check_present_good(tally, mirror, root, "val", what)
             print(f"  {what}: exit {code} in {took:.1f} s: {err.strip()[-160:]}", flush=True)
-        finally:
-            subprocess.run(["umount", "-l", str(root)], capture_output=True)
     # A disk that fills up during a transfer: the root has room (the free-space check passes)
     # but its .kinetix/partial is a real tmpfs smaller than the first shard, so the write of
     # its .part hits a real ENOSPC. The partial must be kept, the run stop with one line, and
     # with room again the rerun resume it and finish with good bytes.
     first = mirror.path(mirror.split("k400", "val").shards[0]).stat().st_size
+    argv += ["--connections", "2", "--piece-size", "32K"]
     for fraction in (4, 2):
         size = f"{max(first // fraction // 1024, 16)}k"
         root = work / f"midway-{size}"
         partial = partial_dir(root)
-        partial.mkdir(parents=True)
-        if not _mount(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(partial)]):
-            tally.note("ENOSPC: cannot mount a tmpfs here (needs root); skipped")
-            return
-        try:
-            argv = ["download", "k400", "--split", "val", "--root", str(root)]
-            argv += ["--mirror", server.url, "--no-progress", "--parallel", "1"]
-            argv += ["--connections", "2", "--piece-size", "32K"]
-            code, err, took = run_cli(argv, env)
+        with _tmpfs(tally, partial, size) as mounted:
+            if not mounted:
+                return
+            code, err, took = run_cli([*argv, "--root", str(root)], env)
             tally.trial("ENOSPC")
             tally.faults += 1
             what = f"ENOSPC mid-transfer ({size} partial dir, shard {first // 1024}k)"
             kept = [q for q in partial.iterdir() if q.name.endswith(".part")]
-            if code == -1:
-                tally.hangs += 1
-                tally.note(f"{what}: did not end")
-            elif code == 0:
+            _judge_stop(tally, what, code, err, took, says="no space")
+            if code == 0:
                 tally.note(f"{what}: finished without hitting the full disk (nothing tested)")
-            else:
-                tally.worst_error = max(tally.worst_error, took)
-                if not one_clear_line(err) or "no space" not in err.lower():
-                    tally.unclear += 1
-                    tally.note(f"{what}: exit {code} without one clear line: {err.strip()[-300:]}")
-                if not kept:
-                    tally.lost += 1
-                    tally.note(f"{what}: the partial was not kept")
+            elif code != -1 and not kept:
+                tally.lost += 1
+                tally.note(f"{what}: the partial was not kept")
             print(f"  {what}: exit {code} in {took:.1f} s, {len(kept)} .part kept: "
                   f"{err.strip()[-160:]}", flush=True)  # fmt: skip
             _mount(["mount", "-o", "remount,size=64m", str(partial)])
-            code, err, _took = run_cli(argv, env)
+            code, err, _took = run_cli([*argv, "--root", str(root)], env)
             if code != 0:
                 tally.lost += 1
                 tally.note(f"{what}: the rerun with room exited {code}: {err.strip()[-300:]}")
             else:
                 check_download(tally, mirror, root, "val", what)
-        finally:
-            subprocess.run(["umount", "-l", str(partial)], capture_output=True)
 
 
 def damage_trials(tally: Tally, finished: Path, work: Path, env: dict[str, str]) -> None:
