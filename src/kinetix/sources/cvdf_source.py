@@ -18,7 +18,7 @@ from kinetix.catalog.releases import CVDF_BASE, Release, join_url
 from kinetix.config import DownloadConfig, VerifyConfig
 from kinetix.crashpoints import crash_point
 from kinetix.errors import ConfigError, ConnectError, DiskSpaceError, ErrorCode, KinetixError
-from kinetix.executors import Executor, LocalExecutor, TaskKind
+from kinetix.executors import Executor, LocalExecutor, TaskKind, run_tasks
 from kinetix.interrupts import StopToken
 from kinetix.progress import Progress
 from kinetix.sources.base import TaskResult
@@ -423,29 +423,16 @@ def run_shard_tasks(
     executor, fn = shard_executor(config, progress, stop)
     by_id = {t.shard_id: t for t in tasks}
 
-    def record(result: TaskResult) -> bool:
-        apply_result(manifest, result, report)
-        task = by_id[result.shard_url or ""]
-        progress.task_done()
-        if result.error is None:
-            finish_part(task)
-            report.shards_done += 1
-            progress.add_clips(len(result.updates))
-            return False
-        report.shards_failed += 1
-        report.errors.append(result.error)
-        if result.error_code == ErrorCode.NO_SPACE.value:
-            report.fatal = True
-            return True
-        return False
+    def record(result: TaskResult) -> None:
+        if result.error_code == INTERRUPTED or (result.error and stop.is_set()):
+            return  # stopped part way: the partial stays, nothing to record
+        _record_shard(manifest, result, by_id, report, progress, stop)
 
     try:
         with stop.running():
-            results = executor.map_unordered(fn, stop.guard(tasks), kind=TaskKind.IO)
-            for result in results:
-                if result.error_code == INTERRUPTED or (result.error and stop.is_set()):
-                    continue  # stopped part way: the partial stays, nothing to record
-                _record_shard(manifest, result, by_id, report, progress, stop)
+            # A full disk sets ``stop`` in ``_record_shard``: nothing more is handed out, and
+            # the shards in flight still come back here, each recording what it placed.
+            run_tasks(tasks, fn, executor, on_result=record, kind=TaskKind.IO, stop=stop)
             if settle is not None and not stop.is_set():
                 progress.settle(settle(), "not in any shard")
     finally:
