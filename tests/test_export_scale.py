@@ -178,6 +178,7 @@ def test_arrow_tables_are_the_row_tables(roots, tmp_path, monkeypatch, fmt, name
         yield from real(*args, **kwargs)
 
     monkeypatch.setattr(job, "usable_arrow", counted)
+    monkeypatch.setattr("kinetix.store.usable.ARROW_MIN_ROWS", 0)  # the roots are small
     export_root(roots[name], ExportConfig(fmt, out=tmp_path / "arrow", **options))
     assert calls  # the Arrow path was the one taken
     monkeypatch.setattr(job, "arrow_reader_available", lambda: False)
@@ -234,6 +235,7 @@ def test_a_value_arrow_cannot_hold_falls_back_to_rows(tmp_path, monkeypatch, bat
     import kinetix.export.job as job
 
     monkeypatch.setattr(job, "_TABLE_BATCH", batch)
+    monkeypatch.setattr("kinetix.store.usable.ARROW_MIN_ROWS", 0)
 
     root = build_manifest_root(tmp_path / "odd")
     db = sqlite3.connect(manifest_path(root))

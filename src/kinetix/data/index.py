@@ -22,7 +22,7 @@ from kinetix.store.manifest import Manifest
 from kinetix.store.root import RootInfo
 from kinetix.store.usable import (
     ColumnTypesDiffer,
-    arrow_reader_available,
+    arrow_read_pays,
     count_left_out,
     describe_left_out,
     index_arrow,
@@ -229,7 +229,7 @@ def _load_columns(
 ) -> dict[str, Any]:
     """The arrays of a ``ClipIndex``: read into Arrow (``index_arrow``) when pyarrow and
     adbc-driver-sqlite are there, else parsed from one aggregate over the usable rows."""
-    if arrow_reader_available():
+    if arrow_read_pays(manifest, row_release, split):
         try:
             read = _arrow_columns(manifest, split, release, include_unverified)
         except ColumnTypesDiffer as exc:

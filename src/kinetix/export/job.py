@@ -39,7 +39,12 @@ from kinetix.export.tables import COLUMNS, CsvWriter, ParquetWriter
 from kinetix.export.webdataset import ShardWriter
 from kinetix.store.layout import LabelStyle, manifest_path, require_writable, slurm_logs
 from kinetix.store.manifest import Manifest
-from kinetix.store.usable import ColumnTypesDiffer, arrow_reader_available, usable_arrow
+from kinetix.store.usable import (
+    ColumnTypesDiffer,
+    arrow_read_pays,
+    arrow_reader_available,
+    usable_arrow,
+)
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -297,7 +302,11 @@ def _write_batches(
     """
     if isinstance(writer, ListWriter) and _checks_paths(config):
         return _write_list(manifest, root, writer, release, split, config, check=first)
-    if arrow and isinstance(writer, (CsvWriter, ParquetWriter)):
+    if (
+        arrow
+        and isinstance(writer, (CsvWriter, ParquetWriter))
+        and arrow_read_pays(manifest, release, split)
+    ):
         return _write_arrow(manifest, writer, release, split, config)
     is_list = isinstance(writer, ListWriter)
     columns = ["path", "label", "label_index", "num_frames"] if is_list else list(COLUMNS)
