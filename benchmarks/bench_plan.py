@@ -29,6 +29,7 @@ _CHILD = r"""
 import json, resource, sys, time
 from pathlib import Path
 import kinetix.download as d
+import kinetix.sources.cvdf_source as cvdf  # where the shard tasks start (the first byte)
 from kinetix.config import DownloadConfig
 from kinetix.store.layout import LabelStyle
 root, csv = Path(sys.argv[1]), Path(sys.argv[2])
@@ -36,8 +37,8 @@ class FirstByte(Exception):
     pass
 def first_task(config, manifest, tasks, *args, **kwargs):
     raise FirstByte(len(tasks), sum(len(t.wanted) for t in tasks))
-d.run_shard_tasks = first_task
-d._size_or_zero = lambda url, config: 0
+cvdf.run_shard_tasks = first_task
+cvdf._size_or_zero = lambda url, config: 0
 started, cpu = time.perf_counter(), time.process_time()
 try:
     d.download(DownloadConfig(root=root, release="k700-2020", split="train", annotations=csv,
