@@ -162,3 +162,48 @@ def test_a_new_root_without_clips_still_says_download(tmp_path, capsys):
     assert main(["status", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "run 'kinetix download'" in err and "repair" not in err
+
+
+# What a kill -9 leaves when it lands while a new root's manifest is being created: SQLite's
+# header is written (WAL mode set) but the tables' transaction never committed.
+_KILLED_AT_CREATION = {
+    "wal_set": "import sqlite3, os, sys\n"
+    "db = sqlite3.connect(sys.argv[1]); db.execute('PRAGMA journal_mode=WAL')\n"
+    "os._exit(0)\n",
+    "tables_uncommitted": "import sqlite3, os, sys\n"
+    "db = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+    "db.execute('PRAGMA journal_mode=WAL')\n"
+    "db.execute('BEGIN'); db.execute('CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)')\n"
+    "db.execute('CREATE TABLE clips (x)'); os._exit(0)\n",
+}
+
+
+@pytest.mark.parametrize("stage", list(_KILLED_AT_CREATION))
+def test_a_manifest_killed_as_it_was_created_is_taken_as_new(tmp_path, server, stage, capsys):
+    """Found by the soak (3 of 20 random kills of download on main): the rerun called such a
+    file damaged (no kinetix tables) and sent the user to 'kinetix repair' for a root with
+    nothing in it; it is what an empty file is, a database not yet made."""
+    import subprocess
+    import sys
+
+    root = tmp_path / "root"
+    path = manifest_path(root)
+    path.parent.mkdir(parents=True)
+    subprocess.run([sys.executable, "-c", _KILLED_AT_CREATION[stage], str(path)], check=True)
+    assert path.stat().st_size > 0
+    assert main(["status", str(root)]) == 2  # a reader: nothing recorded yet, not damage
+    err = capsys.readouterr().err
+    assert "repair" not in err and "download" in err, err
+    argv = ["download", "k400", "--split", "val", "--root", str(root), "--mirror", server.url]
+    assert main([*argv, "--no-progress"]) == 0, capsys.readouterr().err
+    with Manifest(manifest_path(root), readonly=True) as m:
+        assert m.has_clips()
+    # a file that does hold tables, none of them kinetix's, is still damage
+    other = tmp_path / "other" / ".kinetix" / "manifest.sqlite"
+    other.parent.mkdir(parents=True)
+    db = sqlite3.connect(other)
+    db.execute("CREATE TABLE t (x)")
+    db.commit()
+    db.close()
+    with pytest.raises(Exception, match="none of the kinetix tables"):
+        Manifest(other)

@@ -64,6 +64,16 @@ def diagnose_file(path: Path) -> str | None:
     return None
 
 
+def never_made(db: sqlite3.Connection) -> bool:
+    """An opened manifest holding no table at all in at most one page: a database not yet made.
+
+    That is what a kill leaves while a new root's manifest is created (the header written, the
+    tables' transaction not committed), like an empty file; it is not damage.
+    """
+    tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+    return tables == 0 and db.execute("PRAGMA page_count").fetchone()[0] <= 1
+
+
 def schema_problem(db: sqlite3.Connection) -> str | None:
     """What kinetix tables or columns an opened manifest lacks (None: it has them all)."""
     have: dict[str, set[str]] = {}

@@ -27,6 +27,7 @@ from kinetix.store.damage import (
     diagnose_file,
     is_damage,
     manifest_absent,
+    never_made,
     schema_problem,
     write_meta_copy,
 )
@@ -217,7 +218,11 @@ class Manifest:
             else:
                 self._writer = Writer(self.path)
                 self._db = self._writer.db
-            problem = schema_problem(self._db) if existed else None
+            made = existed and not never_made(self._db)
+            if readonly and not made:
+                self._close_quietly()
+                raise missing_manifest_error(self.path)
+            problem = schema_problem(self._db) if made else None
             if problem is None and not readonly:
                 self._create()
                 self._writer.ensure_identity()  # type: ignore[union-attr]
