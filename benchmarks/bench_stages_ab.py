@@ -1,7 +1,7 @@
 """download, verify and frames of two kinetix checkouts, interleaved in one run (a refactor's cost).
 
     python benchmarks/bench_stages_ab.py --base REV [--head REV] [--rounds 3] [--shards 2]
-        [--clips-per-shard 12] [--workdir DIR]
+        [--clips-per-shard 12] [--stages download,verify,frames] [--workdir DIR]
 
 Each checkout (``git worktree`` of REV under the work folder; ``--head`` defaults to this
 checkout) runs as ``python -m kinetix.cli.main`` with its own ``src/`` first on ``PYTHONPATH``
@@ -76,7 +76,9 @@ def main() -> int:
     ap.add_argument("--shards", type=int, default=2)
     ap.add_argument("--clips-per-shard", type=int, default=12)
     ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--stages", default=",".join(STAGES), help="download (always), verify, frames")
     args = ap.parse_args()
+    stages = [s for s in STAGES if s == "download" or s in args.stages.split(",")]
     work = args.workdir or Path(tempfile.mkdtemp(prefix="kinetix-ab-"))
     work.mkdir(parents=True, exist_ok=True)
     trees = {"base": checkout(args.base, work)}
@@ -113,7 +115,7 @@ def main() -> int:
                     "frames": [*k, "frames", str(run / "root"), "--out", str(run / "frames"),
                                "--no-progress"],
                 }  # fmt: skip
-                for stage in STAGES:
+                for stage in stages:
                     m = run_measured(argvs[stage], log, env=env, server=server)
                     runs.setdefault((stage, name), []).append(m)
                     print(
@@ -123,7 +125,7 @@ def main() -> int:
                     )
     print(f"\nload at end {loadavg()}")
     print(f"{'stage':9s} {'checkout':8s} {'CPU-s median (min-max)':>26s} {'wall median':>12s}")
-    for stage in STAGES:
+    for stage in stages:
         med = {}
         for name in trees:
             ms = runs[(stage, name)]
