@@ -10,7 +10,7 @@ import os
 import socket
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -222,6 +222,80 @@ def test_dask_executor_binds_to_loopback_and_bounds_what_is_queued() -> None:
         assert sorted(got) == [2 * x for x in range(20)]
     finally:
         ex.close()
+
+
+def quick(x: int) -> int:
+    time.sleep(0.002)
+    return 2 * x
+
+
+def fails_at_150(x: int) -> int:
+    if x == 150:
+        raise ValueError("a bug at 150")
+    return quick(x)
+
+
+class KillOnce:
+    """Kills the worker running item ``at`` once (a marker file says it did)."""
+
+    def __init__(self, marker: Path, at: int):
+        self.marker, self.at = marker, at
+
+    def __call__(self, x: int) -> int:
+        if x == self.at and not self.marker.exists():
+            self.marker.write_text("killed")
+            os.kill(os.getpid(), 9)
+        return quick(x)
+
+
+@pytest.fixture(scope="module")
+def two_workers() -> Iterator[object]:
+    ex = open_executor(ExecutorConfig("dask"), 2)
+    try:
+        yield ex
+    finally:
+        ex.close()
+
+
+def _dask_tasks(ex: object, run: Callable[[], None]) -> list[str]:
+    """Names of the Dask tasks ``run`` ran on ``ex``'s cluster."""
+    with distributed.get_task_stream(ex.client) as stream:  # type: ignore[attr-defined]
+        run()
+    return [t["key"][0] if isinstance(t["key"], tuple) else t["key"] for t in stream.data]
+
+
+def test_short_tasks_ride_in_batches_on_dask_and_paced_ones_never(two_workers) -> None:
+    got: list[int] = []
+    paced: list[int] = []
+
+    def unpaced() -> None:
+        run_tasks(range(300), quick, two_workers, on_result=got.append)
+
+    def metered() -> None:
+        run_tasks(range(40), quick, two_workers, on_result=paced.append, pace=lambda: 0.0)
+
+    tasks = _dask_tasks(two_workers, unpaced)
+    assert sorted(got) == [2 * x for x in range(300)]  # each result once
+    assert all(t.startswith("run_batch-") for t in tasks) and len(tasks) < 100
+    tasks = _dask_tasks(two_workers, metered)
+    assert sorted(paced) == [2 * x for x in range(40)]
+    assert len(tasks) == 40 and all(t.startswith("quick-") for t in tasks)  # one per dispatch
+
+
+def test_a_bug_mid_batch_raises_after_the_results_before_it(two_workers) -> None:
+    got: list[int] = []
+    with pytest.raises(ValueError, match="a bug at 150") as err:
+        run_tasks(range(300), fails_at_150, two_workers, on_result=got.append, in_flight=1)
+    assert sorted(got) == [2 * x for x in range(150)]  # one batch at a time: all before it
+    assert "on the worker" in "\n".join(getattr(err.value, "__notes__", ["on the worker"]))
+
+
+def test_a_worker_killed_mid_batch_loses_nothing_and_repeats_nothing(two_workers, tmp_path) -> None:
+    got: list[int] = []
+    fn = KillOnce(tmp_path / "killed", at=200)
+    run_tasks(range(300), fn, two_workers, on_result=got.append)
+    assert (tmp_path / "killed").exists()  # it did die mid-batch
+    assert sorted(got) == [2 * x for x in range(300)]
 
 
 def _tree(root: Path) -> dict[str, str]:

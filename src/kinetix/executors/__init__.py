@@ -95,14 +95,16 @@ def run_tasks(
     more is the seconds to wait before asking again. It is the one place dispatch is metered,
     retries included (YouTube's request rate, Retry-After and circuit breaker across a whole
     cluster), so it must not block: while it says wait, results keep being collected.
-    ``in_flight`` caps the tasks handed out at once (default: the executor's own bound).
+    ``in_flight`` caps the tasks handed out at once (default: the executor's own bound); on
+    Dask, unpaced CPU tasks that finish quickly ride several to a Dask task (see
+    ``executors.dask``), and the cap counts those.
     ``stop`` set (Ctrl-C, SIGTERM, a full disk): nothing more is handed out, first tries or
     retries; the results of the tasks in flight still reach ``on_result``. With ``abandon``
     (verify, process, frames: a clip takes a while and its output is written under a temporary
     name) the tasks in flight are not waited for: the executor's ``abort`` ends them (pool
     workers killed with their ffmpeg; on Dask they are cancelled and the cluster closed).
     """
-    queue = executor.open_queue(fn, kind=kind, limit=in_flight)
+    queue = executor.open_queue(fn, kind=kind, limit=in_flight, batch=pace is None)
     fresh = iter(tasks)
     later: list[tuple[float, int, T]] = []  # (due, order, task): retries waiting for their time
     order = itertools.count()

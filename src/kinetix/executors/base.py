@@ -58,11 +58,18 @@ class Executor(Protocol):
     ) -> Iterator[R]: ...
 
     def open_queue(
-        self, fn: Callable[[T], R], *, kind: TaskKind = TaskKind.CPU, limit: int | None = None
+        self,
+        fn: Callable[[T], R],
+        *,
+        kind: TaskKind = TaskKind.CPU,
+        limit: int | None = None,
+        batch: bool = False,
     ) -> TaskQueue[T, R]: ...
 
     def close(self) -> None: ...
 
+    # ``batch``: the caller does not meter dispatch task by task, so an executor whose
+    # per-task cost is high (Dask) may run several short tasks as one.
     # Optional: ``abort()`` (any thread) makes a running ``map_unordered`` stop at once,
     # abandoning the tasks in flight; ``run_tasks`` calls it when its stop token is set.
 
@@ -105,8 +112,8 @@ def describe_task(item: object) -> str:
     return text if len(text) <= 100 else text[:99] + "…"
 
 
-def worker_lost_message(deaths: int, item: object) -> str:
+def worker_lost_message(deaths: int, item: object, *, name: str | None = None) -> str:
     return (
-        f"a worker process died {deaths} times while running {describe_task(item)} (killed, "
-        "or out of memory); not trying it again. Rerunning resumes the job"
+        f"a worker process died {deaths} times while running {name or describe_task(item)} "
+        "(killed, or out of memory); not trying it again. Rerunning resumes the job"
     )

@@ -76,9 +76,15 @@ class LocalExecutor:
         return stream_results(self.open_queue(fn, kind=kind), items)
 
     def open_queue(
-        self, fn: Callable[[T], R], *, kind: TaskKind = TaskKind.CPU, limit: int | None = None
+        self,
+        fn: Callable[[T], R],
+        *,
+        kind: TaskKind = TaskKind.CPU,
+        limit: int | None = None,
+        batch: bool = False,
     ) -> TaskQueue[T, R]:
-        """``limit`` tasks in flight (default 4 per worker, so none waits for its next one)."""
+        """``limit`` tasks in flight (default 4 per worker, so none waits for its next one).
+        ``batch`` is not needed here: a pool task costs the parent well under a millisecond."""
         if self.workers == 0:
             return _InlineQueue(fn)
         size = self.workers if kind is TaskKind.CPU else self.io_workers
