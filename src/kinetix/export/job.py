@@ -43,6 +43,7 @@ from kinetix.store.usable import (
     ColumnTypesDiffer,
     arrow_read_pays,
     arrow_reader_available,
+    list_line_columns,
     usable_arrow,
 )
 
@@ -433,10 +434,7 @@ def _write_list_rows(
     start = 0
     for i in [i for i, (_, tail) in enumerate(rows) if tail.startswith("\0")]:
         writer.write_tails(root, split, rows[start:i])
-        (path, label, stored, n) = manifest.execute(
-            "SELECT path, label, label_index, num_frames FROM clips WHERE rowid=?",
-            (int(rows[i][1][1:]),),
-        ).fetchone()
+        (path, label, stored, n) = list_line_columns(manifest, int(rows[i][1][1:]))
         writer.write_batch(root, split, [(path, indexer(release, label, stored), n)], checked=True)
         start = i + 1
     writer.write_tails(root, split, rows[start:])

@@ -17,6 +17,7 @@ from typing import Any
 from kinetix.errors import ConfigError
 from kinetix.export.atomic import AtomicFile
 from kinetix.export.records import ExportRecord, WriterBase
+from kinetix.store.usable import list_tail_sql
 
 WHITESPACE = re.compile(r"\s")  # what str.split() splits on
 
@@ -119,18 +120,13 @@ class ListWriter(WriterBase):
         """SQL for what follows a row's path on its line: `` {label}\\n`` (`` {n} {label}\\n``).
 
         Where Python must make the line (no stored integer class index, or num_frames) it is
-        ``char(0) || rowid`` instead. None when lines are not path + tail (json, frame folders
-        with a suffix): those rows go through ``write_batch``.
+        ``char(0) || rowid`` instead (the SQL is ``store.usable.list_tail_sql``). None when
+        lines are not path + tail (json, frame folders with a suffix): those rows go through
+        ``write_batch``.
         """
         if self.format.json or self.format.dir_suffix:
             return None
-        index = "CASE WHEN label IS NULL THEN -1 ELSE label_index END"
-        usable = "label IS NULL OR typeof(label_index) = 'integer'"
-        tail = f"' ' || {index} || char(10)"
-        if self.format.frames:
-            usable = f"({usable}) AND typeof(num_frames) = 'integer'"
-            tail = f"' ' || num_frames || {tail}"
-        return f"CASE WHEN {usable} THEN {tail} ELSE char(0) || rowid END"
+        return list_tail_sql(self.format.frames)
 
     def write_tails(self, tree: Path, split: str, rows: Sequence[tuple[str, str]]) -> bool:
         """Write (relpath, ``tail_sql``) rows whose paths have no whitespace (the caller checked).

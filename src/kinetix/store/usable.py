@@ -140,6 +140,30 @@ def usable_selects(
     )  # fmt: skip
 
 
+def list_tail_sql(frames: bool) -> str:
+    """SQL for what follows a path on a text list's line: `` {label}\\n`` (`` {n} {label}\\n``).
+
+    Where Python must make the line (no stored integer class index, or num_frames) it is
+    ``char(0) || rowid`` instead: ``list_line_columns`` reads that row's columns.
+    """
+    index = "CASE WHEN label IS NULL THEN -1 ELSE label_index END"
+    usable = "label IS NULL OR typeof(label_index) = 'integer'"
+    tail = f"' ' || {index} || char(10)"
+    if frames:
+        usable = f"({usable}) AND typeof(num_frames) = 'integer'"
+        tail = f"' ' || num_frames || {tail}"
+    return f"CASE WHEN {usable} THEN {tail} ELSE char(0) || rowid END"
+
+
+def list_line_columns(manifest: Manifest, rowid: int) -> tuple[str, str | None, Any, Any]:
+    """(path, label, label_index, num_frames) of the row ``list_tail_sql`` named by its rowid."""
+    (path, label, stored, n) = manifest.execute(
+        "SELECT path, label, label_index, num_frames FROM clips WHERE rowid=?",
+        (rowid,),
+    ).fetchone()
+    return path, label, stored, n
+
+
 def _usable_sql(
     expressions: Sequence[str],
     split: str | None,
