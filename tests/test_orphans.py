@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -134,10 +135,21 @@ def test_a_killed_youtube_run_leaves_no_ffmpeg_behind(tmp_path: Path, mirror) ->
                     if p.pid in run.family() and "ffmpeg" in p.cmdline and "youtube/" in p.cmdline
                 ]
 
-            assert wait_until(lambda: fetching() or run.proc.poll() is not None, 120)
-            tools = fetching()
+            def groups() -> dict[int, int]:  # live fetching ffmpeg -> its process group
+                seen = {}
+                for pid in fetching():
+                    with contextlib.suppress(ProcessLookupError):  # its section just ended
+                        seen[pid] = os.getpgid(pid)
+                return seen
+
+            tools: dict[int, int] = {}
+            assert wait_until(
+                lambda: tools.update(groups()) or tools or run.proc.poll() is not None, 120
+            )
             assert tools, "no ffmpeg was seen fetching a section; nothing was tested"
-            assert all(os.getpgid(pid) == pid for pid in tools), "ffmpeg shares kinetix's group"
+            assert all(group == pid for pid, group in tools.items()), (
+                "ffmpeg shares kinetix's group"
+            )
             run.proc.send_signal(signal.SIGKILL)
             run.proc.wait()
             run.assert_no_orphans(10)
