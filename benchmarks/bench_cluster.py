@@ -11,17 +11,19 @@ Three parts, each runnable alone (``--parts``):
   result, and CPU seconds of the process and its waited-for children (SLURM workers are children
   of slurmd, so their CPU is not in the figure).
 - ``memory``: a ``dask scheduler`` process of its own with 2 workers; ``--tasks`` trivial tasks
-  fed through kinetix's ``run_tasks`` (at most ``--in-flight`` queued, the rest fed as results
-  come back) and then the same tasks submitted at once with ``client.map``; the scheduler's peak
-  RSS above its idle RSS and the most tasks it held, sampled every 50 ms.
-- ``plan``: a ``scale_root`` root of ``--plan-clips`` clips, every one verified; the no-op rerun
+  fed through kinetix's ``run_tasks`` (at most ``--in-flight`` Dask tasks queued, each a batch,
+  the rest fed as results come back) and then ``--map-tasks`` submitted at once with
+  ``client.map``; the scheduler's peak RSS above its idle RSS and the most tasks it held,
+  sampled every 50 ms.
+- ``plan``: a ``scale_root`` root of ``--plan-clips`` clips, every one verified (the files' own
+  mtimes recorded, so nothing is checked again); the no-op rerun
   of ``kinetix verify --executor dask --workers W`` (plan, nothing to do) and ``kinetix status``
   for W in 1, 2, 4, interleaved.
 
 Load from ``uptime`` is printed before and after each part: the machine is shared.
 
     python benchmarks/bench_cluster.py --work /tmp/kx-cluster [--rounds 3]
-        [--parts stages,memory,plan]
+        [--parts stages,memory,plan] [--executors local,dask,slurm]
 """
 
 from __future__ import annotations
@@ -140,7 +142,7 @@ def median_spread(values: list[float]) -> str:
 
 def stages(args: argparse.Namespace) -> None:
     spec_v = VideoSpec(4, 25, 340, 256, pattern="noise", bitrate="1M")
-    executors = [e for e in EXECUTORS if e != "slurm" or shutil.which("sinfo")]
+    executors = [e for e in args.executors.split(",") if e != "slurm" or shutil.which("sinfo")]
     jobs = {
         "verify": build_root(args.work / "verify-root", args.verify_clips, spec_v),
         "frames": build_root(args.work / "frames-root", args.frames_clips, spec_v),
@@ -268,23 +270,26 @@ def memory(args: argparse.Namespace) -> None:
                 run_tasks(range(n), noop, ex, on_result=lambda r: got.__setitem__(0, got[0] + 1))
                 wall = time.perf_counter() - t0
             assert got[0] == n
-            rows.append(("kinetix `run_tasks` (lazy)", ex._capacity(), s, wall))
+            # what was queued at most: Dask tasks (each a batch of up to MAX_BATCH no-ops)
+            rows.append(("kinetix `run_tasks` (lazy, batched)", ex._capacity(), s, wall))
             client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks))
+            m = args.map_tasks
             with Sampler(sched.pid, client) as e:
                 t0 = time.perf_counter()
-                futures = client.map(noop, range(n), pure=False)
+                futures = client.map(noop, range(m), pure=False)
                 distributed.wait(futures)
                 wall = time.perf_counter() - t0
                 del futures
-            rows.append(("`client.map` of every task at once", n, e, wall))
+            rows.append(("`client.map` of every task at once", m, e, wall))
             say("")
             say("| how tasks are fed | most queued | scheduler peak RSS over idle | per 100k "
                 "tasks fed | most tasks on the scheduler | wall | tasks/s |")  # fmt: skip
             say("|---|---|---|---|---|---|---|")
-            for name, queued, smp, wall in rows:
+            for (name, queued, smp, wall), fed in zip(rows, (n, m)):
                 over = (smp.peak_rss - idle) / 2**20
-                say(f"| {name} | {queued} | {over:.0f} MiB | {over * 100_000 / n:.0f} MiB | "
-                    f"{smp.peak_tasks} | {wall:.1f} s | {n / wall:.0f} |")  # fmt: skip
+                say(f"| {name} ({fed} tasks) | {queued} | {over:.0f} MiB | "
+                    f"{over * 100_000 / fed:.0f} MiB | {smp.peak_tasks} | {wall:.1f} s | "
+                    f"{fed / wall:.0f} |")  # fmt: skip
             client.close()
             say(f"memory done: load {load()}")
         finally:
@@ -297,14 +302,35 @@ def memory(args: argparse.Namespace) -> None:
 # --- plan and status against workers ---------------------------------------------------------
 
 
+def settle_files(root: Path) -> None:
+    """Record each (empty) clip file's own size and mtime, as a verify that passed would have:
+    the verify rerun then has nothing to do and only plans (``scale_root`` writes one time
+    for every row before it creates the files, so every clip would be checked again)."""
+    import sqlite3
+
+    db = sqlite3.connect(manifest_path(root))
+    base = str(root) + "/"
+    rows = []
+    for rowid, path in db.execute("SELECT rowid, path FROM clips"):
+        st = os.stat(base + path)
+        rows.append((st.st_mtime, st.st_size, rowid))
+    with db:
+        db.executemany("UPDATE clips SET mtime=?, bytes=? WHERE rowid=?", rows)
+    db.close()
+
+
 def plan(args: argparse.Namespace) -> None:
     sys.path.insert(0, str(HERE))
     from scale_root import build_root as build_scale_root
 
     root = args.work / f"scale-{args.plan_clips}"
-    if not manifest_path(root).exists():
+    ready = root.with_name(root.name + ".ready")
+    if not ready.exists():  # a root of an earlier, unfinished or disturbed run: built again
+        shutil.rmtree(root, ignore_errors=True)
         say(f"plan: building a {args.plan_clips}-clip root at {root}")
         build_scale_root(root, args.plan_clips)
+        settle_files(root)
+        ready.touch()
     kinetix = [sys.executable, "-m", "kinetix.cli.main"]
     commands = {
         f"verify --executor dask --workers {w} (no-op rerun)": [
@@ -350,9 +376,11 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--parts", default="stages,memory,plan")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--executors", default=",".join(EXECUTORS), help="of local,dask,slurm")
     parser.add_argument("--verify-clips", type=int, default=1500)
     parser.add_argument("--frames-clips", type=int, default=120)
     parser.add_argument("--tasks", type=int, default=100_000)
+    parser.add_argument("--map-tasks", type=int, default=5000, help="for the client.map row")
     parser.add_argument("--in-flight", type=int, default=None)
     parser.add_argument("--plan-clips", type=int, default=650_000)
     args = parser.parse_args()
