@@ -45,7 +45,7 @@ import psutil
 from _mirror_process import MirrorProcess
 
 from kinetix.testing.media import VideoSpec, make_video
-from kinetix.testing.mirror import MirrorIndex, MirrorSpec, MirrorSplit, build_mirror
+from kinetix.testing.mirror import MirrorIndex, MirrorSpec, MirrorSplit, build_mirror_into
 
 MB = 1_000_000
 GNU_TIME = "/usr/bin/time"
@@ -156,14 +156,11 @@ def mirror_for(shape: MirrorShape, workdir: Path) -> MirrorIndex:
         video=shape.video,
         clip_duration=shape.duration,
     )
-    building = root.with_name(root.name + ".building")
-    shutil.rmtree(building, ignore_errors=True)
     print(f"building {shape.shards} shards of {per_shard} clips under {root} ...", flush=True)
     started = time.perf_counter()
-    build_mirror(building, spec)
-    os.replace(building, root)
+    index = build_mirror_into(root, spec)
     print(f"built in {time.perf_counter() - started:.0f}s", flush=True)
-    return MirrorIndex.load(root)
+    return index
 
 
 def warm(index: MirrorIndex, split: MirrorSplit) -> None:

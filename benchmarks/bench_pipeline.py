@@ -47,7 +47,7 @@ from bench_download import MB, Measured, loadavg, run_measured, shell, write_url
 
 from kinetix.process.ffmpeg import find_ffmpeg
 from kinetix.testing.media import VideoSpec
-from kinetix.testing.mirror import MirrorIndex, MirrorSpec, build_mirror
+from kinetix.testing.mirror import MirrorIndex, MirrorSpec, build_mirror_into
 
 MAX_CLASSES = 8
 VIDEO = VideoSpec(
@@ -86,12 +86,8 @@ def mirror_for(args: argparse.Namespace, work: Path) -> MirrorIndex:
         shard_size=args.clips_per_shard, plain_tar_shard=False,
         appledouble=False, corrupted=0, missing=0, video=VIDEO, clip_duration=VIDEO.duration,
     )  # fmt: skip
-    building = root.with_name(root.name + ".building")
-    shutil.rmtree(building, ignore_errors=True)
     print(f"building {clips} clips in {args.shards} shards ...", file=sys.stderr, flush=True)
-    build_mirror(building, spec)
-    os.replace(building, root)
-    return MirrorIndex.load(root)
+    return build_mirror_into(root, spec)
 
 
 @dataclass

@@ -28,7 +28,7 @@ from _mirror_process import MirrorProcess
 from bench_download import Measured, loadavg, run_measured
 from bench_pipeline import VIDEO
 
-from kinetix.testing.mirror import MirrorIndex, MirrorSpec, build_mirror
+from kinetix.testing.mirror import MirrorIndex, MirrorSpec, build_mirror_into
 
 STAGES = ("download", "verify", "frames")
 HERE = Path(__file__).resolve().parent.parent
@@ -60,12 +60,8 @@ def mirror_for(shards: int, per_shard: int, work: Path) -> MirrorIndex:
         shard_size=per_shard, plain_tar_shard=False, appledouble=False, corrupted=0,
         missing=0, video=VIDEO, clip_duration=VIDEO.duration,
     )  # fmt: skip
-    building = root.with_name(root.name + ".building")
-    shutil.rmtree(building, ignore_errors=True)
     print(f"building {clips} clips in {shards} shards ...", file=sys.stderr, flush=True)
-    build_mirror(building, spec)
-    os.replace(building, root)
-    return MirrorIndex.load(root)
+    return build_mirror_into(root, spec)
 
 
 def main() -> int:
