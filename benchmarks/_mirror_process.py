@@ -12,7 +12,7 @@ import psutil
 _SERVER = """
 import sys
 from pathlib import Path
-from kinetix.testing.server import MirrorServer
+from kinetix.synthetic.server import MirrorServer
 per, total = (float(v) if v != "none" else None for v in sys.argv[2:4])
 with MirrorServer(Path(sys.argv[1]), per_connection_bps=per, total_bps=total) as server:
     print(server.port, flush=True)

@@ -1,7 +1,7 @@
 """``kinetix export --format ava`` against mmaction2's recipe for the same frame folders.
 
 A synthetic K700-2020 val mirror (``--clips`` clips, 10 s, 25 fps, ``--size``), an
-AVA-Kinetics file with one keyframe per clip (``kinetix.testing.downstream.ava_text``), and a
+AVA-Kinetics file with one keyframe per clip (``kinetix.synthetic.downstream.ava_text``), and a
 root made by ``download ava-kinetics`` with it. Then, in interleaved rounds:
 
 - ``kinetix-1``: ``export_root(..., ExportConfig("ava"))``, one process;
@@ -35,10 +35,10 @@ from kinetix.download import download
 from kinetix.export import ExportConfig, export_root
 from kinetix.export.ava import HALF_WINDOW
 from kinetix.process.ffmpeg import find_ffmpeg
-from kinetix.testing.downstream import ava_text
-from kinetix.testing.media import VideoSpec
-from kinetix.testing.mirror import MirrorSpec, build_mirror
-from kinetix.testing.server import MirrorServer
+from kinetix.synthetic.downstream import ava_text
+from kinetix.synthetic.media import VideoSpec
+from kinetix.synthetic.mirror import MirrorSpec, build_mirror
+from kinetix.synthetic.server import MirrorServer
 
 
 def cpu_seconds() -> float:

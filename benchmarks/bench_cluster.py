@@ -45,7 +45,7 @@ from typing import Any
 from kinetix.catalog.clip import Clip
 from kinetix.store.layout import LabelStyle, clip_relpath, manifest_path
 from kinetix.store.manifest import Manifest
-from kinetix.testing.media import VideoSpec, make_video
+from kinetix.synthetic.media import VideoSpec, make_video
 
 HERE = Path(__file__).resolve().parent
 LABELS = ("abseiling", "air drumming", "answering questions", "applauding")

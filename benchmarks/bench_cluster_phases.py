@@ -142,7 +142,7 @@ def main() -> int:
     from bench_cluster import build_root
 
     from kinetix.store.layout import manifest_path
-    from kinetix.testing.media import VideoSpec
+    from kinetix.synthetic.media import VideoSpec
 
     spec = VideoSpec(4, 25, 340, 256, pattern="noise", bitrate="1M")
     args.root = build_root(args.work / f"{args.stage}-{args.clips}", args.clips, spec)

@@ -44,8 +44,8 @@ from pathlib import Path
 import psutil
 from _mirror_process import MirrorProcess
 
-from kinetix.testing.media import VideoSpec, make_video
-from kinetix.testing.mirror import MirrorIndex, MirrorSpec, MirrorSplit, build_mirror_into
+from kinetix.synthetic.media import VideoSpec, make_video
+from kinetix.synthetic.mirror import MirrorIndex, MirrorSpec, MirrorSplit, build_mirror_into
 
 MB = 1_000_000
 GNU_TIME = "/usr/bin/time"
@@ -80,7 +80,7 @@ with ThreadPoolExecutor(parallel) as pool:
 _EXTRACT = """
 import json, resource, sys, time
 from pathlib import Path
-from kinetix.testing.mirror import MirrorIndex
+from kinetix.synthetic.mirror import MirrorIndex
 from kinetix.transfer.extract import ExtractPlan, extract_stream
 mirror, out = Path(sys.argv[1]), Path(sys.argv[2])
 split = MirrorIndex.load(mirror).split("k400", "val")

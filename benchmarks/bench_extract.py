@@ -1,6 +1,6 @@
 """CPU time, wall time and peak RSS of extract_stream against ``tar xzf`` and Python's tarfile.
 
-The shards are CVDF-shaped K400 parts of a synthetic mirror (``kinetix.testing.mirror``) whose
+The shards are CVDF-shaped K400 parts of a synthetic mirror (``kinetix.synthetic.mirror``) whose
 clips are realistic noise-pattern H.264 (``--clip-mb`` each), gzip level 6 like ``tar czf``.
 Each method unpacks every clip of every shard in a fresh interpreter, so its peak RSS is its
 own; CPU time is user+sys of that process and its children (``tar`` and its ``gzip``).
@@ -89,8 +89,8 @@ print(json.dumps({"cpu": used, "wall": wall, "rss_mb": rss, "base_mb": base, "by
 
 
 def build(root: Path, shards: int, shard_mb: float, clip_mb: float, size: str) -> None:
-    from kinetix.testing.media import VideoSpec
-    from kinetix.testing.mirror import MirrorSpec, build_mirror
+    from kinetix.synthetic.media import VideoSpec
+    from kinetix.synthetic.mirror import MirrorSpec, build_mirror
 
     per_shard = max(1, round(shard_mb / clip_mb))
     width, height = (int(v) for v in size.split("x"))
@@ -140,7 +140,7 @@ def main() -> None:
         mirror_root = work / "mirror"
         print(f"building {args.shards} shards of ~{args.shard_mb:g} MB ...", flush=True)
         build(mirror_root, args.shards, args.shard_mb, args.clip_mb, args.size)
-        from kinetix.testing.mirror import MirrorIndex
+        from kinetix.synthetic.mirror import MirrorIndex
 
         index = MirrorIndex.load(mirror_root)
         split = index.split("k400", "val")

@@ -43,7 +43,7 @@ from kinetix.catalog.clip import Clip
 from kinetix.data import KineticsDataset
 from kinetix.store.layout import LabelStyle, clip_relpath, manifest_path
 from kinetix.store.manifest import Manifest
-from kinetix.testing.media import VideoSpec, make_video
+from kinetix.synthetic.media import VideoSpec, make_video
 
 FRAMES, STRIDE = 16, 4
 SPEC = VideoSpec(10.0, 25, 340, 256, audio=True, pattern="scene", preset="medium", crf=23)

@@ -46,8 +46,8 @@ from _mirror_process import MirrorProcess
 from bench_download import MB, Measured, loadavg, run_measured, shell, write_urls
 
 from kinetix.process.ffmpeg import find_ffmpeg
-from kinetix.testing.media import VideoSpec
-from kinetix.testing.mirror import MirrorIndex, MirrorSpec, build_mirror_into
+from kinetix.synthetic.media import VideoSpec
+from kinetix.synthetic.mirror import MirrorIndex, MirrorSpec, build_mirror_into
 
 MAX_CLASSES = 8
 VIDEO = VideoSpec(

@@ -58,7 +58,7 @@ from kinetix.process.transcode import process_dataset
 from kinetix.process.verify import verify_dataset
 from kinetix.store.layout import LabelStyle, clip_relpath, manifest_path
 from kinetix.store.manifest import ClipUpdate, Manifest
-from kinetix.testing.media import VideoSpec, make_video
+from kinetix.synthetic.media import VideoSpec, make_video
 
 LABELS = ("abseiling", "air drumming", "answering questions", "applauding")
 FPS = 30

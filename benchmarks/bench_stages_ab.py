@@ -28,7 +28,7 @@ from _mirror_process import MirrorProcess
 from bench_download import Measured, loadavg, run_measured
 from bench_pipeline import VIDEO
 
-from kinetix.testing.mirror import MirrorIndex, MirrorSpec, build_mirror_into
+from kinetix.synthetic.mirror import MirrorIndex, MirrorSpec, build_mirror_into
 
 STAGES = ("download", "verify", "frames")
 HERE = Path(__file__).resolve().parent.parent

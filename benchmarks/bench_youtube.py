@@ -48,8 +48,8 @@ from kinetix.config import TrimMode, YoutubeConfig
 from kinetix.process.ffmpeg import run_ffmpeg
 from kinetix.sources.ratelimit import RequestGate
 from kinetix.sources.youtube import YoutubeSource, YoutubeTask
-from kinetix.testing.media import VideoSpec, make_video
-from kinetix.testing.server import MirrorServer
+from kinetix.synthetic.media import VideoSpec, make_video
+from kinetix.synthetic.server import MirrorServer
 
 FPS = 25
 CLIP_SECONDS = 10

@@ -55,9 +55,9 @@ from kinetix.download import download
 from kinetix.errors import KinetixError
 from kinetix.store.layout import manifest_path, partial_dir, state_dir
 from kinetix.store.leftovers import is_temp_name
-from kinetix.testing.media import frame_index
-from kinetix.testing.mirror import MirrorIndex, MirrorSpec, build_mirror
-from kinetix.testing.server import FAULT_KINDS, MirrorServer
+from kinetix.synthetic.media import frame_index
+from kinetix.synthetic.mirror import MirrorIndex, MirrorSpec, build_mirror
+from kinetix.synthetic.server import FAULT_KINDS, MirrorServer
 
 SPEC = MirrorSpec(
     releases={"k400": ("val", "train")},

@@ -12,7 +12,7 @@ from pathlib import Path
 from kinetix.catalog.clip import Clip
 from kinetix.store.layout import LabelStyle, clip_relpath, manifest_path
 from kinetix.store.manifest import Manifest
-from kinetix.testing.media import VideoSpec, corrupt_video, make_video
+from kinetix.synthetic.media import VideoSpec, corrupt_video, make_video
 
 # 64x80: each of the index pattern's five bands is 16 px, so frame_index() reads frames back
 SPEC = VideoSpec(duration=2.0, fps=25, width=64, height=80, audio=True, gop=10)

@@ -19,9 +19,9 @@ from kinetix.catalog.clip import Clip
 from kinetix.cli.main import main
 from kinetix.store.layout import manifest_path
 from kinetix.store.manifest import Manifest
-from kinetix.testing.media import VideoSpec
-from kinetix.testing.mirror import MirrorIndex, MirrorSpec, build_mirror
-from kinetix.testing.server import MirrorServer
+from kinetix.synthetic.media import VideoSpec
+from kinetix.synthetic.mirror import MirrorIndex, MirrorSpec, build_mirror
+from kinetix.synthetic.server import MirrorServer
 
 FPS = 25
 VIDEO = VideoSpec(fps=FPS, width=64, height=48, audio=False, gop=3 * FPS, pattern="index")

@@ -24,8 +24,8 @@ from kinetix.cli.main import main
 from kinetix.store.layout import manifest_path, partial_dir
 from kinetix.store.lock import RootLock
 from kinetix.store.manifest import Manifest
-from kinetix.testing.media import VideoSpec
-from kinetix.testing.server import MirrorServer
+from kinetix.synthetic.media import VideoSpec
+from kinetix.synthetic.server import MirrorServer
 
 Clean = tuple[dict[str, str], dict[str, tuple[object, ...]]]
 

@@ -14,7 +14,7 @@ from kinetix.catalog.labels import LabelRegistry
 from kinetix.process.ffmpeg import run_ffmpeg
 from kinetix.store.layout import LabelStyle, clip_relpath, label_folder, manifest_path
 from kinetix.store.manifest import Manifest
-from kinetix.testing.media import VideoSpec, frame_index, make_video
+from kinetix.synthetic.media import VideoSpec, frame_index, make_video
 
 # 64x80 so each of the index pattern's five bands is 16 px: frame_index() reads it back exactly
 TINY = VideoSpec(duration=2.0, fps=25, width=64, height=80, audio=False, gop=10)

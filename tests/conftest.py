@@ -10,14 +10,14 @@ from typing import TYPE_CHECKING
 import pytest
 from _fakes import SleepRecorder
 
-from kinetix.testing.mirror import DEFAULT_VIDEO, MirrorIndex, MirrorSpec, build_mirror
+from kinetix.synthetic.mirror import DEFAULT_VIDEO, MirrorIndex, MirrorSpec, build_mirror
 from kinetix.transfer import retry
 
 # Helpers test modules import (and take as a plugin for its fixtures): rewrite their asserts too.
 pytest.register_assert_rewrite("_faults", "_procs")
 
 if TYPE_CHECKING:
-    from kinetix.testing.server import MirrorServer
+    from kinetix.synthetic.server import MirrorServer
 
 # The session mirror. Tests treat it as read-only: copy a file before damaging it.
 MIRROR_SPEC = MirrorSpec(
@@ -80,7 +80,7 @@ def mirror(tmp_path_factory: pytest.TempPathFactory) -> MirrorIndex:
 @pytest.fixture
 def mirror_server(mirror: MirrorIndex) -> Iterator[MirrorServer]:
     """The session mirror served on 127.0.0.1 (a free port); faults cleared, then stopped."""
-    from kinetix.testing.server import MirrorServer
+    from kinetix.synthetic.server import MirrorServer
 
     server = MirrorServer(mirror.root).start()
     try:
@@ -137,7 +137,7 @@ def downstream_mirror(
 
 @pytest.fixture
 def downstream_server(downstream_mirror: MirrorIndex) -> Iterator[MirrorServer]:
-    from kinetix.testing.server import MirrorServer
+    from kinetix.synthetic.server import MirrorServer
 
     server = MirrorServer(downstream_mirror.root).start()
     try:

@@ -25,7 +25,7 @@ from kinetix.catalog.relative import keyframe_on_clip
 from kinetix.cli.main import main
 from kinetix.data.downstream import load_downstream
 from kinetix.export.ava import AvaFramesWriter, write_action_list
-from kinetix.testing.media import frame_index
+from kinetix.synthetic.media import frame_index
 
 try:
     import mmaction.datasets  # noqa: F401  (registers the datasets and transforms)

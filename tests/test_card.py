@@ -13,8 +13,8 @@ from kinetix.download import download
 from kinetix.store.downstream import DownstreamInfo, downstream_info, downstream_rows
 from kinetix.store.layout import manifest_path
 from kinetix.store.manifest import Manifest
-from kinetix.testing.mirror import MirrorIndex
-from kinetix.testing.server import MirrorServer
+from kinetix.synthetic.mirror import MirrorIndex
+from kinetix.synthetic.server import MirrorServer
 
 
 @pytest.fixture(autouse=True)

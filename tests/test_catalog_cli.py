@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from kinetix.cli.main import main
-from kinetix.testing.server import MirrorServer
+from kinetix.synthetic.server import MirrorServer
 
 DATA = Path(__file__).parent / "data" / "annotations"
 

@@ -22,7 +22,7 @@ from kinetix.catalog.fetch import (
 from kinetix.catalog.releases import CVDF_BASE, DEEPMIND_BASE
 from kinetix.config import Selection, TransferConfig
 from kinetix.errors import AnnotationError, ArchiveError, ConfigError, HTTPStatusError
-from kinetix.testing.server import MirrorServer
+from kinetix.synthetic.server import MirrorServer
 
 DATA = Path(__file__).parent / "data" / "annotations"
 FAST = TransferConfig(retries=0, timeout=10)

@@ -22,8 +22,8 @@ from kinetix.cli.main import _verbosity, build_parser, main
 from kinetix.config import DownloadConfig, ExecutorConfig, TransferConfig, YoutubeConfig
 from kinetix.export.config import ShardSize
 from kinetix.sizes import format_size, parse_size
-from kinetix.testing.mirror import MirrorIndex
-from kinetix.testing.server import MirrorServer
+from kinetix.synthetic.mirror import MirrorIndex
+from kinetix.synthetic.server import MirrorServer
 
 DATA = Path(__file__).parent / "data" / "annotations"
 

@@ -36,7 +36,7 @@ from kinetix.errors import WorkerLostError
 from kinetix.executors import LocalExecutor, run_tasks
 from kinetix.process.ffmpeg import run_ffmpeg
 from kinetix.store.layout import partial_dir
-from kinetix.testing.server import MirrorServer
+from kinetix.synthetic.server import MirrorServer
 
 pytest_plugins = ["_faults"]  # videos, clean_frames, clean_download
 

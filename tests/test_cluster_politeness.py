@@ -20,8 +20,8 @@ import pytest
 from kinetix.cli.main import main
 from kinetix.store.layout import manifest_path
 from kinetix.store.manifest import Manifest
-from kinetix.testing.mirror import DEFAULT_VIDEO, MirrorIndex, MirrorSpec, build_mirror
-from kinetix.testing.server import MirrorServer, RequestRecord
+from kinetix.synthetic.mirror import DEFAULT_VIDEO, MirrorIndex, MirrorSpec, build_mirror
+from kinetix.synthetic.server import MirrorServer, RequestRecord
 
 distributed = pytest.importorskip("distributed")
 

@@ -17,7 +17,7 @@ from kinetix.catalog.labels import LabelRegistry
 from kinetix.data import KineticsDataset, PyAVDecoder, RawFramesDataset, ShardSampleDecoder
 from kinetix.errors import ConfigError, DecodeError, ManifestError, MissingDependencyError
 from kinetix.export import ExportConfig, export_root
-from kinetix.testing.media import frame_index, make_video
+from kinetix.synthetic.media import frame_index, make_video
 
 K400 = LabelRegistry.for_release("k400")
 GOOD = clips("train", ["abseiling", "air drumming", "zumba", "yoga"])

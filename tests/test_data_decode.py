@@ -11,7 +11,7 @@ import pytest
 from kinetix.data import PyAVDecoder, RandomClipSampler
 from kinetix.data.decoders import TorchCodecDecoder, _needed_frames, decode_threads
 from kinetix.errors import MissingDependencyError
-from kinetix.testing.media import VideoSpec, make_video
+from kinetix.synthetic.media import VideoSpec, make_video
 
 # x264's defaults (preset medium): B-frames, some of them non-reference, as in CVDF's clips
 SCENE = VideoSpec(4.0, 25, 96, 64, audio=False, pattern="scene", preset="medium", crf=23)

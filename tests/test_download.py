@@ -22,7 +22,7 @@ from kinetix.sources.cvdf import shard_id
 from kinetix.store.layout import LabelStyle, clip_relpath, manifest_path, partial_dir
 from kinetix.store.lock import RootLock
 from kinetix.store.manifest import Manifest
-from kinetix.testing.server import MirrorServer
+from kinetix.synthetic.server import MirrorServer
 
 
 @pytest.fixture(autouse=True)

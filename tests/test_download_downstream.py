@@ -15,8 +15,8 @@ from kinetix.cli.main import main
 from kinetix.store.downstream import DownstreamInfo, downstream_info, downstream_rows
 from kinetix.store.layout import manifest_path
 from kinetix.store.manifest import Manifest
-from kinetix.testing.mirror import MirrorIndex, MirrorSpec, build_mirror
-from kinetix.testing.server import MirrorServer
+from kinetix.synthetic.mirror import MirrorIndex, MirrorSpec, build_mirror
+from kinetix.synthetic.server import MirrorServer
 
 
 @pytest.fixture(autouse=True)

@@ -17,9 +17,9 @@ from kinetix.cli.main import main
 from kinetix.data import KineticsDataset
 from kinetix.store.layout import manifest_path
 from kinetix.store.manifest import Manifest
-from kinetix.testing.media import frame_index
-from kinetix.testing.mirror import MirrorSpec, build_mirror
-from kinetix.testing.server import MirrorServer
+from kinetix.synthetic.media import frame_index
+from kinetix.synthetic.mirror import MirrorSpec, build_mirror
+from kinetix.synthetic.server import MirrorServer
 
 
 @pytest.fixture(autouse=True)

@@ -13,8 +13,8 @@ from kinetix.catalog.parse import read_annotations
 from kinetix.catalog.resolve import load_resolution, resolve
 from kinetix.cli.main import main
 from kinetix.errors import AnnotationError, ConfigError
-from kinetix.testing.mirror import MirrorIndex
-from kinetix.testing.server import MirrorServer
+from kinetix.synthetic.mirror import MirrorIndex
+from kinetix.synthetic.server import MirrorServer
 
 
 @pytest.fixture

@@ -20,9 +20,9 @@ from kinetix.errors import ConfigError
 from kinetix.export import ExportConfig, export_root
 from kinetix.store.layout import manifest_path
 from kinetix.store.manifest import Manifest
-from kinetix.testing.media import frame_index
-from kinetix.testing.mirror import MirrorIndex
-from kinetix.testing.server import MirrorServer
+from kinetix.synthetic.media import frame_index
+from kinetix.synthetic.mirror import MirrorIndex
+from kinetix.synthetic.server import MirrorServer
 
 
 @pytest.fixture(scope="module")

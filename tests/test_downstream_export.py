@@ -27,9 +27,9 @@ from kinetix.export.ava import AvaFramesWriter, frame_window
 from kinetix.store.downstream import downstream_rows
 from kinetix.store.layout import manifest_path
 from kinetix.store.manifest import Manifest
-from kinetix.testing.media import frame_index
-from kinetix.testing.mirror import MirrorIndex
-from kinetix.testing.server import MirrorServer
+from kinetix.synthetic.media import frame_index
+from kinetix.synthetic.mirror import MirrorIndex
+from kinetix.synthetic.server import MirrorServer
 
 
 @pytest.fixture(scope="module")

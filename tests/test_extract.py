@@ -17,7 +17,7 @@ import pytest
 
 from kinetix.errors import ArchiveError, ConfigError, ErrorCode, TransferError
 from kinetix.store.leftovers import remove_temps
-from kinetix.testing.mirror import MirrorIndex
+from kinetix.synthetic.mirror import MirrorIndex
 from kinetix.transfer.extract import (
     CHUNK_SIZE,
     ExtractPlan,

@@ -16,8 +16,8 @@ from kinetix.config import DownloadConfig, TransferConfig
 from kinetix.download import download
 from kinetix.errors import KinetixError
 from kinetix.store.layout import manifest_path
-from kinetix.testing.mirror import MirrorIndex
-from kinetix.testing.server import FAULT_KINDS, MirrorServer
+from kinetix.synthetic.mirror import MirrorIndex
+from kinetix.synthetic.server import FAULT_KINDS, MirrorServer
 
 FAST = TransferConfig(timeout=1.0, min_rate=1024, backoff_max=0.2, retries=3)
 SHARDS = "400/val/*.tar.gz"

@@ -31,7 +31,7 @@ from kinetix.process.jpeg import (
 )
 from kinetix.store.layout import manifest_path, partial_dir
 from kinetix.store.manifest import Manifest
-from kinetix.testing.media import frame_index, jpeg_quantisation
+from kinetix.synthetic.media import frame_index, jpeg_quantisation
 
 A, B, SILENT, HTML, EMPTY = range(5)
 CLIPS = clips("val", ["abseiling", "massaging person's head", "air drumming", "abseiling", None])

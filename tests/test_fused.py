@@ -167,7 +167,7 @@ def test_interrupted_fused_run_resumes(tmp_path, mirror):
     import time
 
     from kinetix.store.layout import partial_dir
-    from kinetix.testing.server import MirrorServer
+    from kinetix.synthetic.server import MirrorServer
 
     files = [*mirror.split("k400", "val").shards, *mirror.replacement.values()]
     total = sum(mirror.path(p).stat().st_size for p in files)

@@ -21,7 +21,7 @@ from kinetix.export.job import export_root
 from kinetix.sources.cvdf import inline_check
 from kinetix.store.layout import LabelStyle, manifest_path, quarantine_dir
 from kinetix.store.manifest import Manifest
-from kinetix.testing.media import VideoSpec, make_video
+from kinetix.synthetic.media import VideoSpec, make_video
 from kinetix.transfer.extract import ExtractPlan, extract_stream
 
 

@@ -14,7 +14,7 @@ import pytest
 from kinetix.card import CARD_NAME
 from kinetix.store.layout import LabelStyle, clip_relpath, manifest_path, partial_dir
 from kinetix.store.manifest import Manifest
-from kinetix.testing.server import MirrorServer
+from kinetix.synthetic.server import MirrorServer
 
 PIECE = 16 << 10
 

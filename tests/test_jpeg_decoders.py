@@ -12,7 +12,7 @@ from _roots import RootClip, build_frames_root, build_videos_root, clips
 from kinetix.data import RawFramesDataset
 from kinetix.data.decoders import JpegFolderReader, resize_bilinear
 from kinetix.errors import MissingDependencyError
-from kinetix.testing.media import frame_index
+from kinetix.synthetic.media import frame_index
 
 
 @pytest.fixture(scope="module")

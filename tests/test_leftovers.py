@@ -14,7 +14,7 @@ from kinetix.process.verify import verify_dataset
 from kinetix.store.layout import manifest_path, partial_dir, state_dir
 from kinetix.store.leftovers import MARKER
 from kinetix.store.manifest import Manifest
-from kinetix.testing.server import MirrorServer
+from kinetix.synthetic.server import MirrorServer
 
 
 @pytest.fixture(autouse=True)

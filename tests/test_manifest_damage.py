@@ -17,8 +17,8 @@ from kinetix.config import DownloadConfig
 from kinetix.download import download
 from kinetix.store.layout import manifest_path
 from kinetix.store.manifest import Manifest
-from kinetix.testing.mirror import MirrorIndex
-from kinetix.testing.server import MirrorServer
+from kinetix.synthetic.mirror import MirrorIndex
+from kinetix.synthetic.server import MirrorServer
 
 
 def _truncate(m: Path) -> None:

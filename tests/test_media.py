@@ -6,7 +6,7 @@ import av
 import pytest
 
 from kinetix.errors import ConfigError
-from kinetix.testing.media import VideoSpec, corrupt_video, frame_index, make_video
+from kinetix.synthetic.media import VideoSpec, corrupt_video, frame_index, make_video
 
 
 def test_index_pattern_round_trips_through_h264(tmp_path) -> None:

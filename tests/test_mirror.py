@@ -18,9 +18,9 @@ import pytest
 from kinetix.catalog.releases import CVDF_BASE, get_release, join_url
 from kinetix.cli.main import main
 from kinetix.errors import ConfigError
-from kinetix.testing import mirror as mirror_module
-from kinetix.testing.media import frame_index
-from kinetix.testing.mirror import (
+from kinetix.synthetic import mirror as mirror_module
+from kinetix.synthetic.media import frame_index
+from kinetix.synthetic.mirror import (
     DEEP_PREFIX,
     REPLACEMENT_DIR,
     MirrorIndex,
@@ -28,7 +28,7 @@ from kinetix.testing.mirror import (
     build_mirror,
     releases_for,
 )
-from kinetix.testing.rows import EXCERPTS_DIR, ROW_SOURCES
+from kinetix.synthetic.rows import EXCERPTS_DIR, ROW_SOURCES
 
 APPLEDOUBLE_MAGIC = b"\x00\x05\x16\x07"
 

@@ -8,7 +8,7 @@ import tarfile
 
 import pytest
 
-from kinetix.testing.mirror import MirrorIndex
+from kinetix.synthetic.mirror import MirrorIndex
 from kinetix.transfer.mp4check import Mp4Structure
 
 

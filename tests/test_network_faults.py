@@ -15,7 +15,7 @@ from kinetix.cli.download import config_from
 from kinetix.cli.main import build_parser
 from kinetix.config import TransferConfig
 from kinetix.errors import ConfigError, ConnectError, StallError
-from kinetix.testing.server import MirrorServer
+from kinetix.synthetic.server import MirrorServer
 from kinetix.transfer.connection import RateWatch
 from kinetix.transfer.http import fetch_file
 from kinetix.transfer.shard import ShardDownload

@@ -118,7 +118,7 @@ def test_a_killed_youtube_run_leaves_no_ffmpeg_behind(tmp_path: Path, mirror) ->
     # with their worker). Now each is in a group of its own and dies with what started it.
     from _faults import Run
 
-    from kinetix.testing.server import MirrorServer
+    from kinetix.synthetic.server import MirrorServer
 
     with MirrorServer(mirror.root, total_bps=60_000) as server:  # sections take seconds
         argv = ["download", "k700", "--split", "val", "--root", str(tmp_path / "root"),

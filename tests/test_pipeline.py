@@ -10,7 +10,7 @@ import pytest
 from kinetix.cli.main import main
 from kinetix.store.layout import manifest_path
 from kinetix.store.manifest import Manifest
-from kinetix.testing.media import corrupt_video
+from kinetix.synthetic.media import corrupt_video
 
 
 @pytest.fixture(autouse=True)

@@ -15,7 +15,7 @@ from kinetix.process.ffmpeg import run_ffmpeg
 from kinetix.process.filters import video_filters
 from kinetix.process.probe import VideoInfo, probe_video
 from kinetix.process.verify import check_span, check_video
-from kinetix.testing.media import corrupt_video
+from kinetix.synthetic.media import corrupt_video
 
 
 def test_probe_reads_the_index(tmp_path) -> None:

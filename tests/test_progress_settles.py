@@ -11,8 +11,8 @@ import pytest
 from kinetix.config import DownloadConfig
 from kinetix.download import download
 from kinetix.progress import Progress
-from kinetix.testing.mirror import MirrorIndex
-from kinetix.testing.server import MirrorServer
+from kinetix.synthetic.mirror import MirrorIndex
+from kinetix.synthetic.server import MirrorServer
 
 LINE = re.compile(r"^shards, tasks (\d+)/(\d+), clips (\d+)/(\d+)(?:, failed (\d+))?"
                   r"(?:, not in any shard (\d+))?")  # fmt: skip

@@ -17,8 +17,8 @@ from kinetix.config import DownloadConfig, Selection
 from kinetix.download import download
 from kinetix.store.layout import LabelStyle, clip_relpath, manifest_path, partial_dir
 from kinetix.store.manifest import Manifest
-from kinetix.testing.mirror import MirrorIndex
-from kinetix.testing.server import MirrorServer
+from kinetix.synthetic.mirror import MirrorIndex
+from kinetix.synthetic.server import MirrorServer
 
 REPLACEMENT = "400/replacement_for_corrupted_k400.tgz"
 

@@ -14,7 +14,7 @@ from kinetix.config import DownloadConfig, TransferConfig
 from kinetix.download import download
 from kinetix.sources.cvdf import read_path_list, shard_id
 from kinetix.store.layout import LabelStyle, clip_relpath
-from kinetix.testing.server import MirrorServer
+from kinetix.synthetic.server import MirrorServer
 
 
 @pytest.fixture(autouse=True)

@@ -14,7 +14,7 @@ import pytest
 
 from kinetix.catalog.releases import join_url
 from kinetix.errors import ConfigError
-from kinetix.testing.server import FAULT_KINDS, MirrorServer, TokenBucket
+from kinetix.synthetic.server import FAULT_KINDS, MirrorServer, TokenBucket
 
 SIZE = 200_000
 ODD_NAME = "600/train/massaging person's head (kid).tar.gz"

@@ -31,7 +31,7 @@ from _procs import Killer, opens_under, processes, wait_until
 from kinetix.cli.main import main
 from kinetix.store.layout import partial_dir
 from kinetix.store.lock import RootLock
-from kinetix.testing.server import MirrorServer
+from kinetix.synthetic.server import MirrorServer
 
 pytest_plugins = ["_faults"]  # videos, clean_frames, clean_download
 

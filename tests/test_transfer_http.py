@@ -19,7 +19,7 @@ from _fakes import SleepRecorder
 
 from kinetix.config import TransferConfig
 from kinetix.errors import ErrorCode, HTTPStatusError, IntegrityError, TransferError
-from kinetix.testing.server import MirrorServer
+from kinetix.synthetic.server import MirrorServer
 from kinetix.transfer import retry
 from kinetix.transfer.connection import proxy_for
 from kinetix.transfer.http import fetch_file, probe

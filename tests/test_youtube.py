@@ -20,8 +20,8 @@ from kinetix.sources.youtube import YoutubeSource, YoutubeTask, choose_formats, 
 from kinetix.sources.youtube import source as youtube
 from kinetix.store.layout import LabelStyle, manifest_path, partial_dir
 from kinetix.store.manifest import ClipState, Manifest
-from kinetix.testing.media import VideoSpec, frame_index, make_video
-from kinetix.testing.server import MirrorServer
+from kinetix.synthetic.media import VideoSpec, frame_index, make_video
+from kinetix.synthetic.server import MirrorServer
 
 DASH_ID = "-x9Kq_Z3aB0"  # a real-looking id that starts with "-"
 PLAIN_ID = "bFr4mes0001"

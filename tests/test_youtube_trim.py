@@ -11,7 +11,7 @@ from kinetix.config import TrimMode
 from kinetix.errors import ErrorCode, SourceError
 from kinetix.process.ffmpeg import run_ffmpeg
 from kinetix.process.trim import read_section, trim_clip
-from kinetix.testing.media import VideoSpec, frame_index, make_video
+from kinetix.synthetic.media import VideoSpec, frame_index, make_video
 
 # ultrafast: no B-frames; veryfast: B-frames, so decode order differs from display order
 SOURCES = {

@@ -93,7 +93,7 @@ def _pipeline(workdir: Path, result: DemoResult, say: Say) -> None:
     # The demo's annotation cache stays in its workdir, never in the user's cache.
     with _env("KINETIX_CACHE", str(workdir / "cache")):
         mirror = _build(workdir, say)
-        from kinetix.testing.server import MirrorServer
+        from kinetix.synthetic.server import MirrorServer
 
         with MirrorServer(mirror.root) as server:
             result.mirror_url = server.url
@@ -125,7 +125,7 @@ def _megabytes(folder: Path) -> str:
 
 
 def _build(workdir: Path, say: Say):  # type: ignore[no-untyped-def]
-    from kinetix.testing.mirror import MirrorIndex, MirrorSpec, build_mirror
+    from kinetix.synthetic.mirror import MirrorIndex, MirrorSpec, build_mirror
 
     root = workdir / "mirror"
     if (root / "mirror.json").exists():

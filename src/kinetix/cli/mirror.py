@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from kinetix.errors import ConfigError
 
 if TYPE_CHECKING:
-    from kinetix.testing.mirror import MirrorSpec
+    from kinetix.synthetic.mirror import MirrorSpec
 
 
 _SIZE = re.compile(r"^(\d+)x(\d+)$")
@@ -143,7 +143,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def build_spec(args: argparse.Namespace) -> MirrorSpec:
     """The ``MirrorSpec`` the flags describe; unset flags keep the spec's defaults."""
-    from kinetix.testing.mirror import DEFAULT_VIDEO, MirrorSpec, releases_for
+    from kinetix.synthetic.mirror import DEFAULT_VIDEO, MirrorSpec, releases_for
 
     video: dict[str, object] = {}
     if args.size is not None:
@@ -189,7 +189,7 @@ _SPEC_FLAGS = {
 
 
 def run_build(args: argparse.Namespace) -> int:
-    from kinetix.testing.mirror import build_mirror
+    from kinetix.synthetic.mirror import build_mirror
 
     index = build_mirror(args.root, build_spec(args))
     print(f"built a SYNTHETIC Kinetics mirror (generated videos) at {index.root}")
@@ -217,8 +217,8 @@ def run_build(args: argparse.Namespace) -> int:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    from kinetix.testing.mirror import INDEX_NAME
-    from kinetix.testing.server import MirrorServer
+    from kinetix.synthetic.mirror import INDEX_NAME
+    from kinetix.synthetic.server import MirrorServer
 
     root = args.root
     if not root.is_dir():

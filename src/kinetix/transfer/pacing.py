@@ -1,7 +1,7 @@
 """How fast and how often to ask: the one token bucket and the one backoff policy.
 
 ``TokenBucket`` meters requests (the YouTube gate, ``sources/ratelimit.py``) and bytes (the
-synthetic mirror's bandwidth caps, ``testing/server.py``); ``BackoffPolicy`` spaces the tries
+synthetic mirror's bandwidth caps, ``synthetic/server.py``); ``BackoffPolicy`` spaces the tries
 of an HTTP transfer (``transfer/retry.py``) and of a YouTube clip. Time comes from a ``Clock``
 so tests drive it by hand.
 """

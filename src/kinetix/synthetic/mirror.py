@@ -24,14 +24,14 @@ from kinetix.catalog.downstream import DOWNSTREAM
 from kinetix.catalog.releases import CVDF_BASE, check_split, get_release, join_url
 from kinetix.errors import ConfigError
 from kinetix.process.ffmpeg import run_ffmpeg
-from kinetix.testing.downstream import (
+from kinetix.synthetic.downstream import (
     DownstreamFile,
     downstream_files,
     forced_clips,
     write_tarball,
 )
-from kinetix.testing.media import VideoSpec, make_video
-from kinetix.testing.rows import (
+from kinetix.synthetic.media import VideoSpec, make_video
+from kinetix.synthetic.rows import (
     ROW_SOURCES,
     RowTable,
     SourceRow,
@@ -76,7 +76,7 @@ class MirrorSpec:
     ``source_max_end`` preferred), ``source_padding`` seconds longer than the clip's end.
     ``video`` sets fps, size, pattern and bitrate; a clip lasts its annotation's span unless
     ``clip_duration`` is set. With K700-2020 in the spec the AVA-Kinetics and Countix tarballs
-    are written too (``kinetix.testing.downstream``), and ``downstream_clips`` rows of each
+    are written too (``kinetix.synthetic.downstream``), and ``downstream_clips`` rows of each
     that resolve against a hosted K700-2020 split have their clips in its shards
     (``downstream_missing`` more rows of each have theirs annotated but in no shard).
     ``data_dir`` is the real metadata folder (default: ``$KINETIX_SHARED_DATA``,

@@ -26,7 +26,7 @@ class RowSource:
     release: str
     split: str
     shared: str  # path under the shared metadata folder (see its SOURCES.md)
-    excerpt: str  # file name under kinetix/testing/excerpts/
+    excerpt: str  # file name under kinetix/synthetic/excerpts/
     listing: bool = False  # an ``ls -R`` listing (CVDF K600 val.txt) instead of a CSV
 
     @property
@@ -96,7 +96,7 @@ def find_shared_data() -> Path | None:
         if not path.is_dir():
             raise ConfigError(f"{SHARED_DATA_ENV}={env} is not a folder")
         return path
-    repo = Path(__file__).resolve().parents[3]  # src/kinetix/testing/rows.py -> repo
+    repo = Path(__file__).resolve().parents[3]  # src/kinetix/synthetic/rows.py -> repo
     candidate = repo.parent / "shared" / "data" / "kinetics"
     return candidate if candidate.is_dir() else None
 
