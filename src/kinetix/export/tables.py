@@ -100,15 +100,18 @@ def _real_text(column: pa.Array) -> pa.Array:
     magnitude = pc.abs(column)
     # repr writes plain digits for 1e-4 <= |x| < 1e16 and Arrow writes them with no ".0" for
     # integral values; anything else (or where Arrow chose an exponent) repr makes itself
-    whole = pc.and_(pc.equal(column, pc.floor(column)), pc.less(magnitude, 1e16))
-    text = pc.if_else(whole, pc.binary_join_element_wise(text, ".0", ""), text)
-    odd = pc.or_(
-        pc.match_substring(text, "e"),
-        pc.and_(
-            pc.not_equal(column, 0.0),
-            pc.or_(pc.greater_equal(magnitude, 1e16), pc.less(magnitude, 1e-4)),
-        ),
+    whole = pc.fill_null(pc.and_(pc.equal(column, pc.floor(column)), pc.less(magnitude, 1e16)),
+                         False)  # fmt: skip
+    if pc.all(whole).as_py():
+        text = pc.binary_join_element_wise(text, ".0", "")
+    elif pc.any(whole).as_py():
+        text = pc.if_else(whole, pc.binary_join_element_wise(text, ".0", ""), text)
+    odd = pc.and_(
+        pc.not_equal(column, 0.0),
+        pc.or_(pc.greater_equal(magnitude, 1e16), pc.less(magnitude, 1e-4)),
     )
+    if _any_byte(text, b"e"):  # Arrow chose an exponent somewhere (|x| >= 1e10, say)
+        odd = pc.or_(pc.match_substring(text, "e"), odd)
     odd = pc.fill_null(odd, False)
     if pc.any(odd).as_py():
         made = [repr(x) for x in column.filter(odd).to_pylist()]
@@ -116,10 +119,28 @@ def _real_text(column: pa.Array) -> pa.Array:
     return text
 
 
+def _any_byte(column: pa.Array, chars: bytes) -> bool:
+    """Whether any byte of ``chars`` is in the bytes of ``column`` (a string array): a
+    ``memchr`` over its data buffer, no per-cell search. NULL cells' bytes (Arrow allows them
+    some) count too, so a True only sends the column to the exact per-cell check."""
+    import numpy as np
+    import pyarrow as pa
+
+    _, offsets, data = column.buffers()
+    if data is None or not len(column):
+        return False
+    width = np.int64 if pa.types.is_large_string(column.type) else np.int32
+    at = np.frombuffer(offsets, width)[column.offset : column.offset + len(column) + 1]
+    text = memoryview(data)[int(at[0]) : int(at[-1])].tobytes()
+    return any(text.find(c) >= 0 for c in chars)
+
+
 def _quoted_text(column: pa.Array) -> tuple[pa.Array, bool]:
     """Text cells as ``csv.writer`` quotes them, and whether any needed quotes."""
     import pyarrow.compute as pc
 
+    if not _any_byte(column, b',"\r\n'):
+        return column, False
     needs = pc.fill_null(pc.match_substring_regex(column, '[,"\r\n]'), False)
     if not pc.any(needs).as_py():
         return column, False
