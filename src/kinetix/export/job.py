@@ -25,6 +25,7 @@ from kinetix.data.index import (
 )
 from kinetix.errors import ConfigError
 from kinetix.executors import Executor, Preflight, open_executor
+from kinetix.export import kept
 from kinetix.export.config import ExportConfig, ExportFormat
 from kinetix.export.links import LinkTreeWriter
 from kinetix.export.lists import (
@@ -111,15 +112,27 @@ def _export(root: Path, config: ExportConfig, *, arrow: bool) -> ExportReport:
     out = config.out_dir(root)
     report = ExportReport(root, fmt, out)
     indexer = LabelIndexer()
+    table = out / _TABLES[fmt] if fmt in _TABLES else None
+    # taken before the manifest is read: a write after it moves the files this names
+    state = kept.manifest_state(manifest_path(root)) if table is not None else None
+    key: dict[str, Any] | None = None
+    done: dict[tuple[str, str], int] | None = None  # rows per split of a table kept as it is
     with Manifest(manifest_path(root), readonly=True) as manifest, contextlib.ExitStack() as stack:
         pairs = _pairs(manifest, config, root)
         _refuse_whitespace(manifest, root, pairs, config, info.kind)
         _require_out(config, out)
+        if table is not None and state is not None:
+            key = kept.export_key(config, pairs, state)
+            done = kept.kept_counts(table, key)
+        if table is not None and done is None:
+            kept.forget(table)
         shared: WriterBase | None = None
-        if fmt is ExportFormat.CSV:
-            shared = stack.enter_context(CsvWriter(out / "manifest.csv"))
+        if done is not None:
+            log.info("%s is the export of the manifest as it is; left as it was", table)
+        elif fmt is ExportFormat.CSV:
+            shared = stack.enter_context(CsvWriter(out / _TABLES[fmt]))
         elif fmt is ExportFormat.PARQUET:
-            shared = stack.enter_context(ParquetWriter(out / "manifest.parquet"))
+            shared = stack.enter_context(ParquetWriter(out / _TABLES[fmt]))
         elif fmt is ExportFormat.TORCHVISION:
             shared = stack.enter_context(
                 LinkTreeWriter(out, LabelStyle.TORCHVISION, hardlink=config.hardlink)
@@ -147,13 +160,15 @@ def _export(root: Path, config: ExportConfig, *, arrow: bool) -> ExportReport:
             written = 0
             with own if own is not None else contextlib.nullcontext():
                 writer = own or shared
-                assert writer is not None
-                if links is None and isinstance(writer, (ListWriter, CsvWriter, ParquetWriter)):
+                if done is not None:
+                    written = done.get((release, split), 0)
+                elif links is None and isinstance(writer, (ListWriter, CsvWriter, ParquetWriter)):
                     written = _write_batches(
                         manifest, root, writer, release, split, config,
                         first=not report.splits, arrow=arrow,
                     )  # fmt: skip
                 else:
+                    assert writer is not None
                     records = _records(manifest, root, info.kind, release, split, config, indexer)
                     for record in records:
                         if links is not None:
@@ -172,6 +187,11 @@ def _export(root: Path, config: ExportConfig, *, arrow: bool) -> ExportReport:
                     "%s/%s: left out %d clips: %s", release, split, sum(left_out.values()),
                     describe_left_out(left_out),
                 )  # fmt: skip
+    if table is not None and key is not None and done is None:
+        kept.remember(
+            table, key, [(s.release, s.split, s.written) for s in report.splits],
+            kept.manifest_state(manifest_path(root)),
+        )  # fmt: skip
     report.hints = _hints(report, config, info.kind)
     write_export_card(
         out, root, fmt.value,
@@ -374,6 +394,10 @@ def _with_label_index(batch: pa.RecordBatch, release: str, indexer: LabelIndexer
     ]
     fixed = pc.replace_with_mask(stored, fix, pa.array(made, pa.int64()))
     return batch.set_column(at, batch.schema.field(at), fixed)
+
+
+# The one file each table format writes in --out (``kept``: left as it is when it is current)
+_TABLES = {ExportFormat.CSV: "manifest.csv", ExportFormat.PARQUET: "manifest.parquet"}
 
 
 # Rows a table reads at a time: 35 columns of Python values (~9 MB), so memory stays flat in
