@@ -77,6 +77,22 @@ class PackedStrings:
         self._offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
         np.cumsum([len(b) for b in encoded], out=self._offsets[1:])
         self._buffer = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+        self._order: np.ndarray | None = None  # item i is stored string _order[i]
+
+    def ordered(self, order: np.ndarray) -> PackedStrings:
+        """These strings, item ``i`` being the one stored at ``order[i]`` (nothing copied)."""
+        packed = PackedStrings()
+        packed._offsets, packed._buffer = self._offsets, self._buffer
+        packed._order = order
+        return packed
+
+    def arrow(self) -> Any:
+        """The stored strings (in stored order) as a pyarrow large_string array, not copied."""
+        import pyarrow as pa
+
+        return pa.LargeStringArray.from_buffers(
+            len(self._offsets) - 1, pa.py_buffer(self._offsets), pa.py_buffer(self._buffer)
+        )
 
     @classmethod
     def from_buffer(cls, data: bytearray, lengths: np.ndarray) -> PackedStrings:
@@ -103,6 +119,8 @@ class PackedStrings:
         return len(self._offsets) - 1
 
     def __getitem__(self, i: int) -> str:
+        if self._order is not None:
+            i = int(self._order[i])
         start, end = self._offsets[i], self._offsets[i + 1]
         return self._buffer[start:end].tobytes().decode("utf-8")
 
@@ -283,13 +301,22 @@ def _fill_label_index(
 def _arrow_columns(
     manifest: Manifest, split: str, release: str | None, include_unverified: bool
 ) -> dict[str, Any]:
-    """The arrays of a ``ClipIndex`` from the Arrow batches ``index_arrow`` reads, each batch
-    copied into growing buffers (strings: their UTF-8 bytes and lengths) before the next."""
+    """The arrays of a ``ClipIndex`` from one scan in table order (``index_arrow``),
+    each batch copied into growing buffers (strings: their UTF-8 bytes and lengths) before the
+    next, then put in manifest order (label, key; NULL labels first, bytes compared: SQLite's
+    BINARY order) by Arrow: numbers taken in that order, strings kept as stored with the order
+    beside them (``PackedStrings.ordered``)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     text: dict[str, bytearray] = {"key": bytearray(), "path": bytearray()}
     numbers: dict[str, list[np.ndarray]] = {"key": [], "path": []}  # strings: their lengths
+    label_codes: list[Any] = []  # each batch's labels dictionary-encoded (a copy: see below)
     for batch in index_arrow(manifest, split, release, include_unverified=include_unverified):
         for name, column in zip(batch.schema.names, batch.columns):
-            if name in text:
+            if name == "label":
+                label_codes.append(pc.dictionary_encode(column))
+            elif name in text:
                 _, offsets, data = column.buffers()
                 start = column.offset
                 at = np.frombuffer(offsets, np.int32)[start : start + len(column) + 1]
@@ -303,13 +330,39 @@ def _arrow_columns(
         parts = numbers.pop(name, [])
         return np.concatenate(parts) if parts else np.zeros(0, dtype)
 
+    keys = PackedStrings.from_buffer(text.pop("key"), joined("key", np.int64))
+    paths = PackedStrings.from_buffer(text.pop("path"), joined("path", np.int64))
+    # each label's rank among the labels (NULL: -1, first), then (rank, key) sorted by Arrow
+    names = sorted({name for codes in label_codes for name in codes.dictionary.to_pylist()})
+    rank = {name: i for i, name in enumerate(names)}
+    ranks = [
+        pc.fill_null(
+            pc.take(pa.array([rank[n] for n in codes.dictionary.to_pylist()], pa.int32()),
+                    codes.indices),
+            -1,
+        )
+        for codes in label_codes
+    ]  # fmt: skip
+    del label_codes
+    order = pc.sort_indices(
+        pa.table({
+            "label": pa.chunked_array(ranks, pa.int32()),
+            "key": pa.chunked_array([keys.arrow()]),
+        }),
+        sort_keys=[("label", "ascending"), ("key", "ascending")],
+    ).to_numpy()  # fmt: skip
+    del ranks
+
+    def taken(name: str, dtype: Any) -> np.ndarray:
+        return joined(name, dtype)[order]
+
     return {
-        "keys": PackedStrings.from_buffer(text.pop("key"), joined("key", np.int64)),
-        "paths": PackedStrings.from_buffer(text.pop("path"), joined("path", np.int64)),
-        "labels": joined("labels", np.int64),
-        "num_frames": joined("num_frames", np.int64),
-        "fps": joined("fps", np.float64),
-        "sizes": np.stack([joined("width", np.int64), joined("height", np.int64)], axis=1),
-        "fast_trim": joined("fast_trim", np.int64).astype(bool),
-        "lead_seconds": joined("lead_seconds", np.float64),
+        "keys": keys.ordered(order),
+        "paths": paths.ordered(order),
+        "labels": taken("labels", np.int64),
+        "num_frames": taken("num_frames", np.int64),
+        "fps": taken("fps", np.float64),
+        "sizes": np.stack([taken("width", np.int64), taken("height", np.int64)], axis=1),
+        "fast_trim": taken("fast_trim", np.int64).astype(bool),
+        "lead_seconds": taken("lead_seconds", np.float64),
     }

@@ -448,7 +448,15 @@ _INDEX_ARROW = {
 def index_arrow(
     manifest: Manifest, split: str, release: str | None, *, include_unverified: bool
 ) -> Iterator[pa.RecordBatch]:
-    """``index_text``'s columns as Arrow record batches in manifest order (label, key), read
-    as ``usable_arrow`` reads (no more than one batch held). ``fps`` keeps its NULLs. Needs
+    """``index_text``'s columns (``fps`` keeps its NULLs) and ``label`` (the text, NULL
+    unlabelled) as Arrow record batches in one scan in *table* order, not manifest order: the
+    clip index holds every row anyway and orders them itself, which costs less than the hop
+    by rowid that keeps ``usable_arrow`` in order (~0.4 CPU-s at 650k). Needs
     ``arrow_reader_available()``; raises ``ColumnTypesDiffer`` as ``usable_arrow`` does."""
-    yield from _ordered_arrow(manifest, _INDEX_ARROW, split, release, include_unverified, 65536)
+    import adbc_driver_sqlite.dbapi as adbc
+
+    sql, args = _usable_sql(["1"], split, release, include_unverified, ordered=False)
+    scan = sql[sql.index(" FROM clips") :].replace(" FROM clips ", " FROM clips AS c ", 1)
+    columns = {**_INDEX_ARROW, "label": ("c.label", "TEXT")}
+    with adbc.connect(reader_uri(manifest.path)) as connection, connection.cursor() as cur:
+        yield from _typed_batches(manifest, cur, columns, scan, args, 65536)
