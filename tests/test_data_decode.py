@@ -9,8 +9,15 @@ import numpy as np
 import pytest
 
 from kinetix.data import PyAVDecoder, RandomClipSampler
-from kinetix.data.decoders import TorchCodecDecoder, _needed_frames, decode_threads
+from kinetix.data.decoders import (
+    TorchCodecDecoder,
+    _needed_frames,
+    _open_for_decoding,
+    decode_threads,
+    read_bytes,
+)
 from kinetix.errors import MissingDependencyError
+from kinetix.process.ffmpeg import file_arg, run_ffmpeg
 from kinetix.synthetic.media import VideoSpec, make_video
 
 # x264's defaults (preset medium): B-frames, some of them non-reference, as in CVDF's clips
@@ -23,12 +30,14 @@ def clip(request, tmp_path_factory) -> Path:
     return make_video(path, SCENE.with_(gop=request.param))
 
 
-def reference(path: Path) -> np.ndarray:
-    """Every frame, decoded plainly (no seek, no skipping, one thread), as RGB."""
+def reference(path: Path, size: tuple[int, int] | None = None) -> np.ndarray:
+    """Every frame, decoded plainly (a full open, no seek, no skipping, one thread, a fresh
+    colour converter per frame), as RGB."""
+    scale = {} if size is None else {"width": size[0], "height": size[1]}
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         stream.codec_context.thread_count = 1
-        return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(stream)])
+        return np.stack([f.to_ndarray(format="rgb24", **scale) for f in container.decode(stream)])
 
 
 def test_the_clip_has_non_reference_frames_to_skip(clip) -> None:
@@ -49,6 +58,49 @@ def test_sampled_frames_equal_a_plain_decode(clip, threads) -> None:
         got = decoder.read(clip, indices)
         assert got.shape == (indices.size, 64, 96, 3)
         np.testing.assert_array_equal(got, every[indices.ravel()], err_msg=str(indices))
+
+
+@pytest.mark.parametrize("threads", [1, 0])
+def test_resized_reads_equal_a_plain_decodes_conversion(clip, threads) -> None:
+    every = reference(clip, size=(48, 32))
+    indices = np.array([[9, 13, 17, 21, 60, 61]])
+    got = PyAVDecoder(threads=threads).read(clip, indices, size=(48, 32))
+    np.testing.assert_array_equal(got, every[indices.ravel()])
+
+
+def test_one_colour_converter_per_read_with_the_decodes_share_of_threads(clip, monkeypatch) -> None:
+    # why: to_ndarray makes a converter per frame, and in FFmpeg 8 each one starts a pool of
+    # one thread per core: 32 threads started and joined per 16-frame read in every worker
+    made: list[object] = []
+    calls: list[object] = []
+    real = av.video.reformatter.VideoReformatter
+
+    class Counting:
+        def __init__(self) -> None:
+            made.append(self)
+            self.inner = real()
+
+        def reformat(self, frame, **kwargs):  # type: ignore[no-untyped-def]
+            calls.append(kwargs.get("threads"))
+            return self.inner.reformat(frame, **kwargs)
+
+    monkeypatch.setattr(av.video.reformatter, "VideoReformatter", Counting)
+    PyAVDecoder(threads=1).read(clip, np.array([[2, 6, 10, 14, 18, 22, 26, 30]]))
+    assert len(made) == 1 and calls == [1] * 8
+
+
+def test_mp4_opens_skip_the_trial_decode_other_containers_do_not(clip, tmp_path) -> None:
+    mkv = tmp_path / "copy.mkv"
+    run_ffmpeg(["-i", file_arg(clip), "-c", "copy", "-f", "matroska", "-y", file_arg(mkv)])
+    with _open_for_decoding(av, clip) as container:  # the probe decoded no frame ...
+        assert container.streams.video[0].codec_context.format is None
+    with _open_for_decoding(av, mkv) as container:  # ... Matroska's did: rate, reorder depth
+        assert container.streams.video[0].codec_context.format is not None
+    every = reference(clip)
+    indices = np.array([[0, 33, 37, 41, 45, 80, 99]])
+    for source in (clip, mkv, read_bytes(clip.read_bytes())):
+        got = PyAVDecoder(threads=1).read(source, indices)
+        np.testing.assert_array_equal(got, every[indices.ravel()], err_msg=str(source))
 
 
 def test_unwanted_non_reference_frames_are_not_decoded(clip) -> None:
