@@ -1,10 +1,13 @@
-"""What one shared row type would cost the download planner: ``work_rows``' read at 650k rows.
+"""What the row types cost per row at 650k: the planner's, a derived run's and ``ClipRow``.
 
-``WorkRow`` (11 columns), ``SourceClip`` (12) and ``ClipRow`` (the whole row) repeat the seven
-identity columns. One tuple type for the planner and derived runs needs their 15 columns; this
-times the planner's SELECT + sort + tuple build with its own 11, with the 4 extra columns read,
-and with the 4 as NULL literals (a type whose fields may mean "not read"), interleaved rounds,
-CPU-seconds of this process. The table is synthetic (one split, 650k rows, a file under --work).
+One definition of the identity columns (``store/rows.py``): ``WorkRow`` is the planner's lean
+row, a derived run's ``SourceClip`` is a ``WorkRow`` and four columns more, ``ClipRow`` is a
+``WorkRow`` whose ``values`` hold the rest. Each is timed against the shape it replaced, and
+the planner's row against one flat 15-column row for the planner and derived runs (read, or
+with the derived columns as NULL literals). Interleaved rounds, CPU-seconds of this process,
+the collector paused only for the planner (as the download job pauses it); the manifest is a
+real one (``Manifest``
+schema, one split of 650k rows, present and verified), a file under --work.
 
     python benchmarks/bench_row_types.py --rows 650000 --rounds 5 --work /tmp/kx-rows
 """
@@ -12,46 +15,52 @@ CPU-seconds of this process. The table is synthetic (one split, 650k rows, a fil
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import resource
 import sqlite3
 import statistics
 from collections import namedtuple
-from collections.abc import Iterator
+from collections.abc import Callable
+from dataclasses import make_dataclass
 from functools import partial
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-from kinetix.store.planning import WorkRow
+from kinetix.catalog.clip import Clip
+from kinetix.process.derived import SOURCE_COLUMNS, source_clips
+from kinetix.store.manifest import Manifest, _to_row
+from kinetix.store.rows import ID_FIELDS, WORK_COLUMNS, work_rows_of
 
-_ID = "release, split, key, youtube_id, time_start, time_end, label"
-_PLAN = "state, error_code, source, path"
-_DERIVED = "label_index, is_cc, verify, num_frames"
-_COLUMNS = f"{_ID}, {_PLAN}, {_DERIVED}".split(", ")
-
-
-# the one row for both: the planner's fields plus what a derived run reads
-Shared = namedtuple("Shared", WorkRow._fields + tuple(_DERIVED.split(", ")))
-
-
-def _rows(n: int) -> Iterator[tuple[Any, ...]]:
-    for i in range(n):
-        start = i % 300
-        yield (
-            "k700-2020", "train", f"{i:011d}_{start:06d}_{start + 10:06d}", f"{i:011d}", start,
-            start + 10, f"label {i % 700}", "present", None, "cvdf",
-            f"train/label_{i % 700}/{i:011d}.mp4", i % 700, 1, "good", 250,
-        )  # fmt: skip
+_RELEASE, _SPLIT = "k700-2020", "train"
+_DERIVED = ("label_index", "is_cc", "verify", "num_frames")
+# before: one flat row per reader, each restating the identity columns
+_FlatSource = namedtuple(  # type: ignore[misc]
+    "_FlatSource", (*ID_FIELDS, "label_index", "is_cc", "path", "verify", "num_frames")
+)
+_Flat15 = namedtuple("_Flat15", (*WORK_COLUMNS, *_DERIVED))  # type: ignore[misc]
 
 
-def _database(work: Path, n: int) -> Path:
-    path = work / f"clips-{n}.sqlite"
+# ``ClipRow`` before: a frozen dataclass of the identity columns and ``values``
+_DataclassRow = make_dataclass("_DataclassRow", [*ID_FIELDS, "values"], frozen=True)
+
+
+def _manifest(work: Path, n: int) -> Path:
+    path = work / f"manifest-{n}.sqlite"
     if not path.exists():
         work.mkdir(parents=True, exist_ok=True)
+        clips = [
+            Clip(_RELEASE, _SPLIT, f"{i:011d}", i % 300, i % 300 + 10, f"label {i % 700}")
+            for i in range(n)
+        ]
+        with Manifest(path) as m:
+            m.add_clips(clips, {f"label {i}": i for i in range(700)})
         db = sqlite3.connect(path)
-        db.execute(f"CREATE TABLE clips ({', '.join(_COLUMNS)})")
-        db.executemany(f"INSERT INTO clips VALUES ({','.join('?' * len(_COLUMNS))})", _rows(n))
+        db.execute(
+            "UPDATE clips SET state='present', source='cvdf', bytes=1000, verify='good', "
+            "num_frames=250, path=split || '/' || label || '/' || key || '.mp4'"
+        )
         db.commit()
         db.close()
     return path
@@ -67,28 +76,69 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=650_000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--work", type=Path, default=Path("/tmp/kx-rows"))
+    parser.add_argument("--only", default="", help="comma-separated name parts to run")
     args = parser.parse_args()
-    db = sqlite3.connect(_database(args.work, args.rows))
-    variants: dict[str, tuple[str, type[tuple[Any, ...]]]] = {
-        "WorkRow, 11 columns": (_PLAN, WorkRow),
-        "shared, 15 read": (f"{_PLAN}, {_DERIVED}", Shared),
-        "shared, 4 NULL": (f"{_PLAN}, NULL, NULL, NULL, NULL", Shared),
+    db = sqlite3.connect(_manifest(args.work, args.rows))
+    scan = f"FROM clips NOT INDEXED WHERE release='{_RELEASE}' AND split='{_SPLIT}'"
+    derived = "FROM clips WHERE state='present' AND (verify IS NULL OR verify != 'bad') "
+    derived += "ORDER BY split, label, key"
+
+    def planner(columns: str, make: Callable[[list[Any]], list[Any]]) -> Callable[[], object]:
+        def run() -> object:
+            rows = db.execute(f"SELECT {columns} {scan}").fetchall()
+            rows.sort(key=itemgetter(2))
+            return make(rows)
+
+        return run
+
+    def source(columns: tuple[str, ...], make: Callable[[list[Any]], Any]) -> Callable[[], Any]:
+        return lambda: make(db.execute(f"SELECT {', '.join(columns)} {derived}").fetchall())
+
+    def whole(make: Callable[[sqlite3.Row], object]) -> Callable[[], object]:
+        def run() -> object:
+            cur = db.execute(f"SELECT * {scan}")
+            cur.row_factory = sqlite3.Row
+            return list(map(make, cur))
+
+        return run
+
+    def dataclass_row(r: sqlite3.Row) -> Any:
+        d = dict(r)
+        return _DataclassRow(
+            d.pop("release"), d.pop("split"), d.pop("key"), d.pop("youtube_id"),
+            d.pop("time_start"), d.pop("time_end"), d.pop("label"), d,
+        )  # fmt: skip
+
+    work = ", ".join(WORK_COLUMNS)
+    flat15 = partial(map, partial(tuple.__new__, _Flat15))
+    variants: dict[str, Callable[[], object]] = {
+        "planner: WorkRow, 11 columns": planner(work, work_rows_of),
+        "planner: flat 15, all read": planner(f"{work}, {', '.join(_DERIVED)}", flat15),
+        "planner: flat 15, 4 NULL": planner(f"{work}, NULL, NULL, NULL, NULL", flat15),
+        "derived: flat SourceClip (before)": source(
+            _FlatSource._fields, lambda rows: [_FlatSource(*r) for r in rows]
+        ),
+        "derived: WorkRow + 4 (after)": source(SOURCE_COLUMNS, source_clips),
+        "ClipRow: dataclass (before)": whole(dataclass_row),
+        "ClipRow: on WorkRow (after)": whole(_to_row),
     }
+    if args.only:
+        parts = args.only.split(",")
+        variants = {k: v for k, v in variants.items() if any(p in k for p in parts)}
     seconds: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(args.rounds):
-        for name, (columns, row_type) in variants.items():
+        for name, run in variants.items():
+            gc.collect()
+            if name.startswith("planner"):
+                gc.disable()  # as the download job's paused_gc(); the other readers do not
             before = _cpu()
-            rows = db.execute(
-                f"SELECT {_ID}, {columns} FROM clips NOT INDEXED WHERE release=? AND split=?",
-                ("k700-2020", "train"),
-            ).fetchall()
-            rows.sort(key=itemgetter(2))
-            made = list(map(partial(tuple.__new__, row_type), rows))
+            made = run()
             seconds[name].append(_cpu() - before)
-            del rows, made
+            gc.enable()
+            del made
     for name, values in seconds.items():
         print(
-            f"{name:20s} median {statistics.median(values):.3f} CPU-s "
+            f"{name:34s} median {statistics.median(values):.3f} CPU-s "
             f"(range {min(values):.3f}-{max(values):.3f})"
         )
     print("load average {:.1f} {:.1f} {:.1f}".format(*os.getloadavg()))

@@ -44,7 +44,6 @@ from kinetix.store.leftovers import writing
 from kinetix.store.lock import RootLock
 from kinetix.store.manifest import ClipState, Manifest, manifest_absent
 from kinetix.store.planning import (
-    WorkRow,
     record_registration,
     recorded_registration,
     registered_rows,
@@ -53,6 +52,7 @@ from kinetix.store.planning import (
 )
 from kinetix.store.presence import mark_vanished
 from kinetix.store.root import RootMeta, write_root_meta
+from kinetix.store.rows import WorkRow
 
 if TYPE_CHECKING:
     pass

@@ -6,8 +6,9 @@ import json
 import logging
 import shutil
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import Any, NamedTuple, Protocol
@@ -33,6 +34,7 @@ from kinetix.store.layout import (
 )
 from kinetix.store.manifest import ClipState, ClipUpdate, Manifest
 from kinetix.store.root import DatasetRoot
+from kinetix.store.rows import WORK_COLUMNS, RowKey, WorkRow, tuple_field
 
 log = logging.getLogger(__name__)
 
@@ -76,21 +78,24 @@ class DerivedReport:
         return False
 
 
-class SourceClip(NamedTuple):
-    """The source columns a derived run needs (a full ClipRow per clip is heavy at 650k)."""
+# what a derived run reads of each source row: the WorkRow's columns, then four more
+SOURCE_COLUMNS = (*WORK_COLUMNS, "label_index", "is_cc", "verify", "num_frames")
+_at = SOURCE_COLUMNS.index
 
-    release: str
-    split: str
-    key: str
-    youtube_id: str
-    time_start: int
-    time_end: int
-    label: str | None
-    label_index: int | None
-    is_cc: int | None
-    path: str | None
-    verify: str | None
-    num_frames: int | None
+
+class SourceClip(WorkRow):
+    """A source clip of a derived run: its ``WorkRow``, then the four columns only a derived
+    run reads (``SOURCE_COLUMNS``): one flat tuple per clip, made in C like a ``WorkRow``
+    (a full ClipRow per clip is heavy at 650k)."""
+
+    __slots__ = ()
+    label_index: int | None = tuple_field(_at("label_index"))
+    is_cc: int | None = tuple_field(_at("is_cc"))
+    verify: str | None = tuple_field(_at("verify"))
+    num_frames: int | None = tuple_field(_at("num_frames"))
+
+    def __repr__(self) -> str:
+        return f"SourceClip{tuple(self)!r}"
 
     def to_clip(self) -> Clip:
         cc = None if self.is_cc is None else bool(self.is_cc)
@@ -98,6 +103,14 @@ class SourceClip(NamedTuple):
             self.release, self.split, self.youtube_id, self.time_start, self.time_end,
             self.label, cc,
         )  # fmt: skip
+
+
+_source_clip = partial(tuple.__new__, SourceClip)
+
+
+def source_clips(rows: Iterable[tuple[Any, ...]]) -> list[SourceClip]:
+    """``SourceClip`` values of plain tuples of ``SOURCE_COLUMNS`` (in C: no bytecode per row)."""
+    return list(map(_source_clip, rows))  # type: ignore[arg-type]
 
 
 class DoneRow(NamedTuple):
@@ -221,9 +234,9 @@ class DerivedDataset:
     def source_rows(self) -> list[SourceClip]:
         """Clips to derive from: present in the source and not verified bad."""
         rows = self.source_manifest.select(
-            SourceClip._fields, states=[ClipState.PRESENT], skip_verified_bad=True, order=True
+            SOURCE_COLUMNS, states=[ClipState.PRESENT], skip_verified_bad=True, order=True
         )
-        return [SourceClip(*r) for r in rows]
+        return source_clips(rows)
 
     def done_rows(self) -> dict[tuple[str, str, str], DoneRow]:
         """What the output manifest says of each clip, by (release, split, key)."""
@@ -375,15 +388,9 @@ class DerivedDataset:
             write_root_card(self.out)
 
 
-class DerivedTask(Protocol):
+class DerivedTask(RowKey, Protocol):
     """What a process/frames worker task says about its clip."""
 
-    @property
-    def release(self) -> str: ...
-    @property
-    def split(self) -> str: ...
-    @property
-    def key(self) -> str: ...
     @property
     def src(self) -> str: ...
 
@@ -395,7 +402,7 @@ def failed_update(task: DerivedTask, code: ErrorCode, message: str) -> ClipUpdat
     return ClipUpdate(task.release, task.split, task.key, fields, count_attempt=True)
 
 
-def redo_update(row: SourceClip, problem: str) -> ClipUpdate:
+def redo_update(row: RowKey, problem: str) -> ClipUpdate:
     """The row of an output about to be redone: not present until it is whole again."""
     code, _, _ = problem.partition(":")
     known = code in {c.value for c in ErrorCode}

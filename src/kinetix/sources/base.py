@@ -12,24 +12,19 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from kinetix.store.manifest import ClipUpdate
+from kinetix.store.rows import RowKey
 
 if TYPE_CHECKING:
     from kinetix.catalog.releases import Release
     from kinetix.config import DownloadConfig
     from kinetix.sources.job import DownloadJob
     from kinetix.store.manifest import Manifest
-    from kinetix.store.planning import WorkRow
+    from kinetix.store.rows import WorkRow
 
 
-class ClipSpan(Protocol):
+class ClipSpan(RowKey, Protocol):
     """What a source plans from: a manifest row (``ClipRow``) or the download job's lean row."""
 
-    @property
-    def release(self) -> str: ...
-    @property
-    def split(self) -> str: ...
-    @property
-    def key(self) -> str: ...
     @property
     def youtube_id(self) -> str: ...
     @property

@@ -48,7 +48,8 @@ from kinetix.sources.job import (
 )
 from kinetix.store.layout import clip_relpath, partial_dir, state_dir
 from kinetix.store.manifest import ClipState, ClipUpdate, Manifest
-from kinetix.store.planning import WorkRow, work_rows
+from kinetix.store.planning import work_rows
+from kinetix.store.rows import WorkRow
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from kinetix.sources.base import TaskResult
 from kinetix.store.downstream import DownstreamSplitCounts
 from kinetix.store.layout import partial_dir, slurm_logs
 from kinetix.store.manifest import ClipState, ClipUpdate, Manifest
-from kinetix.store.planning import WorkRow
+from kinetix.store.rows import WorkRow
 
 if TYPE_CHECKING:
     from kinetix.process.landing import LandingSpec

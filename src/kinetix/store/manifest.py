@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import partial
 from itertools import repeat
 from operator import itemgetter
 from pathlib import Path
@@ -34,6 +35,7 @@ from kinetix.store.damage import (
 from kinetix.store.database import Writer, open_reader
 from kinetix.store.downstream import DOWNSTREAM_ROWS_DDL
 from kinetix.store.layout import missing_manifest_error
+from kinetix.store.rows import ID_FIELDS, WORK_COLUMNS, WorkRow, tuple_field
 
 # 2: ``clips.integrity``. 3: table ``downstream_rows`` (store/downstream.py). Older roots are
 # migrated when opened for writing (columns a version adds are added to the tables, tables it
@@ -154,18 +156,21 @@ class ClipUpdate:
     count_attempt: bool = False  # add one to ``attempts``
 
 
-@dataclass(frozen=True)
-class ClipRow:
-    """One manifest row as read back."""
+class ClipRow(WorkRow):
+    """One manifest row as read back: ``ClipRow(release, split, key, youtube_id, time_start,
+    time_end, label, values)``, ``values`` holding every column but the identity ones. It is
+    the row's ``WorkRow`` (those columns as fields) and then ``values``, one flat tuple; other
+    columns read as attributes from ``values``."""
 
-    release: str
-    split: str
-    key: str
-    youtube_id: str
-    time_start: int
-    time_end: int
-    label: str | None
-    values: Mapping[str, Any]
+    __slots__ = ()
+    values: Mapping[str, Any] = tuple_field(len(WORK_COLUMNS))
+
+    def __new__(cls, *fields: Any) -> ClipRow:
+        *identity, values = fields
+        return tuple.__new__(cls, (*identity, *map(values.get, _WORK_TAIL), values))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return ClipRow, (*self[:_IDENTITY], self.values)
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -173,13 +178,9 @@ class ClipRow:
         except KeyError:
             raise AttributeError(name) from None
 
-    @property
-    def state(self) -> str:
-        return self.values["state"]
-
-    @property
-    def path(self) -> str | None:
-        return self.values.get("path")
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={v!r}" for k, v in zip(ID_FIELDS, self))
+        return f"ClipRow({fields}, values={self.values!r})"
 
     def to_clip(self) -> Clip:
         cc = self.values.get("is_cc")
@@ -189,13 +190,13 @@ class ClipRow:
         )  # fmt: skip
 
     def as_dict(self) -> dict[str, Any]:
-        d = {
-            "release": self.release, "split": self.split, "key": self.key,
-            "youtube_id": self.youtube_id, "time_start": self.time_start,
-            "time_end": self.time_end, "label": self.label,
-        }  # fmt: skip
+        d = dict(zip(ID_FIELDS, self))
         d.update(self.values)
         return d
+
+
+_IDENTITY = len(ID_FIELDS)
+_WORK_TAIL = WORK_COLUMNS[_IDENTITY:]
 
 
 class Manifest:
@@ -782,7 +783,8 @@ class Manifest:
 
 def _to_row(r: sqlite3.Row) -> ClipRow:
     d = dict(r)
-    return ClipRow(
-        d.pop("release"), d.pop("split"), d.pop("key"), d.pop("youtube_id"),
-        d.pop("time_start"), d.pop("time_end"), d.pop("label"), d,
-    )  # fmt: skip
+    # ClipRow's items without its __new__'s frame: the work columns, then every other column
+    return _clip_row((*map(d.pop, ID_FIELDS), *map(d.get, _WORK_TAIL), d))
+
+
+_clip_row = partial(tuple.__new__, ClipRow)

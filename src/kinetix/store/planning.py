@@ -1,38 +1,23 @@
-"""The lean rows the download planner reads (a full ``ClipRow`` per clip is too heavy at 650k),
-and what a split's rows were registered from (the ``registered:{release}/{split}`` meta key).
+"""The lean rows the download planner reads (``WorkRow``, ``store/rows.py``: a full ``ClipRow``
+per clip is too heavy at 650k), and what a split's rows were registered from (the
+``registered:{release}/{split}`` meta key).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence, Set
-from functools import partial
 from itertools import repeat
 from operator import itemgetter
-from typing import Any, NamedTuple
+from typing import Any
 
 from kinetix.catalog.clip import Clip
 from kinetix.store.manifest import ClipState, Manifest
+from kinetix.store.rows import WORK_COLUMNS, WorkRow, work_rows_of
 
 _MISSING = ClipState.MISSING.value
 # meta key of what a split's rows were registered from (see download.finished_rerun)
 _REGISTERED = "registered:{}/{}"
-
-
-class WorkRow(NamedTuple):
-    """The few manifest columns planning needs (a full ClipRow per clip is too heavy at 650k)."""
-
-    release: str
-    split: str
-    key: str
-    youtube_id: str
-    time_start: int
-    time_end: int
-    label: str | None
-    state: str
-    error_code: str | None
-    source: str | None
-    path: str | None
 
 
 def work_rows(
@@ -52,8 +37,8 @@ def work_rows(
         wanted = sum(manifest.split_size(release, split, state) for state in states)
         scan = wanted * 4 >= manifest.split_size(release, split)
     cur = manifest.execute(
-        "SELECT release, split, key, youtube_id, time_start, time_end, label, state, "
-        f"error_code, source, path FROM clips{' NOT INDEXED' if scan else ''} WHERE {where}",
+        f"SELECT {', '.join(WORK_COLUMNS)} FROM clips{' NOT INDEXED' if scan else ''} "
+        f"WHERE {where}",
         args,
     )
     cur.row_factory = None  # type: ignore[assignment]  # tuples, not sqlite3.Row
@@ -61,10 +46,7 @@ def work_rows(
     # sorted in Python: rows registered together are in key order already (add_clips), and
     # a sort of sorted input is one pass
     rows.sort(key=itemgetter(2))
-    return list(map(_work_row, rows))
-
-
-_work_row = partial(tuple.__new__, WorkRow)  # WorkRow._make without its Python frame
+    return work_rows_of(rows)
 
 
 def registered_rows(clips: Sequence[Clip], keys: Sequence[str]) -> list[WorkRow]:
@@ -77,7 +59,7 @@ def registered_rows(clips: Sequence[Clip], keys: Sequence[str]) -> list[WorkRow]
             repeat(None, n), repeat(None, n), repeat(None, n)),
         key=itemgetter(2),
     )  # fmt: skip
-    return list(map(_work_row, rows))
+    return work_rows_of(rows)
 
 
 def selected_rows(

@@ -62,7 +62,7 @@ from kinetix.sources.youtube.formats import FormatPicker
 from kinetix.sources.youtube.readiness import DENO_TOOL, _deno_path
 from kinetix.store.layout import LabelStyle, clip_relpath, partial_dir
 from kinetix.store.manifest import ClipState, ClipUpdate, Manifest
-from kinetix.store.planning import WorkRow
+from kinetix.store.rows import WorkRow
 from kinetix.transfer.extract import describe_head
 
 if TYPE_CHECKING:
