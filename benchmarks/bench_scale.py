@@ -2,12 +2,14 @@
 
 Builds synthetic roots of each size with ``scale_root.build_root`` (rows present and verified,
 one empty file per clip), then runs each command as its own process, ``--rounds`` times
-interleaved across sizes, and prints per command and size the median wall time (with the
-spread), the median CPU seconds of the child, its peak RSS, and the log-log growth exponent of
-the median wall time over the sizes (1.0 = linear in clips). The no-op ``download`` rerun is
-also run once per size under ``strace -f -c`` (when installed) to count its stat-family and
-directory-listing syscalls, and ``KineticsDataset`` is iterated by a DataLoader with 4 workers
-to report each worker's PSS (``psutil``), i.e. whether workers copy the index.
+interleaved across sizes (csv and parquet also "cold": no table of the last run in their
+--out, as a first export or one after a manifest write finds), and prints per command and
+size the median wall time (with the spread), the median CPU seconds of the child, its peak
+RSS, and the log-log growth exponent of the median wall time over the sizes (1.0 = linear
+in clips). The no-op ``download`` rerun is also run once per size under ``strace -f -c``
+(when installed) to count its stat-family and directory-listing syscalls, and
+``KineticsDataset`` is iterated by a DataLoader with 4 workers to report each worker's PSS
+(``psutil``), i.e. whether workers copy the index.
 
     python benchmarks/bench_scale.py --sizes 10000,100000,650000 --rounds 3 --work /tmp/kx-scale
 """
@@ -59,6 +61,7 @@ def commands(root: Path, out: Path) -> dict[str, list[str]]:
     download = [*kinetix, "download", "k400", "--split", "train", "--root", str(root),
                 "--annotations", f"{root}.csv", "--offline", "--layout", "underscore",
                 "--no-progress"]  # fmt: skip
+    cold = ["--out", f"{out}-cold"]
     return {
         "download rerun": download,
         "status": [*kinetix, "status", str(root)],
@@ -75,12 +78,20 @@ def commands(root: Path, out: Path) -> dict[str, list[str]]:
             f"export {fmt}": [*kinetix, "export", str(root), "--format", fmt, "--out", str(out)]
             for fmt in ("paddle", "slowfast", "csv", "parquet")
         },
+        # the same with no table of the last run in --out (removed before each run): what a
+        # first export, or one after any write to the manifest, costs (export/kept.py)
+        **{
+            f"export {fmt} (cold)": [*kinetix, "export", str(root), "--format", fmt, *cold]
+            for fmt in ("csv", "parquet")
+        },
         "KineticsDataset()": [sys.executable, "-c", _DATASET, str(root)],
     }
 
 
 def run(argv: list[str]) -> tuple[float, float]:
-    """Wall and CPU seconds of one child process."""
+    """Wall and CPU seconds of one child process (a cold export's --out removed first)."""
+    if "--out" in argv and argv[argv.index("--out") + 1].endswith("-cold"):
+        shutil.rmtree(argv[argv.index("--out") + 1], ignore_errors=True)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -94,6 +105,8 @@ def peak_rss(argv: list[str]) -> float:
     gnu_time = shutil.which("time") or "/usr/bin/time"
     if not os.path.exists(gnu_time):
         return float("nan")
+    if "--out" in argv and argv[argv.index("--out") + 1].endswith("-cold"):
+        shutil.rmtree(argv[argv.index("--out") + 1], ignore_errors=True)
     done = subprocess.run([gnu_time, "-f", "%M", *argv], check=True, capture_output=True, text=True)
     return int(done.stderr.strip().splitlines()[-1]) / 1024
 
