@@ -20,8 +20,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_scale import load, run
 
+# never a table kept from the last run (export/kept.py): both paths write it every time
 _ROWS = (
-    "import sys, kinetix.store.usable as u\nif sys.argv[1] == 'rows': u.ARROW_MIN_ROWS = 2**62\n"
+    "import sys, kinetix.store.usable as u, kinetix.export.kept as k\nk.SETTLED = 1e9\n"
+    "if sys.argv[1] == 'rows': u.ARROW_MIN_ROWS = 2**62\n"
 )
 _EXPORT = (
     _ROWS + "from kinetix.cli.main import main\n"
