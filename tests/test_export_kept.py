@@ -36,9 +36,11 @@ def no_writing(monkeypatch) -> None:
     monkeypatch.setattr(job, "_records", refuse)
 
 
-def export(root: Path, out: Path, fmt: str, **options) -> tuple[bytes, list[int]]:
+def export(root: Path, out: Path, fmt: str, *, kept_as_is: bool = False, **options):
+    """(the table's bytes, rows written per split); ``kept_as_is``: the table must be kept."""
     report = export_root(root, ExportConfig(fmt, out=out, **options))
     table = out / TABLES[fmt]
+    assert report.kept == (table if kept_as_is else None)
     return table.read_bytes(), [(s.release, s.split, s.written) for s in report.splits]
 
 
@@ -48,7 +50,7 @@ def test_a_rerun_on_an_unchanged_manifest_keeps_the_table(tmp_path, state, monke
     first, counts = export(root, tmp_path / "out", fmt)
     inode = os.stat(tmp_path / "out" / TABLES[fmt]).st_ino
     no_writing(monkeypatch)
-    again, counts_again = export(root, tmp_path / "out", fmt)
+    again, counts_again = export(root, tmp_path / "out", fmt, kept_as_is=True)
     assert again == first and counts_again == counts and sum(n for *_, n in counts) > 0
     assert os.stat(tmp_path / "out" / TABLES[fmt]).st_ino == inode  # not even replaced
 

@@ -82,6 +82,8 @@ def run(args: argparse.Namespace) -> int:
             total = sum(s.left_out.values())
             print(f"  left out {total}: {describe_left_out(s.left_out)}")
     print(f"exported {report.written} {report.unit} as {report.format.value} to {report.out}")
+    if report.kept is not None:
+        print(f"  {report.kept.name} was already this manifest's export: left as it was")
     for hint in report.hints:
         print(f"  {hint}")
     return 0

@@ -73,6 +73,7 @@ class ExportReport:
     splits: list[SplitReport] = field(default_factory=list)
     hints: list[str] = field(default_factory=list)
     unit: str = "clips"  # what ``written`` counts: clips, or annotation rows / keyframes
+    kept: Path | None = None  # a table left as it was: already this manifest's export (kept.py)
 
     @property
     def written(self) -> int:
@@ -128,7 +129,7 @@ def _export(root: Path, config: ExportConfig, *, arrow: bool) -> ExportReport:
             kept.forget(table)
         shared: WriterBase | None = None
         if done is not None:
-            log.info("%s is the export of the manifest as it is; left as it was", table)
+            report.kept = table
         elif fmt is ExportFormat.CSV:
             shared = stack.enter_context(CsvWriter(out / _TABLES[fmt]))
         elif fmt is ExportFormat.PARQUET:
