@@ -2,8 +2,9 @@
 
 Builds synthetic roots of each size with ``scale_root.build_root`` (rows present and verified,
 one empty file per clip), then runs each command as its own process, ``--rounds`` times
-interleaved across sizes (csv and parquet also "cold": no table of the last run in their
---out, as a first export or one after a manifest write finds), and prints per command and
+interleaved across sizes (csv and parquet each into an emptied --out, then again into the
+same --out with nothing written to the manifest between: a "rerun", which leaves the table as
+it is, export/kept.py), and prints per command and
 size the median wall time (with the spread), the median CPU seconds of the child, its peak
 RSS, and the log-log growth exponent of the median wall time over the sizes (1.0 = linear
 in clips). The no-op ``download`` rerun is also run once per size under ``strace -f -c``
@@ -61,7 +62,7 @@ def commands(root: Path, out: Path) -> dict[str, list[str]]:
     download = [*kinetix, "download", "k400", "--split", "train", "--root", str(root),
                 "--annotations", f"{root}.csv", "--offline", "--layout", "underscore",
                 "--no-progress"]  # fmt: skip
-    cold = ["--out", f"{out}-cold"]
+    tables = ["--out", f"{out}-table"]  # emptied before each "export csv|parquet" (FRESH)
     return {
         "download rerun": download,
         "status": [*kinetix, "status", str(root)],
@@ -76,22 +77,31 @@ def commands(root: Path, out: Path) -> dict[str, list[str]]:
         ],
         **{
             f"export {fmt}": [*kinetix, "export", str(root), "--format", fmt, "--out", str(out)]
-            for fmt in ("paddle", "slowfast", "csv", "parquet")
+            for fmt in ("paddle", "slowfast")
         },
-        # the same with no table of the last run in --out (removed before each run): what a
-        # first export, or one after any write to the manifest, costs (export/kept.py)
+        # a table into an emptied --out (a first export, or as after any manifest write: the
+        # round's download rerun writes one), then the same again with nothing written between
         **{
-            f"export {fmt} (cold)": [*kinetix, "export", str(root), "--format", fmt, *cold]
+            f"export {fmt}{again}": [*kinetix, "export", str(root), "--format", fmt, *tables]
             for fmt in ("csv", "parquet")
+            for again in ("", " rerun")
         },
         "KineticsDataset()": [sys.executable, "-c", _DATASET, str(root)],
     }
 
 
-def run(argv: list[str]) -> tuple[float, float]:
-    """Wall and CPU seconds of one child process (a cold export's --out removed first)."""
-    if "--out" in argv and argv[argv.index("--out") + 1].endswith("-cold"):
+FRESH = ("export csv", "export parquet")  # run into an emptied --out
+
+
+def fresh(name: str, argv: list[str]) -> list[str]:
+    """``argv``, its --out emptied first when ``name`` is one of ``FRESH``."""
+    if name in FRESH:
         shutil.rmtree(argv[argv.index("--out") + 1], ignore_errors=True)
+    return argv
+
+
+def run(argv: list[str]) -> tuple[float, float]:
+    """Wall and CPU seconds of one child process."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -105,8 +115,6 @@ def peak_rss(argv: list[str]) -> float:
     gnu_time = shutil.which("time") or "/usr/bin/time"
     if not os.path.exists(gnu_time):
         return float("nan")
-    if "--out" in argv and argv[argv.index("--out") + 1].endswith("-cold"):
-        shutil.rmtree(argv[argv.index("--out") + 1], ignore_errors=True)
     done = subprocess.run([gnu_time, "-f", "%M", *argv], check=True, capture_output=True, text=True)
     return int(done.stderr.strip().splitlines()[-1]) / 1024
 
@@ -164,7 +172,7 @@ def main() -> int:
     for _ in range(args.rounds):
         for n in sizes:
             for name, argv in commands(roots[n], args.work / f"out{n}").items():
-                wall, cpu = run(argv)
+                wall, cpu = run(fresh(name, argv))
                 walls.setdefault((name, n), []).append(wall)
                 cpus.setdefault((name, n), []).append(cpu)
     print(f"timed rounds end: {time.strftime('%H:%M:%S UTC', time.gmtime())}, {load()}")
@@ -180,7 +188,7 @@ def main() -> int:
             w, c = walls[(name, n)], cpus[(name, n)]
             wall_medians.append(statistics.median(w))
             cpu_medians.append(statistics.median(c))
-            rss = peak_rss(commands(roots[n], args.work / f"out{n}")[name])
+            rss = peak_rss(fresh(name, commands(roots[n], args.work / f"out{n}")[name]))
             spread = (max(w) - min(w)) / 2
             cells.append(
                 f"cpu {cpu_medians[-1]:5.2f} wall {wall_medians[-1]:6.2f}±{spread:4.2f} "
