@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from dataclasses import asdict
 
 import pytest
@@ -26,6 +27,7 @@ def planned(cfg: DownloadConfig, monkeypatch: pytest.MonkeyPatch) -> list[dict]:
     monkeypatch.setattr(cvdf_source, "run_shard_tasks", first_task)
     with pytest.raises(FirstTask) as stop:
         download(cfg)
+    assert gc.get_freeze_count() == 0  # the rows it froze went back to the collector
     return stop.value.args[0]
 
 
@@ -98,3 +100,104 @@ def test_a_bulk_of_new_rows_counts_what_a_recount_counts(tmp_path) -> None:
         assert m.split_size("k400", "test") == 3000
         cc = dict(m.execute("SELECT key, is_cc FROM clips").fetchall())
         assert cc[clips[0].key] == 1 and cc[clips[1].key] == 0
+
+
+def _plan_row_by_row(rows, shards, listed, done, labels, layout):
+    """plan_shards' grouping as one pass over the rows (what the column-wise one must equal)."""
+    from collections import defaultdict
+
+    from kinetix.sources.cvdf import NO_SHARD, shard_for_label, shard_id
+    from kinetix.store.layout import clip_relpath
+
+    shards = [(shard_id(name), name) for _, name in shards]
+    label_shard = shard_for_label(shards, labels)
+    names = dict(shards)
+    everywhere = frozenset(names)
+    anywhere: dict[str, str] = {}
+    single: dict[str, dict[str, str]] = defaultdict(dict)
+    candidates, mixed = {}, False
+    for row in rows:
+        url = label_shard(row.label)
+        rel = clip_relpath(row.split, row.label, row.key, layout)
+        if listed:
+            url = listed.get(row.key) or url
+        if url == NO_SHARD:
+            candidates[row.key] = frozenset()
+        elif url is not None and url in names:
+            candidates[row.key] = frozenset((url,))
+            single[url][row.key] = rel
+        else:
+            candidates[row.key] = everywhere
+            mixed = True
+            anywhere[row.key] = rel
+    unread = {url for url in names if url not in done}
+    wanted = {}
+    for url in names:
+        mine = single.get(url, {})
+        if url in unread and anywhere:
+            wanted[url] = {**anywhere, **mine} if mine else anywhere
+        elif mine and (url in unread or any(listed.get(k) == url for k in mine)):
+            wanted[url] = mine
+    return candidates, mixed, wanted
+
+
+@pytest.mark.parametrize("kind", ["numbered", "mixed"])
+@pytest.mark.parametrize("indexed", [False, True])
+def test_the_column_wise_shard_plan_equals_one_pass_over_the_rows(tmp_path, kind, indexed) -> None:
+    import random
+
+    from kinetix.catalog.releases import get_release
+    from kinetix.config import TransferConfig
+    from kinetix.sources.cvdf import plan_shards, shard_id
+    from kinetix.store.layout import LabelStyle
+    from kinetix.store.planning import WorkRow
+
+    rng = random.Random(7)
+    labels = [f"class {i}" for i in range(6)]
+    if kind == "numbered":  # K700-2020: shards numbered in label order; class 5 has none
+        names = [f"700_2020/train/k700_train_{i:03d}.tar.gz" for i in range(1, 6)]
+        shards = [(f"http://m/{name}", name) for name in names]
+    else:  # K400: class-mixed parts
+        shards = [(f"http://m/part_{i}.tar.gz", f"400/train/part_{i}.tar.gz") for i in range(4)]
+    rows = [
+        WorkRow("k700-2020", "train", f"v{i:010d}_000000_000010", f"v{i:010d}", 0, 10,
+                rng.choice([*labels, None]), "missing", None, None, None)
+        for i in rng.sample(range(10_000), 3000)
+    ]  # fmt: skip
+    rows.sort(key=lambda r: r.key)
+    ids = [shard_id(name) for _, name in shards]
+    listed, done = {}, set()
+    if indexed:  # a shard read in full, clips it holds, and an index entry for an unlisted URL
+        done = {ids[1]}
+        listed = {r.key: ids[1] for r in rows[::7]}
+        listed.update({r.key: shard_id("400/train/gone.tar.gz") for r in rows[3::11]})
+    plan = plan_shards(
+        rows, shards, listed=listed, done=done, labels=labels, root=tmp_path,
+        layout=LabelStyle.UNDERSCORE, partial=tmp_path / "p", transfer=TransferConfig(),
+        release=get_release("k700-2020"), split="train",
+    )  # fmt: skip
+    candidates, mixed, wanted = _plan_row_by_row(
+        rows, shards, listed, done, labels, LabelStyle.UNDERSCORE
+    )
+    assert list(plan.candidates.items()) == list(candidates.items())
+    assert plan.mixed is mixed
+    got = {t.shard_id: list(t.wanted.items()) for t in plan.tasks}
+    assert got == {url: list(w.items()) for url, w in wanted.items()}
+    assert [t.name for t in plan.tasks] == sorted(t.name for t in plan.tasks)
+
+
+def test_rows_kept_from_the_collector_go_back_to_it_after() -> None:
+    from kinetix.bulk import paused_gc, rows_kept
+
+    assert gc.get_freeze_count() == 0
+    with rows_kept():
+        with paused_gc(keep=True):
+            rows = [(i, [i]) for i in range(1000)]
+        assert gc.isenabled() and gc.get_freeze_count() >= len(rows)
+        with rows_kept(), paused_gc(keep=True):  # nested: the outer scope unfreezes
+            more = [[i] for i in range(10)]
+        assert gc.get_freeze_count() >= len(rows) + len(more)
+    assert gc.get_freeze_count() == 0
+    with paused_gc(keep=True):  # outside a scope: nothing frozen
+        rows = [(i, [i]) for i in range(1000)]
+    assert gc.get_freeze_count() == 0 and gc.isenabled()

@@ -17,7 +17,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from kinetix.bulk import paused_gc
+from kinetix.bulk import paused_gc, rows_kept
+from kinetix.catalog.clip import clip_keys
 from kinetix.catalog.downstream import downstream_name
 from kinetix.catalog.releases import Release, check_split, get_release
 from kinetix.config import DownloadConfig, Selection, SourceKind
@@ -96,6 +97,7 @@ def _download(config: DownloadConfig, emit: Callable[[str], None] | None) -> Dow
         raise missing_manifest_error(manifest_path(config.root))
     report = DownloadReport(release.name, split)
     with (
+        rows_kept(),  # the work rows (545k at K700-2020 train) stay out of the collector's walks
         stop_on_signals() as stop,
         RootLock(config.root),
         Manifest(manifest_path(config.root)) as manifest,
@@ -112,7 +114,7 @@ def _download(config: DownloadConfig, emit: Callable[[str], None] | None) -> Dow
         if finished_rerun(config, release, manifest, registered, report):
             report.seconds = time.monotonic() - started
             return report
-        with paused_gc():
+        with paused_gc(keep=True):
             labels, keys, catalog_size, fresh = register_selection(
                 config, release, manifest, Path(annotations)
             )
@@ -133,14 +135,16 @@ def _download(config: DownloadConfig, emit: Callable[[str], None] | None) -> Dow
             present = manifest.keys_in_state(release.name, split, ClipState.PRESENT)
             report.already_present = sum(map(keys.__contains__, present))
         retry = config.retry_failed
-        with paused_gc():
+        with paused_gc(keep=True):
             missing = manifest.split_size(release.name, split, ClipState.MISSING)
-            if fresh is None or missing != len(fresh):
+            every_missing = fresh is not None and missing == len(fresh)
+            if fresh is None or not every_missing:
                 rows = selected_rows(manifest, release.name, split, keys, NOT_PRESENT)
             else:
                 rows = fresh  # what reading them back would give, without 545k rows from SQL
             del fresh
-            todo = [r for r in rows if needs_work(r, retry)]
+            # a missing row is work whatever the flags (needs_work): no call per fresh row
+            todo = rows if every_missing else [r for r in rows if needs_work(r, retry)]
         report.planned = len(todo)
         job = DownloadJob(config, release, manifest, report, emit, stop, labels, keys, catalog_size)
         for n, source in enumerate(sources_of(config.source)):
@@ -148,7 +152,12 @@ def _download(config: DownloadConfig, emit: Callable[[str], None] | None) -> Dow
                 continue
             if n:  # what the sources before this one left
                 rows = selected_rows(manifest, release.name, split, keys, NOT_PRESENT)
-            work = [r for r in rows if source.wants(r, config)]
+                every_missing = False
+            # CvdfSource.wants is needs_work (every missing row); others are asked row by row
+            if every_missing and getattr(type(source), "wants", None) is CvdfSource.wants:
+                work = rows
+            else:
+                work = [r for r in rows if source.wants(r, config)]
             if work or source.pending(manifest, release, split):
                 source.fetch(job, work)
         report.failed = Counter(
@@ -213,12 +222,19 @@ def register_selection(
         catalog = read_fetched_catalog(release.name, split, annotations)
     selected = catalog.select(config.selection)
     labels = list(catalog.registry.names)
-    selected_keys = [c.key for c in selected]
+    selected_keys = clip_keys(selected)
     keys = set(selected_keys)
     unknown = manifest.unknown_keys(release.name, split, keys)
     fresh = None
     if unknown:
         every = len(unknown) == len(keys)
+        if every:
+            # in key order once (stably: of two rows with one key the first stays first), so
+            # the sorts of add_clips and registered_rows are a pass over sorted input
+            order = sorted(range(len(selected_keys)), key=selected_keys.__getitem__)
+            selected = list(map(selected.__getitem__, order))
+            selected_keys = list(map(selected_keys.__getitem__, order))
+            del order
         new = selected if every else [c for c in selected if c.key in unknown]
         indices = {name: i for i, name in enumerate(labels)}
         before = manifest.split_size(release.name, split)

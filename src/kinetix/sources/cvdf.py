@@ -16,6 +16,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from operator import attrgetter
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, BinaryIO, cast
 from urllib.parse import unquote
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+_REL_FORMAT = "{}{}.mp4".format  # a clip's path under the root: class folder, key, ".mp4"
 INTERRUPTED = "interrupted"  # a task result's error_code when a stop cut it short; never recorded
 _K700_2020_SHARD = re.compile(r"k700_(?:train|val|validate)_(\d+)$")
 
@@ -215,35 +217,46 @@ def plan_shards(
     names = dict(shards)
     unread = frozenset(url for url, _ in shards if url not in done)
     everywhere = frozenset(names)
-    # Clips that could be anywhere share one dict across every unread shard: at K400 scale a
-    # copy per shard would be 240 shards x 240k entries.
-    anywhere: dict[str, str] = {}
-    single: dict[str, dict[str, str]] = defaultdict(dict)
     plan = ShardPlan()
-    nowhere: frozenset[str] = frozenset()
-    only = {url: frozenset((url,)) for url in names}
+    # Column-wise, in C where it can be: the per-row work is a few map() passes and one tight
+    # loop, the rest is done once per class (~545k rows, one of 700 classes each).
+    keys = list(map(attrgetter("key"), rows))
+    spans = list(map(attrgetter("split", "label"), rows))
     # per (split, label): its shard and its folder, worked out once, not once per clip
     classes: dict[tuple[str, str | None], tuple[str | None, str]] = {}
-    candidates = plan.candidates
-    for row in rows:
-        split, label, key = row.split, row.label, row.key
-        known = classes.get((split, label))
-        if known is None:
-            folder = clip_relpath(split, label, "", layout)[: -len(".mp4")]
-            known = classes[(split, label)] = (label_shard(label), folder)
-        url, folder = known
-        rel = folder + key + ".mp4"
-        if listed:
-            url = listed.get(key) or url
-        if url == NO_SHARD:
-            candidates[key] = nowhere  # the mirror has no shard for its class
-        elif url is not None and url in names:
-            candidates[key] = only[url]
-            single[url][key] = rel
-        else:
-            candidates[key] = everywhere
-            plan.mixed = True
-            anywhere[key] = rel
+    for split_label in dict.fromkeys(spans):
+        folder = clip_relpath(split_label[0], split_label[1], "", layout)[: -len(".mp4")]
+        classes[split_label] = (label_shard(split_label[1]), folder)
+    class_url = {c: url for c, (url, _) in classes.items()}
+    urls: list[str | None] = list(map(class_url.__getitem__, spans))
+    if listed:  # the manifest's shard index knows where some clips are
+        urls = [listed.get(key) or url for key, url in zip(keys, urls)]
+    class_folder = {c: folder for c, (_, folder) in classes.items()}
+    rels = list(map(_REL_FORMAT, map(class_folder.__getitem__, spans), keys))
+    del spans
+    # NO_SHARD: the mirror has no shard for its class; a listed URL: that shard only; else
+    # (None, or a URL not in the list) every shard, the clip could be anywhere
+    nowhere: frozenset[str] = frozenset()
+    each = {
+        url: nowhere if url == NO_SHARD else frozenset((url,)) if url in names else everywhere
+        for url in dict.fromkeys(urls)
+    }
+    plan.candidates.update(zip(keys, map(each.__getitem__, urls)))
+    by_url: dict[str | None, dict[str, str]] = defaultdict(dict)
+    for key, url, rel in zip(keys, urls, rels):
+        by_url[url][key] = rel
+    single = {url: mine for url, mine in by_url.items() if url in names}
+    # Clips that could be anywhere share one dict across every unread shard: at K400 scale a
+    # copy per shard would be 240 shards x 240k entries.
+    spread = [url for url in by_url if url != NO_SHARD and url not in names]
+    anywhere: dict[str, str]
+    if len(spread) == 1:
+        anywhere = by_url[spread[0]]
+    else:  # in row order, as one pass over the rows would add them
+        far = set(spread)
+        anywhere = {key: rel for key, url, rel in zip(keys, urls, rels) if url in far}
+    plan.mixed = bool(anywhere)
+    del by_url, keys, urls, rels
     wanted: dict[str, dict[str, str]] = {}
     for url in names:
         mine = single.get(url, {})

@@ -20,7 +20,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-from kinetix.catalog.clip import Clip, clip_key
+from kinetix.catalog.clip import Clip, clip_keys
 from kinetix.crashpoints import crash_point
 from kinetix.errors import ManifestError
 from kinetix.store.damage import (
@@ -401,7 +401,7 @@ class Manifest:
         # column-wise, in C: no Python bytecode per row between the catalog and SQLite
         releases, splits, ids, starts, ends, labels, ccs, _ = zip(*clips)
         if keys is None:
-            keys = list(map(clip_key, ids, starts, ends))
+            keys = clip_keys(clips)
         n = len(clips)
         nothing = repeat(None, n)
         index = nothing if label_index is None else map(label_index.get, labels)
