@@ -5,9 +5,9 @@ row, a derived run's ``SourceClip`` is a ``WorkRow`` and four columns more, ``Cl
 ``WorkRow`` whose ``values`` hold the rest. Each is timed against the shape it replaced, and
 the planner's row against one flat 15-column row for the planner and derived runs (read, or
 with the derived columns as NULL literals). Interleaved rounds, CPU-seconds of this process,
-the collector paused only for the planner (as the download job pauses it); the manifest is a
-real one (``Manifest``
-schema, one split of 650k rows, present and verified), a file under --work.
+the collector paused where the code pauses it (the planner's and a derived run's read, not
+the old derived read nor ``ClipRow``s); the manifest is a real one (``Manifest`` schema, one
+split of 650k rows, present and verified), a file under --work.
 
     python benchmarks/bench_row_types.py --rows 650000 --rounds 5 --work /tmp/kx-rows
 """
@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from kinetix.catalog.clip import Clip
-from kinetix.process.derived import SOURCE_COLUMNS, source_clips
+from kinetix.process.derived import source_clips
 from kinetix.store.manifest import Manifest, _to_row
 from kinetix.store.rows import ID_FIELDS, WORK_COLUMNS, work_rows_of
 
@@ -78,10 +78,10 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/kx-rows"))
     parser.add_argument("--only", default="", help="comma-separated name parts to run")
     args = parser.parse_args()
-    db = sqlite3.connect(_manifest(args.work, args.rows))
+    path = _manifest(args.work, args.rows)
+    db = sqlite3.connect(path)
+    manifest = Manifest(path, readonly=True)
     scan = f"FROM clips NOT INDEXED WHERE release='{_RELEASE}' AND split='{_SPLIT}'"
-    derived = "FROM clips WHERE state='present' AND (verify IS NULL OR verify != 'bad') "
-    derived += "ORDER BY split, label, key"
 
     def planner(columns: str, make: Callable[[list[Any]], list[Any]]) -> Callable[[], object]:
         def run() -> object:
@@ -91,8 +91,11 @@ def main() -> None:
 
         return run
 
-    def source(columns: tuple[str, ...], make: Callable[[list[Any]], Any]) -> Callable[[], Any]:
-        return lambda: make(db.execute(f"SELECT {', '.join(columns)} {derived}").fetchall())
+    def flat_source() -> object:  # source_rows before: 12 columns, a Python call per row
+        rows = manifest.select(
+            _FlatSource._fields, states=["present"], skip_verified_bad=True, order=True
+        )
+        return [_FlatSource(*r) for r in rows]
 
     def whole(make: Callable[[sqlite3.Row], object]) -> Callable[[], object]:
         def run() -> object:
@@ -115,10 +118,8 @@ def main() -> None:
         "planner: WorkRow, 11 columns": planner(work, work_rows_of),
         "planner: flat 15, all read": planner(f"{work}, {', '.join(_DERIVED)}", flat15),
         "planner: flat 15, 4 NULL": planner(f"{work}, NULL, NULL, NULL, NULL", flat15),
-        "derived: flat SourceClip (before)": source(
-            _FlatSource._fields, lambda rows: [_FlatSource(*r) for r in rows]
-        ),
-        "derived: WorkRow + 4 (after)": source(SOURCE_COLUMNS, source_clips),
+        "derived: flat SourceClip (before)": flat_source,
+        "derived: WorkRow + 4 (after)": lambda: source_clips(manifest),
         "ClipRow: dataclass (before)": whole(dataclass_row),
         "ClipRow: on WorkRow (after)": whole(_to_row),
     }
@@ -130,7 +131,7 @@ def main() -> None:
         for name, run in variants.items():
             gc.collect()
             if name.startswith("planner"):
-                gc.disable()  # as the download job's paused_gc(); the other readers do not
+                gc.disable()  # as the download job pauses it; source_clips pauses itself
             before = _cpu()
             made = run()
             seconds[name].append(_cpu() - before)

@@ -6,13 +6,14 @@ import json
 import logging
 import shutil
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import Any, NamedTuple, Protocol
 
+from kinetix.bulk import paused_gc
 from kinetix.catalog.clip import Clip
 from kinetix.catalog.downstream import get_downstream
 from kinetix.config import ExecutorConfig
@@ -108,9 +109,15 @@ class SourceClip(WorkRow):
 _source_clip = partial(tuple.__new__, SourceClip)
 
 
-def source_clips(rows: Iterable[tuple[Any, ...]]) -> list[SourceClip]:
-    """``SourceClip`` values of plain tuples of ``SOURCE_COLUMNS`` (in C: no bytecode per row)."""
-    return list(map(_source_clip, rows))  # type: ignore[arg-type]
+def source_clips(manifest: Manifest) -> list[SourceClip]:
+    """The clips of a source root to derive from: present and not verified bad, in manifest
+    order. One tuple per row made in C, with the collector paused: at 650k rows its passes
+    over the rows read so far cost more than reading them."""
+    with paused_gc():
+        rows = manifest.select(
+            SOURCE_COLUMNS, states=[ClipState.PRESENT], skip_verified_bad=True, order=True
+        )
+        return list(map(_source_clip, rows))  # type: ignore[arg-type]
 
 
 class DoneRow(NamedTuple):
@@ -233,10 +240,7 @@ class DerivedDataset:
 
     def source_rows(self) -> list[SourceClip]:
         """Clips to derive from: present in the source and not verified bad."""
-        rows = self.source_manifest.select(
-            SOURCE_COLUMNS, states=[ClipState.PRESENT], skip_verified_bad=True, order=True
-        )
-        return source_clips(rows)
+        return source_clips(self.source_manifest)
 
     def done_rows(self) -> dict[tuple[str, str, str], DoneRow]:
         """What the output manifest says of each clip, by (release, split, key)."""
