@@ -58,6 +58,7 @@ class Timed:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import dask
+    import distributed  # noqa: F401  # first: importing it merges its defaults over --dask-config
     import psutil
 
     import kinetix.executors as executors_mod

@@ -7,6 +7,7 @@ import ast
 import hashlib
 import json
 import os
+import shlex
 import socket
 import time
 from collections import Counter
@@ -197,7 +198,7 @@ def test_slurm_worker_jobs_get_the_same_quiet_settings(tmp_path) -> None:
     script = slurm_mod.job_script(
         SlurmConfig(cores=1, memory="1GB"), scheduler_host="127.0.0.1", log_directory=None
     )
-    exports = [line.split(" ", 1)[1] for line in script.splitlines() if line.startswith("export ")]
+    exports = [shlex.split(line)[1] for line in script.splitlines() if line.startswith("export ")]
     env = dict(line.split("=", 1) for line in exports)
     assert set(env) == set(quiet_environment())
     # what a worker started by that script reads back from its environment
@@ -220,6 +221,9 @@ def test_dask_executor_binds_to_loopback_and_bounds_what_is_queued() -> None:
         assert ex._capacity() == 3  # type: ignore[attr-defined]
         # the workers' background work turned down (profiler off, slower ticks), as in QUIET
         assert client.run(_worker_settings) == {a: _QUIET_SEEN for a in workers}
+        # nor Dask's MALLOC_TRIM_THRESHOLD_, which made every frame buffer a fresh mmap
+        trim = client.run(os.environ.get, "MALLOC_TRIM_THRESHOLD_")
+        assert trim == {a: None for a in workers}
         got: list[int] = []
         run_tasks(range(20), double, ex, on_result=got.append)
         assert sorted(got) == [2 * x for x in range(20)]
@@ -283,6 +287,46 @@ def test_short_tasks_ride_in_batches_on_dask_and_paced_ones_never(two_workers) -
     tasks = _dask_tasks(two_workers, metered)
     assert sorted(paced) == [2 * x for x in range(40)]
     assert len(tasks) == 40 and all(t.startswith("quick-") for t in tasks)  # one per dispatch
+
+
+def sleepy(x: int) -> int:
+    time.sleep(1.0)
+    return x
+
+
+def test_a_part_filled_batch_waits_while_the_workers_have_work(two_workers) -> None:
+    queue = two_workers.open_queue(sleepy, batch=True)
+    results: list[int] = []
+
+    def run() -> None:
+        for i in range(4):  # two Dask tasks per worker thread: none would be idle
+            queue.submit(i)
+        queue._size = 4  # type: ignore[attr-defined]  # as if learnt from earlier batches
+        queue.submit(10)
+        queue.submit(11)
+        # not sent half-full while the cluster has work, so it fills up after a collect
+        assert queue.collect(timeout=0) == [] and queue.in_flight == 6
+        queue.submit(12)
+        queue.submit(13)
+        while queue.in_flight:
+            results.extend(queue.collect())
+
+    tasks = _dask_tasks(two_workers, run)
+    assert sorted(results) == [0, 1, 2, 3, 10, 11, 12, 13]
+    assert len(tasks) == 5  # the four, then 10 to 13 together (not 10-11 and 12-13)
+
+
+def test_a_part_filled_batch_goes_out_when_the_cluster_runs_low(two_workers) -> None:
+    queue = two_workers.open_queue(sleepy, batch=True)
+    queue.submit(0)
+    queue._size = 4  # type: ignore[attr-defined]
+    queue.submit(1)
+    # one Dask task for two worker threads: the part-filled batch goes as it is, now
+    assert queue.collect(timeout=0) == [] and not queue._buffer  # type: ignore[attr-defined]
+    results: list[int] = []
+    while queue.in_flight:
+        results.extend(queue.collect())
+    assert sorted(results) == [0, 1]
 
 
 def test_a_bug_mid_batch_raises_after_the_results_before_it(two_workers) -> None:

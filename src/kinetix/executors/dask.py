@@ -39,20 +39,44 @@ R = TypeVar("R")
 # executors"): 0.10 CPU-s per second of wall with nothing to do, 0.013 with these. That cost
 # runs while tasks run too, so on a loaded machine, where a job takes longer, it grew to most
 # of the gap between Dask and the local pool.
+#
+# And no MALLOC_TRIM_THRESHOLD_=65536 in the workers (Dask's nanny sets it before it starts a
+# worker, to hand freed memory back to the OS): setting it also fixes glibc's mmap threshold
+# at 128 KiB, so every decoded frame buffer (a 340x256 frame is 130 KB) was mmap'd, zeroed
+# page by page and unmapped again, in the worker (verify's PyAV decode: ~500 page faults a
+# clip against ~20 on the local pool) and in every ffmpeg it started, which inherits it
+# (~4,900 against ~4,000 a clip for frames). Kinetix workers hold no data between tasks.
 QUIET: dict[str, Any] = {
     "distributed.worker.profile.enabled": False,
     "distributed.admin.tick.interval": "1s",
     "distributed.admin.system-monitor.interval": "5s",
     "distributed.worker.memory.monitor-interval": "500ms",
+    "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,  # None: not set
 }
 
 
 def quiet_environment() -> dict[str, str]:
-    """``QUIET`` as the environment variables a worker started elsewhere (a SLURM job) reads."""
-    return {
-        "DASK_" + key.upper().replace(".", "__").replace("-", "_"): str(value)
-        for key, value in QUIET.items()
-    }
+    """``QUIET`` as the environment variables a worker started elsewhere (a SLURM job) reads.
+
+    Dask lower-cases a variable's name into its key, so a key with capitals in its last part
+    (an environment variable's name) goes in a dict literal set on its parent, which Dask
+    merges into the parent's defaults rather than replacing them.
+    """
+    env: dict[str, str] = {}
+    nested: dict[str, dict[str, Any]] = {}
+    for key, value in QUIET.items():
+        parent, _, last = key.rpartition(".")
+        if last != last.lower():
+            nested.setdefault(parent, {})[last] = value
+        else:
+            env[_variable(key)] = str(value)
+    for parent, values in nested.items():
+        env[_variable(parent)] = repr(values)
+    return env
+
+
+def _variable(key: str) -> str:
+    return "DASK_" + key.upper().replace(".", "__").replace("-", "_")
 
 
 def _import_distributed() -> Any:
@@ -155,14 +179,17 @@ class DaskExecutor:
         owns.insert(0, client)
         slurm.wait_for_first_worker(cluster, client, config.slurm)
 
-    def _capacity(self) -> int:
+    def _threads(self) -> int:
+        """Worker threads on the cluster now (1 when the scheduler cannot say)."""
+        try:
+            return max(1, sum(self.client.nthreads().values()))
+        except Exception:
+            return 1
+
+    def _capacity(self, threads: int | None = None) -> int:
         if self.in_flight:
             return self.in_flight
-        try:
-            threads = sum(self.client.nthreads().values())
-        except Exception:
-            threads = 1
-        return max(4, 4 * threads)
+        return max(4, 4 * (threads or self._threads()))
 
     def map_unordered(
         self, fn: Callable[[T], R], items: Iterable[T], *, kind: TaskKind = TaskKind.CPU
@@ -179,7 +206,11 @@ class DaskExecutor:
     ) -> TaskQueue[T, R]:
         """``limit`` Dask tasks on the cluster at once (default ``in_flight``, else 4 per
         thread); ``batch`` (CPU tasks only) lets short ones share a Dask task."""
-        return _DaskQueue(self, fn, limit or self._capacity(), batch=batch and kind is TaskKind.CPU)
+        threads = self._threads()
+        return _DaskQueue(
+            self, fn, limit or self._capacity(threads), batch=batch and kind is TaskKind.CPU,
+            threads=threads,
+        )  # fmt: skip
 
     def _check_workers(self, alone_since: float | None, waiting: int) -> float | None:
         """Nothing finished for a while: stop when no worker has been left for ``lost_after``.
@@ -269,12 +300,22 @@ class _DaskQueue(Generic[T, R]):
     at first, then as many as run for about ``BATCH_SECONDS`` by the time the finished ones
     took (at most doubling from one result to the next, at most ``MAX_BATCH``). ``limit``
     bounds the Dask tasks on the cluster, so ``capacity`` (in items) grows with the batch.
+    A part-filled batch goes out on ``collect`` only when fewer than two Dask tasks per worker
+    thread are left on the cluster (a worker would soon have nothing to run): sent at every
+    ``collect``, as they were, most batches went out one or two items short of their size
+    whenever it grew, so frames ran ~2.4 clips per Dask task instead of ~5 (BENCHMARKS.md).
     A batch whose worker dies runs again whole elsewhere, as one task would: outputs are
     written atomically, so a clip done twice is only done again.
     """
 
     def __init__(
-        self, executor: DaskExecutor, fn: Callable[[T], R], limit: int, *, batch: bool = False
+        self,
+        executor: DaskExecutor,
+        fn: Callable[[T], R],
+        limit: int,
+        *,
+        batch: bool = False,
+        threads: int = 1,
     ):
         distributed = _import_distributed()
         self._executor = executor
@@ -282,6 +323,8 @@ class _DaskQueue(Generic[T, R]):
         self._fn = fn
         self._limit = max(1, limit)
         self._batching = batch
+        # below this many Dask tasks on the cluster, a part-filled batch is sent as it is
+        self._low = max(1, min(self._limit, 2 * threads))
         self._size = 1  # items per Dask task
         self._per_item: float | None = None  # seconds an item takes on a worker (smoothed)
         self._buffer: list[T] = []  # submitted, not yet on the cluster (a batch filling up)
@@ -342,7 +385,8 @@ class _DaskQueue(Generic[T, R]):
         if self._error is not None:
             raised, self._error = self._error, None
             raise raised
-        self._flush()  # a part-filled batch: nothing more is coming for it now
+        if len(self._batches) < self._low:  # workers would soon be idle: send it part-filled
+            self._flush()
         if not self._batches:
             return []
         now = time.monotonic()

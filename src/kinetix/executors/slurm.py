@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import shlex
 import shutil
 import subprocess
 import sys
@@ -189,7 +190,9 @@ def _job_kwargs(
         "python": sys.executable,
         "worker_extra_args": worker_args,
         # the worker's settings, as the parent's own LocalCluster gets them (dask.QUIET)
-        "job_script_prologue": [f"export {k}={v}" for k, v in quiet_environment().items()],
+        "job_script_prologue": [
+            f"export {k}={shlex.quote(v)}" for k, v in quiet_environment().items()
+        ],
         "log_directory": str(log_directory) if log_directory is not None else None,
     }
 
