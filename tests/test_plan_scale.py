@@ -201,3 +201,25 @@ def test_rows_kept_from_the_collector_go_back_to_it_after() -> None:
     with paused_gc(keep=True):  # outside a scope: nothing frozen
         rows = [(i, [i]) for i in range(1000)]
     assert gc.get_freeze_count() == 0 and gc.isenabled()
+
+
+def test_a_bulk_registration_reads_the_same_before_and_after_its_deferred_checkpoint(
+    tmp_path,
+) -> None:
+    from kinetix.store.manifest import ClipUpdate
+
+    path = tmp_path / "manifest.sqlite"
+    clips = [Clip("k400", "train", f"x{i:010d}", 0, 10, "abseiling") for i in range(6000)]
+    with Manifest(path) as m:
+        assert m.add_clips(clips) == 6000
+        m.set_meta("after", "registration")  # a commit that does not checkpoint
+        with Manifest(path, readonly=True) as reader:  # sees the rows through the WAL
+            assert reader.split_size("k400", "train") == 6000
+            assert reader.get_meta("after") == "registration"
+        m.apply([ClipUpdate("k400", "train", clips[0].key, {"state": "present"})])
+        assert m.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000  # default again
+    assert not path.with_name(path.name + "-wal").exists()
+    with Manifest(path, readonly=True) as m:
+        assert m.split_size("k400", "train") == 6000
+        assert m.split_size("k400", "train", "present") == 1
+        assert m.clip_counts() == m.clip_counts(recount=True)

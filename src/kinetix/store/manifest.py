@@ -130,6 +130,8 @@ _COUNT_TRIGGERS = (
         ON CONFLICT DO UPDATE SET clips=clips+1, bytes=bytes+excluded.bytes; END""",
 )
 
+WAL_AUTOCHECKPOINT = 1000  # pages: SQLite's default, restored after a deferred checkpoint
+
 # add_clips batches at least this big insert with the counters' trigger set aside (see there)
 BULK_ROWS = 5000
 
@@ -206,6 +208,7 @@ class Manifest:
         self.path = Path(path)
         self.readonly = readonly
         self._writer: Writer | None = None
+        self._checkpoint_deferred = False  # see add_clips
         if readonly and manifest_absent(self.path):
             raise missing_manifest_error(self.path)
         # Damage is told apart before use: SQLite would report some of it only mid-run.
@@ -417,6 +420,12 @@ class Manifest:
             "VALUES (?,?,?,?,?,?,?,?,?,?,?)"
         )
         bulk = n >= BULK_ROWS and self._has_table("clip_counts")
+        if bulk and self._writer is not None:
+            # The WAL pages of a big registration (~120 MB at 545k rows) are copied into the
+            # database by the first commit of results instead of this one (or at close): that
+            # copy is not needed before the first shard starts. Readers read the WAL meanwhile.
+            self._db.execute("PRAGMA wal_autocheckpoint=0")
+            self._checkpoint_deferred = True
         self._db.execute("BEGIN IMMEDIATE")
         try:
             if bulk:
@@ -550,8 +559,16 @@ class Manifest:
                 ((release, split, *check) for check in checks),
             )
 
+    def _resume_checkpoints(self) -> None:
+        """Checkpoints as SQLite's default again (``add_clips`` deferred one): this commit
+        copies the WAL into the database."""
+        if self._checkpoint_deferred:
+            self._checkpoint_deferred = False
+            self._db.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT}")
+
     def apply(self, updates: Iterable[ClipUpdate]) -> int:
         """Apply worker results in one transaction; returns the number of rows changed."""
+        self._resume_checkpoints()
         with self._db:
             changed = self._apply_rows(updates)
         if self._writer is not None:
@@ -569,6 +586,7 @@ class Manifest:
         and, when given, its member list. A run killed while recording it leaves all or none:
         never clips recorded under a shard still said to be unfinished, whose spent ``.part``
         no rerun would then claim."""
+        self._resume_checkpoints()
         with self._db:
             changed = self._apply_rows(updates)
             crash_point("download.commit")

@@ -54,12 +54,13 @@ def registered_rows(clips: Sequence[Clip], keys: Sequence[str]) -> list[WorkRow]
     would read them back: state missing, nothing else set, by key."""
     releases, splits, ids, starts, ends, labels, _, _ = zip(*clips)
     n = len(clips)
-    rows = sorted(
+    rows = work_rows_of(
         zip(releases, splits, keys, ids, starts, ends, labels, repeat(_MISSING, n),
-            repeat(None, n), repeat(None, n), repeat(None, n)),
-        key=itemgetter(2),
+            repeat(None, n), repeat(None, n), repeat(None, n))
     )  # fmt: skip
-    return work_rows_of(rows)
+    # in place, stably: one pass when the clips came in key order (download.register_selection)
+    rows.sort(key=itemgetter(2))
+    return rows
 
 
 def selected_rows(
