@@ -24,7 +24,7 @@ from kinetix.transfer import retry
 from kinetix.transfer.connection import proxy_for
 from kinetix.transfer.http import fetch_file, probe
 from kinetix.transfer.resume import ResumeState
-from kinetix.transfer.shard import ShardDownload
+from kinetix.transfer.shard import MIN_PIECE, ShardDownload, piece_length
 
 PIECE = 256 << 10
 SIZE = 3 * (1 << 20) + 12345  # 13 pieces, the last one short
@@ -175,6 +175,28 @@ def test_shard_over_several_connections_is_byte_identical(
     assert stats.bytes_sent[NAME] == SIZE
     assert stats.connections <= 5  # keep-alive: HEAD plus one connection per worker
     assert not state_of(part).exists()
+
+
+def test_a_small_file_is_cut_finer_than_piece_size_so_its_prefix_streams(
+    server: MirrorServer, root: Path, url: str, part: Path
+) -> None:
+    # The default 4 MiB pieces would make this 3 MB file one piece on one connection, readable
+    # only when it is all there; cut into 256 KiB pieces, 4 connections share it and the
+    # prefix moves as they land. Same bytes, same resume state format.
+    with ShardDownload(url, part, config(piece_size=4 << 20)) as download:
+        result = download.finish()
+    assert part.read_bytes() == (root / NAME).read_bytes()
+    assert result.connections == 4
+    assert server.stats.range_requests == 13  # ceil(SIZE / 256 KiB)
+
+
+def test_piece_length_keeps_large_files_at_piece_size() -> None:
+    mib = 1 << 20
+    assert piece_length(4 * mib, 1800 * mib, 8) == 4 * mib  # a K400 shard: unchanged
+    assert piece_length(4 * mib, 50 * mib, 8) == -(-50 * mib // 128)  # ~400 KB: 128 pieces
+    assert piece_length(4 * mib, 3 * mib, 4) == MIN_PIECE  # never below 256 KiB...
+    assert piece_length(64 << 10, 3 * mib, 4) == 64 << 10  # ...unless asked for smaller
+    assert piece_length(4 * mib, 0, 8) == MIN_PIECE
 
 
 def test_reader_streams_while_the_download_is_still_running(

@@ -102,7 +102,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=size_flag("--piece-size"),
         default=format_size(_TRANSFER.piece_size),
         metavar="SIZE",
-        help="Range piece per request, the resume granularity; K/M/G/KiB.. are powers of 1024, "
+        help="Range piece per request at most (smaller for a file under 16 pieces a connection, "
+        "not below 256 KiB, so a streamed shard extracts as it lands); the resume granularity; "
+        "K/M/G/KiB.. are powers of 1024, "
         "KB/MB/GB powers of 1000",
     )
     t.add_argument(

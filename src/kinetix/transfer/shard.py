@@ -44,6 +44,11 @@ log = logging.getLogger(__name__)
 
 # A remote file that keeps changing under us is not going to settle by trying forever.
 _MAX_RESTARTS = 3
+# A file cut into fewer pieces than this per connection streams badly: the watermark moves at
+# one connection's share of the link until the head piece is done (8 connections, 4 MiB
+# pieces, 1 MB/s: nothing to read for ~32 s, then most of the file at once).
+PIECES_PER_CONNECTION = 16
+MIN_PIECE = 256 << 10  # below this a Range request costs more than it carries
 
 
 @dataclass(frozen=True)
@@ -71,12 +76,29 @@ class _Halted(Exception):
     """The download was aborted."""
 
 
+def piece_length(limit: int, size: int, connections: int) -> int:
+    """The Range piece for a file of ``size`` bytes over ``connections``: ``limit``
+    (``--piece-size``) at most, smaller for a file too small for ``PIECES_PER_CONNECTION``
+    pieces a connection, but not below ``MIN_PIECE`` (nor above ``limit`` when it is below).
+
+    Pieces are handed out in order and the streamed prefix waits for the head piece, which
+    arrives at one connection's share of the link; so the reader trails the transfer by about
+    ``connections`` pieces. A K400 shard (~1.8 GB) keeps 4 MiB pieces; a 50 MB one gets ~400 KB,
+    and a clip extracted (and transcoded) from it lands seconds after its bytes, not at the end.
+    Resume is unaffected: ``.state`` records byte ranges, whatever cut wrote them.
+    """
+    if limit <= MIN_PIECE:
+        return limit
+    per = -(-size // (max(connections, 1) * PIECES_PER_CONNECTION))
+    return max(MIN_PIECE, min(limit, per))
+
+
 class ShardDownload:
     """One large file fetched over ``config.connections`` keep-alive Range connections.
 
-    The body is cut into ``config.piece_size`` pieces handed out in order, so the contiguous
-    prefix of ``part_path`` (the watermark) advances steadily and ``reader()`` can stream it
-    while the rest arrives. Finished pieces are recorded in ``part_path.state``; a new
+    The body is cut into pieces of at most ``config.piece_size`` (``piece_length``) handed out
+    in order, so the contiguous prefix of ``part_path`` (the watermark) advances steadily and
+    ``reader()`` can stream it while the rest arrives. Finished pieces are recorded in ``part_path.state``; a new
     ``ShardDownload`` on the same paths after a crash fetches only the missing pieces. A server
     without Range support (or without Content-Length) gets one plain stream from byte 0.
 
@@ -372,7 +394,7 @@ class ShardDownload:
         size = info.size
         assert size is not None
         state = self._load_state(info, size)
-        piece = self.config.piece_size
+        piece = piece_length(self.config.piece_size, size, self.config.connections)
         pieces = [(start, min(start + piece, size)) for start in range(0, size, piece)]
         done = bytearray(state.covers(lo, hi) for lo, hi in pieces)
         resumed = sum(hi - lo for (lo, hi), d in zip(pieces, done) if d)
