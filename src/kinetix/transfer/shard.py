@@ -98,9 +98,10 @@ class ShardDownload:
 
     The body is cut into pieces of at most ``config.piece_size`` (``piece_length``) handed out
     in order, so the contiguous prefix of ``part_path`` (the watermark) advances steadily and
-    ``reader()`` can stream it while the rest arrives. Finished pieces are recorded in ``part_path.state``; a new
-    ``ShardDownload`` on the same paths after a crash fetches only the missing pieces. A server
-    without Range support (or without Content-Length) gets one plain stream from byte 0.
+    ``reader()`` can stream it while the rest arrives. Finished pieces are recorded in
+    ``part_path.state``; a new ``ShardDownload`` on the same paths after a crash fetches only
+    the missing pieces. A server without Range support (or without Content-Length) gets one
+    plain stream from byte 0.
 
     Typical use::
 
