@@ -6,10 +6,11 @@ Three parts, each runnable alone (``--parts``):
 - ``stages``: ``verify`` (quick) and ``frames`` over the same generated clips with ``--executor
   local``, ``dask`` (LocalCluster, 2 single-threaded workers on 127.0.0.1) and ``slurm`` (2 jobs
   of 1 core / 1 GB, scheduler and workers on 127.0.0.1; skipped when ``sinfo`` is not there),
-  interleaved for ``--rounds`` rounds. Each run is its own process: wall time, time to the first
-  result (cluster start, worker preflight, planning and one task), the rate after that first
-  result, and CPU seconds of the process and its waited-for children (SLURM workers are children
-  of slurmd, so their CPU is not in the figure).
+  interleaved for ``--rounds`` rounds, the order rotated each round, each run after an
+  ``os.sync`` (``--stages`` picks verify, frames or both). Each run is its own process: wall
+  time, time to the first result (cluster start, worker preflight, planning and one task), the
+  rate after that first result, and CPU seconds of the process and its waited-for children
+  (SLURM workers are children of slurmd, so their CPU is not in the figure).
 - ``memory``: a ``dask scheduler`` process of its own with 2 workers; ``--tasks`` trivial tasks
   fed through kinetix's ``run_tasks`` (at most ``--in-flight`` Dask tasks queued, each a batch,
   the rest fed as results come back) and then ``--map-tasks`` submitted at once with
@@ -143,20 +144,23 @@ def median_spread(values: list[float]) -> str:
 def stages(args: argparse.Namespace) -> None:
     spec_v = VideoSpec(4, 25, 340, 256, pattern="noise", bitrate="1M")
     executors = [e for e in args.executors.split(",") if e != "slurm" or shutil.which("sinfo")]
+    sizes = {"verify": args.verify_clips, "frames": args.frames_clips}
     jobs = {
-        "verify": build_root(args.work / "verify-root", args.verify_clips, spec_v),
-        "frames": build_root(args.work / "frames-root", args.frames_clips, spec_v),
+        stage: build_root(args.work / f"{stage}-root", sizes[stage], spec_v)
+        for stage in args.stages.split(",")
     }
     pristine = args.work / "verify-manifest.sqlite"
-    if not pristine.exists():
+    if "verify" in jobs and not pristine.exists():
         shutil.copyfile(manifest_path(jobs["verify"]), pristine)
     results: dict[tuple[str, str], list[tuple[dict[str, Any], float]]] = {}
     say(f"stages: load {load()}; {args.verify_clips} clips to verify, {args.frames_clips} to frame")
     for r in range(args.rounds):
         for stage, root in jobs.items():
-            for executor in executors:
+            # rotated each round: no executor always runs after the one that wrote 30k frames
+            for executor in executors[r % len(executors) :] + executors[: r % len(executors)]:
                 out = args.work / "frames-out"
                 shutil.rmtree(out, ignore_errors=True)
+                os.sync()  # the last run's writeback is not this run's to pay
                 if stage == "verify":  # unverified again: the same work every run
                     live = manifest_path(root)
                     for side in (live, Path(f"{live}-wal"), Path(f"{live}-shm")):
@@ -377,6 +381,7 @@ def main() -> int:
     parser.add_argument("--parts", default="stages,memory,plan")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--executors", default=",".join(EXECUTORS), help="of local,dask,slurm")
+    parser.add_argument("--stages", default="verify,frames", help="of verify,frames")
     parser.add_argument("--verify-clips", type=int, default=1500)
     parser.add_argument("--frames-clips", type=int, default=120)
     parser.add_argument("--tasks", type=int, default=100_000)
