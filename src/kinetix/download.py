@@ -13,6 +13,7 @@ import logging
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
+from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -26,7 +27,7 @@ from kinetix.durable import require_writable
 from kinetix.errors import ConfigError
 from kinetix.interrupts import stop_on_signals
 from kinetix.sources.base import Source
-from kinetix.sources.cvdf_source import CvdfSource
+from kinetix.sources.cvdf_source import CvdfSource, head_start
 from kinetix.sources.job import (
     NOT_PRESENT,
     DownloadJob,
@@ -102,6 +103,7 @@ def _download(config: DownloadConfig, emit: Callable[[str], None] | None) -> Dow
         RootLock(config.root),
         Manifest(manifest_path(config.root)) as manifest,
         writing(config.root, manifest),  # a killed run's temps and spent .part files go first
+        ExitStack() as ahead,
     ):
         check_meta(manifest, config)
         from kinetix.catalog.fetch import fetch_annotations
@@ -114,6 +116,8 @@ def _download(config: DownloadConfig, emit: Callable[[str], None] | None) -> Dow
         if finished_rerun(config, release, manifest, registered, report):
             report.seconds = time.monotonic() - started
             return report
+        # a fresh whole split: its first shards transfer while the rows are read and planned
+        ahead.enter_context(head_start(config, release, manifest))
         with paused_gc(keep=True):
             labels, keys, catalog_size, fresh = register_selection(
                 config, release, manifest, Path(annotations)

@@ -37,6 +37,7 @@ from kinetix.transfer.extract import (
     extract_stream,
 )
 from kinetix.transfer.integrity import Integrity, md5_from_etag
+from kinetix.transfer.prefetch import adopt
 from kinetix.transfer.shard import ShardDownload
 
 if TYPE_CHECKING:
@@ -275,6 +276,11 @@ def plan_shards(
     return plan
 
 
+def part_path_of(partial: Path, name: str) -> Path:
+    """Where the shard ``name`` (its path on CVDF) is downloaded to, under ``partial``."""
+    return partial / (name.replace("/", "__") + ".part")
+
+
 def shard_task(
     url: str,
     name: str,
@@ -292,7 +298,6 @@ def shard_task(
     refused_state: str = ClipState.FAILED.value,
     landing: LandingSpec | None = None,
 ) -> ShardTask:
-    safe = name.replace("/", "__")
     return ShardTask(
         url=url,
         shard_id=shard_id(name),
@@ -301,7 +306,7 @@ def shard_task(
         split=split,
         root=str(root),
         wanted=wanted,
-        part_path=str(partial / (safe + ".part")),
+        part_path=str(part_path_of(partial, name)),
         transfer=transfer,
         source=source,
         archive_path=None if keep_archives is None else str(keep_archives / name),
@@ -370,7 +375,12 @@ def _fetch_shard(
     check = lander.check if task.verify is not None or task.landing is not None else None
     quarantine = quarantine_dir(root)
     for attempt in (1, 2):
-        download = ShardDownload(task.url, part, task.transfer, progress=progress)
+        # the run may have started this shard while it planned (transfer/prefetch.py)
+        download = adopt(part) if attempt == 1 else None
+        if download is None:
+            download = ShardDownload(task.url, part, task.transfer, progress=progress)
+        else:
+            download.report_to(progress)
         try:
             with download, stop.on_stop(download.cancel) if stop else contextlib.nullcontext():
                 plan = ExtractPlan(

@@ -7,6 +7,7 @@ train the replacement set, and records the clips no shard holds as gaps.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 from collections.abc import Callable, Sequence
@@ -15,7 +16,7 @@ from functools import partial
 
 from kinetix.bulk import paused_gc
 from kinetix.catalog.releases import CVDF_BASE, Release, join_url
-from kinetix.config import DownloadConfig, VerifyConfig
+from kinetix.config import DownloadConfig, Selection, SourceKind, VerifyConfig
 from kinetix.crashpoints import crash_point
 from kinetix.errors import ConfigError, ConnectError, DiskSpaceError, ErrorCode, KinetixError
 from kinetix.executors import Executor, LocalExecutor, TaskKind, run_tasks
@@ -28,6 +29,7 @@ from kinetix.sources.cvdf import (
     ShardTask,
     fetch_shard,
     finish_part,
+    part_path_of,
     plan_shards,
     read_path_list,
     shard_id,
@@ -50,6 +52,7 @@ from kinetix.store.layout import clip_relpath, partial_dir, state_dir
 from kinetix.store.manifest import ClipState, ClipUpdate, Manifest
 from kinetix.store.planning import work_rows
 from kinetix.store.rows import WorkRow
+from kinetix.transfer import prefetch
 
 log = logging.getLogger(__name__)
 
@@ -334,6 +337,44 @@ def load_path_list(path: str, config: DownloadConfig) -> list[tuple[str, str]]:
                 "--mirror"
             ) from None
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def head_start(
+    config: DownloadConfig, release: Release, manifest: Manifest
+) -> contextlib.AbstractContextManager[int]:
+    """The shards a fresh whole-split run fetches first, started while it registers and plans.
+
+    Only where they are known before the plan: nothing of the split registered yet, every
+    clip selected (so every shard of the path list is fetched, first by name, as the plan
+    orders them), CVDF asked first, the local executor (the tasks run in this process and
+    take the transfers over: ``transfer/prefetch.py``). ``--parallel`` shards start, and only
+    when they fit on the disk; the run's own disk check still comes before any other shard.
+    Anything that goes wrong here is left to the run, which meets it again and says so.
+    """
+    nothing = contextlib.nullcontext(0)
+    if (
+        config.source not in (SourceKind.CVDF, SourceKind.AUTO)
+        or not CvdfSource().serves(release)
+        or not config.executor.is_local
+        or config.executor.dry_run
+        or config.selection != Selection()
+        or manifest.split_size(release.name, config.split)
+    ):
+        return nothing
+    try:
+        shards = load_path_list(release.path_list_path(config.split), config)
+        first = sorted(shards, key=lambda shard: shard[1])[: config.parallel]
+        with ThreadPoolExecutor(max_workers=max(len(first), 1)) as pool:  # one round trip
+            sizes = list(pool.map(lambda shard: _size_or_zero(shard[0], config), first))
+    except KinetixError as exc:
+        log.debug("no head start: %s", exc)
+        return nothing
+    if not all(sizes) or sum(sizes) > shutil.disk_usage(config.root).free:
+        return nothing  # sizes unknown, or they do not fit: the disk check will say so
+    partial = partial_dir(config.root)
+    return prefetch.head_start(
+        [(url, part_path_of(partial, name)) for url, name in first], config.transfer
+    )
 
 
 def check_disk_space(

@@ -129,6 +129,7 @@ class ShardDownload:
         self._info = info
         self._progress = progress
         self._progress_lock = threading.Lock()
+        self._unreported = 0  # bytes fetched while no progress callback was attached
         self._session = HttpSession(config, maxsize=config.connections)
         self._cancel = threading.Event()  # abort(): stop for good
         self._halt = threading.Event()  # stop this round's workers (abort or a worker failed)
@@ -351,10 +352,22 @@ class ShardDownload:
         self.state_path.unlink(missing_ok=True)
         os.ftruncate(self._fd, 0)
 
+    def report_to(self, progress: Progress | None) -> None:
+        """Count this download's bytes into ``progress`` from now on, the bytes it fetched
+        before included (a shard started ahead of its task, handed to the task)."""
+        with self._progress_lock:
+            self._progress = progress
+            if progress is not None and self._unreported:
+                progress(self._unreported)
+                self._unreported = 0
+
     def _report(self, count: int) -> None:
-        if self._progress is not None and count:
+        if count:
             with self._progress_lock:  # callers need not make their callback thread-safe
-                self._progress(count)
+                if self._progress is None:
+                    self._unreported += count
+                else:
+                    self._progress(count)
 
     # --- ranged mode ----------------------------------------------------------------------------
 
