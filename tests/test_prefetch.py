@@ -132,3 +132,18 @@ def test_a_run_stopped_while_it_plans_keeps_the_started_shards_and_a_rerun_finis
     report = download(config(tmp_path, mirror_server, parallel=2))
     assert report.ok, report.errors
     assert tree(tmp_path) == expected_tree(mirror, "k600")
+
+
+def test_a_head_start_that_cannot_start_leaves_the_run_to_its_tasks(
+    tmp_path, mirror, mirror_server, monkeypatch
+):
+    class Refused(prefetch.ShardDownload):
+        def start(self):
+            raise PermissionError(13, "Permission denied", str(self.part_path))
+
+    monkeypatch.setattr(prefetch, "ShardDownload", Refused)
+    seen = Registering(monkeypatch)
+    report = download(config(tmp_path, mirror_server, parallel=2))
+    assert report.ok, report.errors
+    assert seen.started == set()
+    assert tree(tmp_path) == expected_tree(mirror, "k600")

@@ -42,12 +42,19 @@ def head_start(shards: Iterable[tuple[str, Path]], config: TransferConfig) -> It
     mine: list[ShardDownload] = []
     try:
         for url, part in shards:
-            download = ShardDownload(url, part, config)
             with _lock:
                 if str(part) in _started:  # another run in this process has it
                     continue
+            download = ShardDownload(url, part, config)
+            try:
+                download.start()
+            except OSError as exc:  # its task meets the same and says so
+                log.debug("no head start for %s: %s", url, exc)
+                download.abort()
+                continue
+            with _lock:
                 _started[str(part)] = download
-            mine.append(download.start())
+            mine.append(download)
             log.debug("started %s ahead of its task", url)
         yield len(mine)
     finally:
