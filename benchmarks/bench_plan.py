@@ -34,6 +34,7 @@ import kinetix.download as d
 import kinetix.sources.cvdf_source as cvdf  # where the shard tasks start (the first byte)
 from kinetix.config import DownloadConfig
 from kinetix.store.layout import LabelStyle
+from kinetix.transfer.http import RemoteInfo
 root, csv = Path(sys.argv[1]), Path(sys.argv[2])
 class FirstByte(Exception):
     pass
@@ -45,6 +46,7 @@ def head_start(shards, config):  # where the first shards' transfers would start
     return contextlib.nullcontext(len(list(shards)))
 cvdf.run_shard_tasks = first_task
 cvdf._size_or_zero = lambda url, config: 1  # every shard "fits"; no server is asked
+cvdf._probe_or_none = lambda url, config: RemoteInfo(url, 1, None, True, None)
 cvdf.prefetch.head_start = head_start
 started, cpu = time.perf_counter(), time.process_time()
 try:

@@ -13,6 +13,7 @@ import shutil
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
+from typing import TYPE_CHECKING
 
 from kinetix.bulk import paused_gc
 from kinetix.catalog.releases import CVDF_BASE, Release, join_url
@@ -53,6 +54,9 @@ from kinetix.store.manifest import ClipState, ClipUpdate, Manifest
 from kinetix.store.planning import work_rows
 from kinetix.store.rows import WorkRow
 from kinetix.transfer import prefetch
+
+if TYPE_CHECKING:
+    from kinetix.transfer.http import RemoteInfo
 
 log = logging.getLogger(__name__)
 
@@ -365,15 +369,17 @@ def head_start(
         shards = load_path_list(release.path_list_path(config.split), config)
         first = sorted(shards, key=lambda shard: shard[1])[: config.parallel]
         with ThreadPoolExecutor(max_workers=max(len(first), 1)) as pool:  # one round trip
-            sizes = list(pool.map(lambda shard: _size_or_zero(shard[0], config), first))
+            infos = list(pool.map(lambda shard: _probe_or_none(shard[0], config), first))
     except KinetixError as exc:
         log.debug("no head start: %s", exc)
         return nothing
+    sizes = [(info.size or 0) if info else 0 for info in infos]
     if not all(sizes) or sum(sizes) > shutil.disk_usage(config.root).free:
         return nothing  # sizes unknown, or they do not fit: the disk check will say so
     partial = partial_dir(config.root)
     return prefetch.head_start(
-        [(url, part_path_of(partial, name)) for url, name in first], config.transfer
+        [(url, part_path_of(partial, name), info) for (url, name), info in zip(first, infos)],
+        config.transfer,
     )
 
 
@@ -419,14 +425,19 @@ def _size(n: float) -> str:
 
 
 def _size_or_zero(url: str, config: DownloadConfig) -> int:
+    info = _probe_or_none(url, config)
+    return (info.size or 0) if info is not None else 0
+
+
+def _probe_or_none(url: str, config: DownloadConfig) -> RemoteInfo | None:
     from kinetix.transfer.http import probe
 
     try:
-        return probe(url, config.transfer).size or 0
+        return probe(url, config.transfer)
     except ConnectError:
         raise  # the mirror cannot be reached at all: one line now, not one per shard
     except KinetixError:
-        return 0  # the task itself will report the failure with its reason
+        return None  # the task itself will report the failure with its reason
 
 
 def run_shard_tasks(

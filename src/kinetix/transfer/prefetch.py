@@ -1,7 +1,7 @@
 """Shard transfers started before their tasks exist, so the link works while a run plans.
 
 A fresh K700-2020 train run reads 545k annotation rows and registers them before it knows its
-shard tasks (~10 s); the first shards it will fetch are known from the path list alone. Those
+shard tasks (6–10 s); the first shards it will fetch are known from the path list alone. Those
 start here, into the very ``.part`` files their tasks use, and the task that comes for one
 takes the running ``ShardDownload`` over (``adopt``): no byte is fetched twice and nothing
 about the task changes. Whatever no task took is aborted when the run ends, its ``.part`` and
@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from kinetix.config import TransferConfig
+from kinetix.transfer.http import RemoteInfo
 from kinetix.transfer.shard import ShardDownload
 
 log = logging.getLogger(__name__)
@@ -33,19 +34,22 @@ def adopt(part_path: str | Path) -> ShardDownload | None:
 
 
 @contextlib.contextmanager
-def head_start(shards: Iterable[tuple[str, Path]], config: TransferConfig) -> Iterator[int]:
-    """Start a ``ShardDownload`` for each (url, part path) for the length of the block.
+def head_start(
+    shards: Iterable[tuple[str, Path, RemoteInfo | None]], config: TransferConfig
+) -> Iterator[int]:
+    """Start a ``ShardDownload`` for each (url, part path, what a probe of it said, if one
+    was made) for the length of the block.
 
     Yields how many started. On leaving, the ones no task adopted are aborted (threads joined,
     ``.part`` and ``.state`` kept for resume).
     """
     mine: list[ShardDownload] = []
     try:
-        for url, part in shards:
+        for url, part, info in shards:
             with _lock:
                 if str(part) in _started:  # another run in this process has it
                     continue
-            download = ShardDownload(url, part, config)
+            download = ShardDownload(url, part, config, info=info)
             try:
                 download.start()
             except OSError as exc:  # its task meets the same and says so
