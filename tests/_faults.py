@@ -21,7 +21,8 @@ from _roots import RootClip, build_videos_root, clips
 
 from kinetix.card import CARD_NAME
 from kinetix.cli.main import main
-from kinetix.store.layout import manifest_path, partial_dir
+from kinetix.config import DownloadConfig
+from kinetix.store.layout import LabelStyle, clip_relpath, manifest_path, partial_dir
 from kinetix.store.lock import RootLock
 from kinetix.store.manifest import Manifest
 from kinetix.synthetic.media import VideoSpec
@@ -41,6 +42,27 @@ def tree(root: Path) -> dict[str, str]:
         for p in sorted(root.rglob("*"))
         if p.is_file() and ".kinetix" not in p.parts and p.name != CARD_NAME
     }
+
+
+def expected_tree(
+    mirror: Any, release: str, split: str, layout: LabelStyle = LabelStyle.RAW
+) -> dict[str, str]:
+    """What a complete download must hold: the good bytes of every clip some shard has."""
+    s = mirror.split(release, split)
+    return {
+        clip_relpath(split, c.clip.label, c.key, layout): c.sha256
+        for c in s.clips.values()
+        if c.shard is not None or c.replacement is not None
+    }
+
+
+def mirror_download_config(
+    root: Path, server: MirrorServer, release: str, **kw: Any
+) -> DownloadConfig:
+    """A quiet download of ``release`` (``val`` unless given) from the synthetic mirror."""
+    kw.setdefault("split", "val")
+    kw.setdefault("progress", False)
+    return DownloadConfig(root=root, release=release, mirror=server.url, **kw)
 
 
 def recorded(root: Path) -> dict[str, tuple[object, ...]]:

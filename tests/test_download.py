@@ -12,10 +12,12 @@ import time
 from pathlib import Path
 
 import pytest
+from _faults import expected_tree
+from _faults import mirror_download_config as config
 
 from kinetix.card import CARD_NAME
 from kinetix.cli.main import main
-from kinetix.config import DownloadConfig, Selection
+from kinetix.config import Selection
 from kinetix.download import download
 from kinetix.errors import ConfigError, DiskSpaceError, KinetixError, LockedError
 from kinetix.sources.cvdf import shard_id
@@ -42,22 +44,6 @@ def tree(root: Path) -> dict[str, str]:
         for p in sorted(root.rglob("*"))
         if p.is_file() and ".kinetix" not in p.parts and p.name != CARD_NAME
     }
-
-
-def expected_tree(mirror, release: str, split: str, layout=LabelStyle.RAW) -> dict[str, str]:
-    """What a complete download must hold: the good bytes of every clip some shard has."""
-    s = mirror.split(release, split)
-    return {
-        clip_relpath(split, c.clip.label, c.key, layout): c.sha256
-        for c in s.clips.values()
-        if c.shard is not None or c.replacement is not None
-    }
-
-
-def config(root: Path, server: MirrorServer, release: str, **kw) -> DownloadConfig:
-    kw.setdefault("split", "val")
-    kw.setdefault("progress", False)
-    return DownloadConfig(root=root, release=release, mirror=server.url, **kw)
 
 
 @pytest.mark.parametrize(

@@ -5,13 +5,14 @@ from __future__ import annotations
 import threading
 
 import pytest
-from _faults import tree
+from _faults import expected_tree, mirror_download_config, tree
 
 import kinetix.download as download_mod
 from kinetix.config import DownloadConfig, Selection
 from kinetix.download import download
+from kinetix.errors import DiskSpaceError
 from kinetix.sources.cvdf import part_path_of
-from kinetix.store.layout import LabelStyle, clip_relpath, partial_dir
+from kinetix.store.layout import partial_dir
 from kinetix.transfer import prefetch
 
 
@@ -21,19 +22,7 @@ def _cache_in_tmp(tmp_path, monkeypatch):
 
 
 def config(root, server, release="k600", **kw) -> DownloadConfig:
-    kw.setdefault("split", "val")
-    kw.setdefault("progress", False)
-    return DownloadConfig(root=root, release=release, mirror=server.url, **kw)
-
-
-def expected_tree(mirror, release: str) -> dict[str, str]:
-    """Every clip some shard (or the replacement set) holds, at its place in a raw layout."""
-    s = mirror.split(release, "val")
-    return {
-        clip_relpath("val", c.clip.label, c.key, LabelStyle.RAW): c.sha256
-        for c in s.clips.values()
-        if c.shard is not None or c.replacement is not None
-    }
+    return mirror_download_config(root, server, release, **kw)
 
 
 def first_parts(mirror, root, release: str, n: int) -> set[str]:
@@ -68,7 +57,7 @@ def test_the_first_shards_start_before_the_rows_are_registered_and_are_fetched_o
     report = download(config(tmp_path, mirror_server, release, parallel=2))
     assert report.ok, report.errors
     assert seen.started == first_parts(mirror, tmp_path, release, 2)
-    assert tree(tmp_path) == expected_tree(mirror, release)
+    assert tree(tmp_path) == expected_tree(mirror, release, "val")
     # taken over by their tasks, not fetched again: every shard's bytes crossed the link once
     sizes = {s: (mirror.root / s).stat().st_size for s in mirror.split(release, "val").shards}
     stats = mirror_server.stats
@@ -97,7 +86,7 @@ def test_no_head_start_when_the_first_shards_do_not_fit(tmp_path, mirror_server,
         "kinetix.sources.cvdf_source.shutil.disk_usage", lambda p: real(p)._replace(free=1000)
     )
     seen = Registering(monkeypatch)
-    with pytest.raises(Exception, match="free but this run needs"):
+    with pytest.raises(DiskSpaceError, match="free but this run needs"):
         download(config(tmp_path, mirror_server))
     assert seen.started == set()
     assert mirror_server.stats.total_bytes < 100_000  # annotations and path list only
@@ -131,7 +120,7 @@ def test_a_run_stopped_while_it_plans_keeps_the_started_shards_and_a_rerun_finis
     mirror_server.per_connection_bps = None
     report = download(config(tmp_path, mirror_server, parallel=2))
     assert report.ok, report.errors
-    assert tree(tmp_path) == expected_tree(mirror, "k600")
+    assert tree(tmp_path) == expected_tree(mirror, "k600", "val")
 
 
 def test_a_head_start_that_cannot_start_leaves_the_run_to_its_tasks(
@@ -146,4 +135,4 @@ def test_a_head_start_that_cannot_start_leaves_the_run_to_its_tasks(
     report = download(config(tmp_path, mirror_server, parallel=2))
     assert report.ok, report.errors
     assert seen.started == set()
-    assert tree(tmp_path) == expected_tree(mirror, "k600")
+    assert tree(tmp_path) == expected_tree(mirror, "k600", "val")
