@@ -153,7 +153,7 @@ def stages(args: argparse.Namespace) -> None:
     if "verify" in jobs and not pristine.exists():
         shutil.copyfile(manifest_path(jobs["verify"]), pristine)
     results: dict[tuple[str, str], list[tuple[dict[str, Any], float]]] = {}
-    say(f"stages: load {load()}; {args.verify_clips} clips to verify, {args.frames_clips} to frame")
+    say(f"stages: load {load()}; " + ", ".join(f"{sizes[s]} clips to {s}" for s in jobs))
     for r in range(args.rounds):
         for stage, root in jobs.items():
             # rotated each round: no executor always runs after the one that wrote 30k frames
