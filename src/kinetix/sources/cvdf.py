@@ -272,7 +272,7 @@ def plan_shards(
                        keep_archives=keep_archives, max_member_bytes=max_member_bytes,
                        refused_state=refused_state, verify=verify, landing=landing)
         )  # fmt: skip
-    plan.tasks.sort(key=lambda t: t.name)
+    plan.tasks.sort(key=lambda t: t.name)  # cvdf_source.head_start starts the first by name too
     return plan
 
 
